@@ -1,0 +1,105 @@
+"""The one place that computes what can be sold.
+
+Per location, per SKU (bundles from their components) and per channel. Channel
+rules (pooled locations, buffers, caps, shares) are applied by
+``channels_app.rules`` on top of ``sku_availability``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from inventory_app.models import BundleComponent, Location, Sku, StockLevel
+
+
+@dataclass
+class LocationAvailability:
+    location: str
+    on_hand: int
+    reserved: int
+    available: int
+    # Units that can still be promised once ``available`` is gone (backorder/preorder).
+    allowance_left: int
+
+
+@dataclass
+class SkuAvailability:
+    sku: str
+    on_hand: int
+    reserved: int
+    available: int
+    sellable: int
+    is_bundle: bool = False
+    locations: list[LocationAvailability] = field(default_factory=list)
+
+
+def _location_rows(sku_ids: Iterable[int], location_ids: Iterable[int] | None) -> dict[int, dict[int, StockLevel]]:
+    qs = StockLevel.objects.filter(sku_id__in=set(sku_ids), location__is_active=True)
+    if location_ids is not None:
+        qs = qs.filter(location_id__in=set(location_ids))
+    rows: dict[int, dict[int, StockLevel]] = defaultdict(dict)
+    for row in qs:
+        rows[row.sku_id][row.location_id] = row
+    return rows
+
+
+def availability_for_skus(
+    skus: Iterable[Sku], *, location_ids: Iterable[int] | None = None
+) -> dict[int, SkuAvailability]:
+    """Availability of many SKUs at once (two queries), optionally over a subset of locations."""
+    skus = list(skus)
+    location_ids = None if location_ids is None else list(location_ids)
+    components: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    for bundle_id, component_id, qty in BundleComponent.objects.filter(bundle__in=skus).values_list(
+        "bundle_id", "component_id", "quantity"
+    ):
+        components[bundle_id].append((component_id, qty))
+    wanted = {s.id for s in skus} | {c for parts in components.values() for c, _ in parts}
+    rows = _location_rows(wanted, location_ids)
+    codes = dict(Location.objects.values_list("id", "code"))
+
+    def single(sku_id: int, code: str) -> SkuAvailability:
+        locs = []
+        for location_id, row in sorted(rows.get(sku_id, {}).items()):
+            free = row.on_hand - row.reserved
+            locs.append(LocationAvailability(
+                location=codes[location_id], on_hand=row.on_hand, reserved=row.reserved,
+                available=max(free, 0), allowance_left=max(row.allowance + min(free, 0), 0),
+            ))
+        available = sum(loc.available for loc in locs)
+        return SkuAvailability(
+            sku=code, on_hand=sum(loc.on_hand for loc in locs), reserved=sum(loc.reserved for loc in locs),
+            available=available, sellable=available + sum(loc.allowance_left for loc in locs), locations=locs,
+        )
+
+    result: dict[int, SkuAvailability] = {}
+    for sku in skus:
+        parts = components.get(sku.id)
+        if not parts:
+            result[sku.id] = single(sku.id, sku.code)
+            continue
+        # A bundle is as available as its scarcest component allows.
+        per_component = [(single(cid, ""), qty) for cid, qty in parts]
+        location_codes = sorted({loc.location for comp, _ in per_component for loc in comp.locations})
+        locs = []
+        for code in location_codes:
+            here = [next((loc for loc in comp.locations if loc.location == code), None) for comp, _ in per_component]
+            free = min(((loc.available if loc else 0) // qty) for loc, (_, qty) in zip(here, per_component, strict=True))
+            locs.append(LocationAvailability(location=code, on_hand=free, reserved=0, available=free,
+                                             allowance_left=0))
+        available = min(comp.available // qty for comp, qty in per_component)
+        sellable = min(comp.sellable // qty for comp, qty in per_component)
+        result[sku.id] = SkuAvailability(sku=sku.code, on_hand=available, reserved=0, available=available,
+                                         sellable=sellable, is_bundle=True, locations=locs)
+    return result
+
+
+def sku_availability(sku: Sku, *, location_ids: Iterable[int] | None = None) -> SkuAvailability:
+    return availability_for_skus([sku], location_ids=location_ids)[sku.id]
+
+
+def bundles_containing(sku_ids: Iterable[int]) -> set[int]:
+    """Bundles whose availability moves when these components' stock moves."""
+    return set(BundleComponent.objects.filter(component_id__in=set(sku_ids)).values_list("bundle_id", flat=True))

@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class TaxConfig(AppConfig):
+    name = "tax_app"
+    verbose_name = "Tax"
+    default_auto_field = "django.db.models.BigAutoField"
