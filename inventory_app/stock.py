@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -25,7 +26,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from inventory_app.errors import (
@@ -37,8 +39,9 @@ from inventory_app.errors import (
     UnknownLocation,
     UnknownSku,
 )
-from inventory_app.locking import ensure_stock_rows, lock_stock_rows
+from inventory_app.locking import LockedRow, ensure_stock_rows, lock_stock_rows
 from inventory_app.models import (
+    BundleComponent,
     CountWatermark,
     LedgerKind,
     Location,
@@ -107,29 +110,45 @@ def _idempotent(operation: str, key: str | None, payload: dict, work: Callable[[
     for attempt in range(2):
         try:
             with transaction.atomic():
-                previous = OperationRecord.objects.filter(key=key).first()
+                previous = _previous_result(key)
                 if previous is not None:
                     return _replay(previous, operation, fingerprint, key)
                 result = work()
-                OperationRecord.objects.create(
-                    key=key, operation=operation, request_hash=fingerprint, result=result
-                )
+                with connection.cursor() as cursor:
+                    cursor.execute(
+                        f"INSERT INTO {OperationRecord._meta.db_table} (key, operation, request_hash, result, created_at) "
+                        "VALUES (%s, %s, %s, %s, %s)",
+                        [key, operation, fingerprint, json.dumps(result), timezone.now()],
+                    )
                 return result
         except IntegrityError:
             # A concurrent caller with the same key committed first; our whole
             # savepoint rolled back, so read theirs and answer with it.
-            if attempt == 0 and OperationRecord.objects.filter(key=key).exists():
+            if attempt == 0 and _previous_result(key) is not None:
                 continue
             raise
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _replay(previous: OperationRecord, operation: str, fingerprint: str, key: str) -> dict:
-    if previous.operation != operation or previous.request_hash != fingerprint:
-        raise IdempotencyMismatch(
-            f"Key {key!r} was already used for a different {previous.operation} request.", key=key
+def _previous_result(key: str) -> tuple[str, str, dict] | None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT operation, request_hash, result FROM {OperationRecord._meta.db_table} WHERE key = %s", [key]
         )
-    return {**previous.result, "replayed": True}
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    operation, request_hash, result = row
+    return operation, request_hash, (json.loads(result) if isinstance(result, str) else result)
+
+
+def _replay(previous: tuple[str, str, dict], operation: str, fingerprint: str, key: str) -> dict:
+    previous_operation, previous_hash, result = previous
+    if previous_operation != operation or previous_hash != fingerprint:
+        raise IdempotencyMismatch(
+            f"Key {key!r} was already used for a different {previous_operation} request.", key=key
+        )
+    return {**result, "replayed": True}
 
 
 # --- lookups ---------------------------------------------------------------------------------
@@ -154,7 +173,7 @@ def _get_location(code: str | Location) -> Location:
 
 
 def _write(
-    row: StockLevel,
+    row: LockedRow,
     *,
     kind: str,
     on_hand_delta: int = 0,
@@ -166,12 +185,15 @@ def _write(
     occurred_at: datetime | None = None,
     now: datetime,
 ) -> StockLedgerEntry:
-    """Apply deltas to a locked row and return its (unsaved) ledger entry."""
+    """Apply deltas to a locked row and return its ledger entry (saved by ``_append_ledger``)."""
     row.on_hand += on_hand_delta
     row.reserved += reserved_delta
     if on_hand_delta or reserved_delta:
-        row.updated_at = now
-        StockLevel.objects.filter(pk=row.pk).update(on_hand=row.on_hand, reserved=row.reserved, updated_at=now)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {StockLevel._meta.db_table} SET on_hand = %s, reserved = %s, updated_at = %s WHERE id = %s",
+                [row.on_hand, row.reserved, now, row.id],
+            )
     return StockLedgerEntry(
         sku_id=row.sku_id,
         location_id=row.location_id,
@@ -185,7 +207,24 @@ def _write(
         source=source[:64],
         operation_key=(key or "")[:255],
         occurred_at=occurred_at or now,
+        recorded_at=now,
     )
+
+
+_LEDGER_COLUMNS = ("sku_id", "location_id", "kind", "on_hand_delta", "reserved_delta", "on_hand_after",
+                   "reserved_after", "reference", "reason", "source", "operation_key", "occurred_at", "recorded_at")
+
+
+def _append_ledger(entries: Iterable[StockLedgerEntry]) -> None:
+    rows = [[getattr(entry, column) for column in _LEDGER_COLUMNS] for entry in entries]
+    if not rows:
+        return
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            f"INSERT INTO {StockLedgerEntry._meta.db_table} ({', '.join(_LEDGER_COLUMNS)}) "
+            f"VALUES ({', '.join(['%s'] * len(_LEDGER_COLUMNS))})",
+            rows,
+        )
 
 
 def _positive(quantity: int, what: str = "quantity") -> int:
@@ -194,7 +233,7 @@ def _positive(quantity: int, what: str = "quantity") -> int:
     return quantity
 
 
-def _single_row(sku: Sku, location: Location) -> StockLevel:
+def _single_row(sku: Sku, location: Location) -> LockedRow:
     if sku.components.exists():
         raise StockError(f"{sku.code} is a bundle; change the stock of its components.", sku=sku.code)
     ensure_stock_rows([(sku, location)])
@@ -273,9 +312,8 @@ def _change_on_hand(kind: str, *, sku, location, delta: int, reason: str, refere
                 f"{row.on_hand} on hand, {row.reserved} reserved.",
                 sku=sku_obj.code, location=location_obj.code, available=max(row.on_hand - row.reserved, 0),
             )
-        entry = _write(row, kind=kind, on_hand_delta=delta, reference=reference, reason=reason,
-                       source=source, key=key, occurred_at=occurred_at, now=now)
-        entry.save()
+        _append_ledger([_write(row, kind=kind, on_hand_delta=delta, reference=reference, reason=reason,
+                               source=source, key=key, occurred_at=occurred_at, now=now)])
         _stock_changed({sku_obj.id}, source=source, occurred_at=occurred_at)
         return _row_result(row, sku_obj, location_obj)
 
@@ -313,9 +351,9 @@ def count(
         # watermark after it is race-free.
         watermark = CountWatermark.objects.filter(sku=sku_obj, location=location_obj, source=source).first()
         if watermark is not None and as_of <= watermark.last_as_of:
-            _write(row, kind=LedgerKind.COUNT_STALE, reference=reference, source=source, key=key,
-                   reason=f"count {on_hand} as of {as_of.isoformat()} is older than "
-                          f"{watermark.last_as_of.isoformat()}", occurred_at=as_of, now=now).save()
+            _append_ledger([_write(row, kind=LedgerKind.COUNT_STALE, reference=reference, source=source, key=key,
+                                   reason=f"count {on_hand} as of {as_of.isoformat()} is older than "
+                                          f"{watermark.last_as_of.isoformat()}", occurred_at=as_of, now=now)])
             return {**_row_result(row, sku_obj, location_obj), "applied": False, "stale": True}
         delta = on_hand - row.on_hand
         if on_hand < row.reserved - row.allowance:
@@ -328,8 +366,8 @@ def count(
             CountWatermark.objects.create(sku=sku_obj, location=location_obj, source=source, last_as_of=as_of)
         else:
             CountWatermark.objects.filter(pk=watermark.pk).update(last_as_of=as_of)
-        _write(row, kind=LedgerKind.COUNT, on_hand_delta=delta, reference=reference, source=source, key=key,
-               reason=f"counted {on_hand}", occurred_at=as_of, now=now).save()
+        _append_ledger([_write(row, kind=LedgerKind.COUNT, on_hand_delta=delta, reference=reference, source=source,
+                               key=key, reason=f"counted {on_hand}", occurred_at=as_of, now=now)])
         if delta:
             _stock_changed({sku_obj.id}, source=source, occurred_at=as_of)
         return {**_row_result(row, sku_obj, location_obj), "applied": True, "stale": False}
@@ -368,7 +406,7 @@ def transfer(
                 f"Only {max(out_row.on_hand - out_row.reserved, 0)} of {sku_obj.code} free at {origin.code}.",
                 sku=sku_obj.code, location=origin.code, available=max(out_row.on_hand - out_row.reserved, 0),
             )
-        StockLedgerEntry.objects.bulk_create([
+        _append_ledger([
             _write(out_row, kind=LedgerKind.TRANSFER_OUT, on_hand_delta=-quantity, reference=reference,
                    reason=f"to {destination.code}", source=source, key=key, now=now),
             _write(in_row, kind=LedgerKind.TRANSFER_IN, on_hand_delta=quantity, reference=reference,
@@ -405,7 +443,7 @@ def set_stock_policy(*, sku: str | Sku, policy: str, limit: int = 0, location: s
                     f"location {row.location_id}; lower the limit after they are received.", sku=sku_obj.code,
                 )
             if row.allowance != wanted:
-                StockLevel.objects.filter(pk=row.pk).update(allowance=wanted)
+                StockLevel.objects.filter(pk=row.id).update(allowance=wanted)
         sku_obj.stock_policy, sku_obj.oversell_limit = policy, limit
         sku_obj.oversell_location = location_obj if policy != StockPolicy.DENY else None
         sku_obj.save(update_fields=["stock_policy", "oversell_limit", "oversell_location", "updated_at"])
@@ -419,24 +457,45 @@ def set_stock_policy(*, sku: str | Sku, policy: str, limit: int = 0, location: s
 # --- reservations ----------------------------------------------------------------------------
 
 
-def _expand(lines: Sequence[LineRequest]) -> tuple[list[tuple[Sku, Sku, int]], dict[int, Sku]]:
-    """Turn requested lines into (requested sku, stock sku, units) needs; bundles become components."""
-    codes = {line.sku for line in lines}
-    skus = {s.code: s for s in Sku.objects.filter(code__in=codes).prefetch_related("components__component")}
-    needs: list[tuple[Sku, Sku, int]] = []
+@dataclass
+class _SkuRef:
+    id: int
+    code: str
+    is_active: bool
+    components: list[tuple[int, str, int]]  # (component id, code, units per bundle)
+
+
+def _expand(lines: Sequence[LineRequest]) -> list[tuple[_SkuRef, int, str, int]]:
+    """Turn requested lines into (requested sku, stock sku id, stock code, units); bundles become components."""
     for line in lines:
         _positive(line.quantity)
-        sku = skus.get(line.sku)
-        if sku is None:
+    codes = sorted({line.sku for line in lines})
+    skus: dict[str, _SkuRef] = {}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT s.id, s.code, s.is_active, bc.component_id, c.code, bc.quantity "
+            f"FROM {Sku._meta.db_table} s "
+            f"LEFT JOIN {BundleComponent._meta.db_table} bc ON bc.bundle_id = s.id "
+            f"LEFT JOIN {Sku._meta.db_table} c ON c.id = bc.component_id "
+            f"WHERE s.code IN ({', '.join(['%s'] * len(codes))}) ORDER BY s.id, bc.component_id",
+            codes,
+        )
+        for sku_id, code, is_active, component_id, component_code, units in cursor.fetchall():
+            ref = skus.setdefault(code, _SkuRef(sku_id, code, bool(is_active), []))
+            if component_id is not None:
+                ref.components.append((component_id, component_code, units))
+    needs = []
+    for line in lines:
+        ref = skus.get(line.sku)
+        if ref is None:
             raise UnknownSku(f"Unknown SKU {line.sku!r}.", sku=line.sku)
-        if not sku.is_active:
-            raise InvalidState(f"SKU {sku.code} is not active.", sku=sku.code)
-        components = list(sku.components.all())
-        if components:
-            needs.extend((sku, c.component, c.quantity * line.quantity) for c in components)
+        if not ref.is_active:
+            raise InvalidState(f"SKU {ref.code} is not active.", sku=ref.code)
+        if ref.components:
+            needs.extend((ref, cid, ccode, units * line.quantity) for cid, ccode, units in ref.components)
         else:
-            needs.append((sku, sku, line.quantity))
-    return needs, skus
+            needs.append((ref, ref.id, ref.code, line.quantity))
+    return needs
 
 
 def reserve(
@@ -446,7 +505,6 @@ def reserve(
     reference: str = "",
     ttl_seconds: int | None = None,
     key: str | None = None,
-    allow_shortage: bool = False,
 ) -> dict:
     """Hold stock for a cart or order: all lines (and all bundle components) or none.
 
@@ -462,85 +520,106 @@ def reserve(
 
     def work() -> dict:
         now = timezone.now()
-        needs, _ = _expand(lines)
-        rows = [r for r in lock_stock_rows(sku_ids={stock.id for _, stock, _ in needs})]
-        locations = {loc.id: loc for loc in Location.objects.filter(id__in={r.location_id for r in rows})}
-        by_sku: dict[int, list[StockLevel]] = defaultdict(list)
-        for row in rows:
-            if locations[row.location_id].is_active:
+        needs = _expand(lines)
+        by_sku: dict[int, list[LockedRow]] = defaultdict(list)
+        for row in lock_stock_rows(sku_ids={stock_id for _, stock_id, _, _ in needs}):
+            if row.location_active:
                 by_sku[row.sku_id].append(row)
         for candidates in by_sku.values():
-            candidates.sort(key=lambda r: (locations[r.location_id].priority, r.location_id))
+            candidates.sort(key=lambda r: (r.priority, r.location_id))
 
         # Plan first, write after: a shortfall anywhere must leave everything untouched.
         planned: dict[int, int] = defaultdict(int)  # row id -> units taken in this call
-        allocation: list[tuple[Sku, Sku, StockLevel, int]] = []
-        for requested, stock, units in needs:
+        allocation: list[tuple[_SkuRef, str, LockedRow, int]] = []
+        for requested, stock_id, stock_code, units in needs:
             remaining = units
             for use_allowance in (False, True):
-                for row in by_sku.get(stock.id, []):
+                for row in by_sku.get(stock_id, []):
                     free = row.on_hand - row.reserved - planned[row.id] + (row.allowance if use_allowance else 0)
                     take = min(max(free, 0), remaining)
                     if take:
                         planned[row.id] += take
-                        allocation.append((requested, stock, row, take))
+                        allocation.append((requested, stock_code, row, take))
                         remaining -= take
                     if not remaining:
                         break
                 if not remaining:
                     break
             if remaining:
+                asked = sum(line.quantity for line in lines if line.sku == requested.code)
                 available = _available_for(requested, by_sku)
                 raise InsufficientStock(
-                    f"Not enough {requested.code}: asked for {_asked(lines, requested)}, {available} available.",
-                    sku=requested.code, requested=_asked(lines, requested), available=available,
-                    **({"component": stock.code} if stock.id != requested.id else {}),
+                    f"Not enough {requested.code}: asked for {asked}, {available} available.",
+                    sku=requested.code, requested=asked, available=available,
+                    **({"component": stock_code} if stock_id != requested.id else {}),
                 )
 
-        reservation = Reservation.objects.create(
-            channel=channel[:64], reference=reference[:255], expires_at=now + timedelta(seconds=ttl)
-        )
+        reservation_id = uuid.uuid4()
+        expires_at = now + timedelta(seconds=ttl)
         merged: dict[tuple[int, int, int], int] = defaultdict(int)
-        row_by_id = {}
-        for requested, stock, row, take in allocation:
-            merged[(requested.id, stock.id, row.id)] += take
-            row_by_id[row.id] = row
-        ReservationLine.objects.bulk_create([
-            ReservationLine(reservation=reservation, requested_sku_id=req_id, sku_id=stock_id,
-                            location_id=row_by_id[row_id].location_id, quantity=qty)
-            for (req_id, stock_id, row_id), qty in merged.items()
-        ])
-        StockLedgerEntry.objects.bulk_create([
-            _write(row_by_id[row_id], kind=LedgerKind.RESERVE, reserved_delta=qty, reference=str(reservation.id),
+        rows: dict[int, LockedRow] = {}
+        stock_codes: dict[int, str] = {}
+        for requested, stock_code, row, take in allocation:
+            merged[(requested.id, row.sku_id, row.id)] += take
+            rows[row.id] = row
+            stock_codes[row.sku_id] = stock_code
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {Reservation._meta.db_table} "
+                "(id, status, channel, reference, expires_at, created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                [reservation_id.hex if connection.vendor == "sqlite" else reservation_id, ReservationStatus.ACTIVE,
+                 channel[:64], reference[:255], expires_at, now, now],
+            )
+            cursor.executemany(
+                f"INSERT INTO {ReservationLine._meta.db_table} "
+                "(reservation_id, requested_sku_id, sku_id, location_id, quantity) VALUES (%s, %s, %s, %s, %s)",
+                [[reservation_id.hex if connection.vendor == "sqlite" else reservation_id, req_id, stock_id,
+                  rows[row_id].location_id, qty] for (req_id, stock_id, row_id), qty in merged.items()],
+            )
+        _append_ledger([
+            _write(rows[row_id], kind=LedgerKind.RESERVE, reserved_delta=qty, reference=str(reservation_id),
                    source=channel, key=key, now=now)
             for row_id, qty in sorted(planned.items()) if qty
         ])
-        _stock_changed({stock.id for _, stock, _ in needs}, source=channel or "api")
-        return _reservation_result(reservation)
+        _stock_changed({stock_id for _, stock_id, _, _ in needs}, source=channel or "api")
+        requested_codes = {requested.id: requested.code for requested, _, _, _ in allocation}
+        location_codes = _location_codes({row.location_id for row in rows.values()})
+        return {
+            "id": str(reservation_id), "status": ReservationStatus.ACTIVE.value, "channel": channel[:64],
+            "reference": reference[:255], "expires_at": expires_at.isoformat(),
+            "lines": [{"sku": requested_codes[req_id], "stock_sku": stock_codes[stock_id],
+                       "location": location_codes[rows[row_id].location_id], "quantity": qty}
+                      for (req_id, stock_id, row_id), qty in merged.items()],
+        }
 
     return _idempotent("reserve", key, payload, work)
 
 
-def _asked(lines: Sequence[LineRequest], sku: Sku) -> int:
-    return sum(line.quantity for line in lines if line.sku == sku.code)
+_location_code_cache: dict[int, str] = {}
 
 
-def _available_for(requested: Sku, by_sku: dict[int, list[StockLevel]]) -> int:
-    components = list(requested.components.all())
-    if not components:
-        return sum(max(r.on_hand - r.reserved + r.allowance, 0) for r in by_sku.get(requested.id, []))
-    return min(
-        sum(max(r.on_hand - r.reserved + r.allowance, 0) for r in by_sku.get(c.component_id, [])) // c.quantity
-        for c in components
-    )
+def _location_codes(ids: set[int]) -> dict[int, str]:
+    # Location codes are immutable slugs in practice; a per-process cache saves a query per reservation.
+    missing = ids - _location_code_cache.keys()
+    if missing:
+        _location_code_cache.update(Location.objects.filter(id__in=missing).values_list("id", "code"))
+    return {i: _location_code_cache[i] for i in ids}
 
 
-def _locked_active_reservation(reservation_id) -> Reservation:
+def _available_for(requested: _SkuRef, by_sku: dict[int, list[LockedRow]]) -> int:
+    def sellable(sku_id: int) -> int:
+        return sum(max(r.on_hand - r.reserved + r.allowance, 0) for r in by_sku.get(sku_id, []))
+
+    if not requested.components:
+        return sellable(requested.id)
+    return min(sellable(cid) // units for cid, _, units in requested.components)
+
+
+def _locked_reservation(reservation_id) -> Reservation:
     try:
-        reservation = Reservation.objects.select_for_update().get(pk=reservation_id)
-    except (Reservation.DoesNotExist, ValueError, TypeError):
+        return Reservation.objects.select_for_update().get(pk=reservation_id)
+    except (Reservation.DoesNotExist, ValueError, TypeError, ValidationError):
         raise NotFound(f"No reservation {reservation_id}.", reservation=str(reservation_id)) from None
-    return reservation
 
 
 def commit(*, reservation_id, key: str | None = None, source: str = "") -> dict:
@@ -559,7 +638,7 @@ def _settle(reservation_id, status: str, kind: str, *, key: str | None, source: 
 
     def work() -> dict:
         now = timezone.now()
-        reservation = _locked_active_reservation(reservation_id)
+        reservation = _locked_reservation(reservation_id)
         if reservation.status == status:
             return {**_reservation_result(reservation), "replayed": True}
         if reservation.status != ReservationStatus.ACTIVE:
@@ -576,10 +655,9 @@ def _settle(reservation_id, status: str, kind: str, *, key: str | None, source: 
 
 def _settle_locked(reservation: Reservation, status: str, kind: str, *, source: str, reason: str,
                    key: str | None, now: datetime) -> None:
-    lines = list(reservation.lines.all())
     per_row: dict[tuple[int, int], int] = defaultdict(int)
-    for line in lines:
-        per_row[(line.sku_id, line.location_id)] += line.quantity
+    for sku_id, location_id, quantity in reservation.lines.values_list("sku_id", "location_id", "quantity"):
+        per_row[(sku_id, location_id)] += quantity
     rows = lock_stock_rows(sku_ids={s for s, _ in per_row}, location_ids={loc for _, loc in per_row})
     entries = []
     for row in rows:
@@ -589,9 +667,9 @@ def _settle_locked(reservation: Reservation, status: str, kind: str, *, source: 
         on_hand_delta = -qty if status == ReservationStatus.COMMITTED else 0
         entries.append(_write(row, kind=kind, on_hand_delta=on_hand_delta, reserved_delta=-qty,
                               reference=str(reservation.id), reason=reason, source=source, key=key, now=now))
-    StockLedgerEntry.objects.bulk_create(entries)
+    _append_ledger(entries)
+    Reservation.objects.filter(pk=reservation.pk).update(status=status, updated_at=now)
     reservation.status = status
-    reservation.save(update_fields=["status", "updated_at"])
     _stock_changed({s for s, _ in per_row}, source=source)
 
 
@@ -616,7 +694,7 @@ def expire_due(*, now: datetime | None = None, limit: int = 500) -> int:
 # --- results ---------------------------------------------------------------------------------
 
 
-def _row_result(row: StockLevel, sku: Sku, location: Location) -> dict:
+def _row_result(row: LockedRow, sku: Sku, location: Location) -> dict:
     return {
         "sku": sku.code,
         "location": location.code,
