@@ -1,0 +1,72 @@
+"""Route solvers over plain data: ``solve(grid, slots, policy)`` picks the right one.
+
+``optimal`` is exact: Ratliff-Rosenthal on a regular single-block layout,
+Held-Karp on anything else up to ``HELD_KARP_LIMIT`` distinct stops; beyond
+that it falls back to the improvement heuristic and says so (``exact=False``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from picking_app.distances import Metric
+from picking_app.geometry import Grid, Point, Slot
+from picking_app.solvers.base import Route, distinct, expand, tour_length
+from picking_app.solvers.exact import HELD_KARP_LIMIT, held_karp_route, ratliff_rosenthal
+from picking_app.solvers.heuristics import improve
+from picking_app.solvers.policies import POLICIES, policy_route
+
+SOLVERS = ("optimal", "heuristic", *POLICIES)
+
+__all__ = ["HELD_KARP_LIMIT", "POLICIES", "SOLVERS", "Route", "baselines", "matrix_with_depot", "sequence_length", "solve"]
+
+
+def matrix_with_depot(metric: Metric, slots: Sequence[Slot]) -> list[list[float]]:
+    return metric.matrix([Point.depot(), *(Point.of(s) for s in slots)])
+
+
+def sequence_length(metric: Metric, slots: Sequence[Slot], order: Sequence[int]) -> float:
+    """Shortest walk that visits ``slots`` in ``order`` from and back to the depot."""
+    points = [Point.depot(), *(Point.of(slots[i]) for i in order), Point.depot()]
+    return sum(metric.dist(p, q) for p, q in zip(points, points[1:], strict=False))
+
+
+def heuristic_route(metric: Metric, slots: Sequence[Slot], *, kicks: int = 20, seed: int = 0) -> Route:
+    unique, groups = distinct(slots)
+    matrix = matrix_with_depot(metric, unique)
+    # Start from every classic policy's order: cheap, already good, and it guarantees the result is never
+    # longer than any baseline (a local search only shortens, and a policy walks at least its order's length).
+    starts = []
+    for policy in POLICIES:
+        order = policy_route(metric.grid, unique, policy, metric.dist).order
+        starts.append([i + 1 for i in order])
+    length, tour = improve(matrix, starts, kicks=kicks, seed=seed)
+    return Route(expand([t - 1 for t in tour], groups), length, "heuristic", exact=False)
+
+
+def solve(grid: Grid, slots: Sequence[Slot], policy: str = "optimal", *, metric: Metric | None = None) -> Route:
+    """Route ``slots`` (a pick may repeat a slot) from the depot and back with ``policy``."""
+    metric = metric or Metric(grid)
+    for slot in slots:
+        if not grid.contains(slot):
+            raise ValueError(f"{slot} is outside the layout.")
+    if policy in POLICIES:
+        return policy_route(grid, slots, policy, metric.dist)
+    if policy == "heuristic":
+        return heuristic_route(metric, slots)
+    if policy != "optimal":
+        raise ValueError(f"Unknown policy {policy!r}; one of {', '.join(SOLVERS)}.")
+    if grid.blocks == 1 and grid.is_regular:
+        return ratliff_rosenthal(grid, slots)
+    if len(set(slots)) <= HELD_KARP_LIMIT:
+        return held_karp_route(slots, lambda unique: matrix_with_depot(metric, unique))
+    return heuristic_route(metric, slots, kicks=50)
+
+
+def baselines(grid: Grid, slots: Sequence[Slot], *, metric: Metric | None = None) -> dict[str, float]:
+    metric = metric or Metric(grid)
+    return {policy: policy_route(grid, slots, policy, metric.dist).length for policy in POLICIES}
+
+
+def order_length(matrix: Sequence[Sequence[float]], order: Sequence[int]) -> float:
+    return tour_length(matrix, [i + 1 for i in order])
