@@ -5,3 +5,10 @@ class ChannelsConfig(AppConfig):
     name = "channels_app"
     verbose_name = "Channels"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from channels_app.sync import mark_listings_dirty
+        from inventory_app.stock import on_stock_changed
+
+        # Stock writes mark affected listings out of date inside the same transaction.
+        on_stock_changed(mark_listings_dirty)

@@ -1,10 +1,86 @@
-"""Reads of channel data."""
+"""Reads of channel data for the API, the admin and the dashboard."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+from django.db.models import Count, F, Max, Q
+from django.utils import timezone
+
+from channels_app.models import Channel, InboundEvent, InboundStatus, Listing, ListingStatus, PushLog
+from channels_app.rules import desired_quantities
 from inventory_app.models import Sku
 
 
 def availability_by_channel(sku: Sku) -> list[dict]:
-    """What each enabled channel would be sent for this SKU."""
-    return []
+    """What each enabled channel that lists this SKU would be sent now."""
+    result = []
+    for listing in Listing.objects.filter(sku=sku, channel__enabled=True).select_related("channel", "sku"):
+        quantity = desired_quantities(listing.channel, [listing])[listing.id]
+        result.append({"channel": listing.channel.slug, "available": quantity})
+    return result
+
+
+def preview(channel: Channel, limit: int = 500) -> list[dict]:
+    """Per listing: what the rules would publish now, next to what the channel last got."""
+    listings = list(Listing.objects.filter(channel=channel).select_related("sku").order_by("sku__code")[:limit])
+    desired = desired_quantities(channel, listings)
+    return [{"sku": x.sku.code, "would_send": desired[x.id], "pushed": x.pushed_quantity, "remote": x.remote_quantity,
+             "status": x.status} for x in listings]
+
+
+def percentile_ms(values: list[int], pct: float) -> int | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(pct / 100 * (len(ordered) - 1))))]
+
+
+def sync_status(channel: Channel, *, now=None) -> dict:
+    now = now or timezone.now()
+    listings = Listing.objects.filter(channel=channel)
+    counts = listings.aggregate(
+        total=Count("id"),
+        backlog=Count("id", filter=Q(desired_version__gt=F("pushed_version")) & ~Q(status=ListingStatus.FAILED)),
+        failed=Count("id", filter=Q(status=ListingStatus.FAILED)),
+        edited=Count("id", filter=Q(edited_on_channel_at__isnull=False)),
+        oldest_dirty=Max("dirty_since"),
+    )
+    inbox = InboundEvent.objects.filter(channel=channel).aggregate(
+        dead=Count("id", filter=Q(status__in=[InboundStatus.DEAD, InboundStatus.PARKED, InboundStatus.FAILED])),
+        pending=Count("id", filter=Q(status__in=[InboundStatus.PENDING, InboundStatus.RETRYING])),
+        last=Max("received_at"),
+    )
+    lags = {}
+    for label, window in (("5m", timedelta(minutes=5)), ("1h", timedelta(hours=1))):
+        values = list(PushLog.objects.filter(channel=channel, ok=True, created_at__gte=now - window,
+                                             lag_ms__isnull=False).values_list("lag_ms", flat=True)[:20000])
+        lags[label] = {"count": len(values), "p50_ms": percentile_ms(values, 50), "p95_ms": percentile_ms(values, 95),
+                       "p99_ms": percentile_ms(values, 99)}
+    oldest = listings.filter(desired_version__gt=F("pushed_version"), dirty_since__isnull=False).order_by(
+        "dirty_since").values_list("dirty_since", flat=True).first()
+    health, reason = _health(channel, counts, inbox, oldest, now)
+    return {
+        "channel": channel.slug, "health": health, "reason": reason, "listings": counts["total"],
+        "push_backlog": counts["backlog"], "failed_listings": counts["failed"], "edited_on_channel": counts["edited"],
+        "oldest_unpushed_seconds": round((now - oldest).total_seconds(), 3) if oldest else 0,
+        "inbox_pending": inbox["pending"], "inbox_dead_lettered": inbox["dead"], "last_webhook_at": inbox["last"],
+        "last_push_at": channel.last_push_at, "last_push_error": channel.last_push_error,
+        "last_push_error_at": channel.last_push_error_at, "sync_lag": lags,
+    }
+
+
+def _health(channel: Channel, counts: dict, inbox: dict, oldest, now) -> tuple[str, str]:
+    if not channel.enabled:
+        return "grey", "disabled"
+    if channel.paused:
+        return "grey", "paused"
+    if counts["failed"]:
+        return "red", f"{counts['failed']} listing(s) failed: {channel.last_push_error[:200]}"
+    if oldest and (now - oldest).total_seconds() > 60:
+        return "red", f"changes waiting {(now - oldest).total_seconds():.0f}s: {channel.last_push_error[:200]}"
+    if inbox["dead"]:
+        return "amber", f"{inbox['dead']} inbound event(s) need attention"
+    if oldest and (now - oldest).total_seconds() > 5:
+        return "amber", "push backlog"
+    return "green", "in sync"

@@ -119,6 +119,9 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 
+# Webhook bodies above 1 MiB are refused with 413 (channels_app.inbound.MAX_BODY_BYTES).
+DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024 + 1
+
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 
 REST_FRAMEWORK = {

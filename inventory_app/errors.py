@@ -46,3 +46,8 @@ class IdempotencyMismatch(StockError):
 
     code = "idempotency_key_reused"
     http_status = 422
+
+
+class OrderNotFound(StockError):
+    code = "order_not_found"
+    http_status = 404

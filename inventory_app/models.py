@@ -278,7 +278,8 @@ class OrderLineStatus(models.TextChoices):
     COMMITTED = "committed", "Committed"
     CANCELLED = "cancelled", "Cancelled"
     REFUNDED = "refunded", "Refunded"
-    BACKORDERED = "backordered", "Backordered"
+    # The channel sold units we did not have (an oversell): nothing was taken from stock.
+    SHORT = "short", "Short (oversold)"
 
 
 class OrderLine(models.Model):

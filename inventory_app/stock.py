@@ -151,6 +151,17 @@ def _replay(previous: tuple[str, str, dict], operation: str, fingerprint: str, k
     return {**result, "replayed": True}
 
 
+def was_applied(key: str) -> bool:
+    """Has an operation with this caller key been applied?"""
+    return _previous_result(key) is not None
+
+
+def mark_applied(*, key: str, operation: str, payload: dict) -> None:
+    """Record a caller key for a composite operation (e.g. a refund line spanning several restocks)."""
+    OperationRecord.objects.create(key=key, operation=operation, request_hash=_fingerprint(operation, payload),
+                                   result=payload)
+
+
 # --- lookups ---------------------------------------------------------------------------------
 
 

@@ -1,0 +1,204 @@
+"""Shopify: HMAC-signed webhooks; stock through GraphQL inventorySetQuantities (compare-and-set) or REST."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from decimal import Decimal
+from typing import Any
+
+import requests
+
+from channels_app.adapters.base import (
+    ChannelAdapter,
+    Delivery,
+    PayloadError,
+    PushItem,
+    PushResult,
+    RemoteLevel,
+    parse_time,
+)
+from channels_app.adapters.http import ChannelError, PermanentError
+from channels_app.commands import (
+    Command,
+    Ignored,
+    InventoryReported,
+    ListingRef,
+    OrderCancelled,
+    OrderLineIn,
+    OrderPlaced,
+    RefundCreated,
+    RefundLineIn,
+)
+
+API_VERSION = "2026-01"
+SET_QUANTITIES = """
+mutation inventorySetQuantities($input: InventorySetQuantitiesInput!) {
+  inventorySetQuantities(input: $input) {
+    inventoryAdjustmentGroup { reason changes { name delta } }
+    userErrors { code field message }
+  }
+}
+"""
+_NEXT_LINK = re.compile(r'<([^>]+)>;\s*rel="next"')
+
+
+def _gid(kind: str, value: str) -> str:
+    return value if value.startswith("gid://") else f"gid://shopify/{kind}/{value}"
+
+
+class ShopifyAdapter(ChannelAdapter):
+    kind = "shopify"
+
+    @property
+    def max_batch(self) -> int:  # type: ignore[override]
+        return 250 if self.use_graphql else 1
+
+    @property
+    def use_graphql(self) -> bool:
+        return self.channel.credentials.get("api", "graphql") == "graphql"
+
+    @property
+    def api_version(self) -> str:
+        return self.channel.credentials.get("api_version", API_VERSION)
+
+    def _headers(self) -> dict[str, str]:
+        return {"X-Shopify-Access-Token": self.channel.credentials.get("access_token", ""),
+                "Content-Type": "application/json"}
+
+    # -- inbound --------------------------------------------------------------------------
+    def delivery(self, headers: Mapping[str, str], payload: Any) -> Delivery:
+        webhook_id = headers.get("X-Shopify-Webhook-Id", "")
+        topic = headers.get("X-Shopify-Topic", "")
+        if not webhook_id or not topic:
+            raise PayloadError("X-Shopify-Webhook-Id and X-Shopify-Topic are required.")
+        return Delivery(dedup_key=webhook_id, delivery_id=webhook_id, topic=topic,
+                        occurred_at=parse_time(headers.get("X-Shopify-Triggered-At")))
+
+    def commands(self, topic: str, payload: Any) -> list[Command]:
+        if not isinstance(payload, dict):
+            raise PayloadError("Shopify payloads are JSON objects.")
+        try:
+            if topic in ("orders/create", "orders/paid"):
+                return [OrderPlaced(
+                    external_id=str(payload["id"]), name=str(payload.get("name", "")),
+                    currency=str(payload.get("currency", "USD"))[:3], total=Decimal(str(payload.get("total_price", "0"))),
+                    placed_at=parse_time(payload.get("created_at")),
+                    lines=[OrderLineIn(
+                        external_id=str(item["id"]), quantity=int(item["quantity"]),
+                        unit_price=Decimal(str(item.get("price", "0"))),
+                        listing=ListingRef(sku=str(item.get("sku") or ""), variant_id=str(item.get("variant_id") or ""),
+                                           product_id=str(item.get("product_id") or "")),
+                    ) for item in payload.get("line_items", [])],
+                )]
+            if topic == "orders/cancelled":
+                return [OrderCancelled(external_id=str(payload["id"]), restock=True)]
+            if topic == "refunds/create":
+                return [RefundCreated(
+                    external_order_id=str(payload["order_id"]), refund_id=str(payload["id"]),
+                    lines=[RefundLineIn(
+                        external_line_id=str(line["line_item_id"]), quantity=int(line["quantity"]),
+                        restock=line.get("restock_type") in ("return", "cancel", "legacy_restock")
+                        and payload.get("restock", True) is not False,
+                        external_location_id=str(line.get("location_id") or ""),
+                    ) for line in payload.get("refund_line_items", [])],
+                )]
+            if topic == "inventory_levels/update":
+                as_of = parse_time(payload.get("updated_at"))
+                if as_of is None:
+                    raise PayloadError("inventory_levels/update needs updated_at.")
+                return [InventoryReported(listing=ListingRef(inventory_item_id=str(payload["inventory_item_id"])),
+                                          available=int(payload["available"]), as_of=as_of,
+                                          external_location_id=str(payload.get("location_id") or ""))]
+        except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
+            raise PayloadError(f"{topic}: {type(exc).__name__} {exc}") from None
+        return [Ignored(f"topic {topic} does not change stock or orders")]
+
+    # -- outbound -------------------------------------------------------------------------
+    def observe(self, response: requests.Response) -> None:
+        used, _, limit = response.headers.get("X-Shopify-Shop-Api-Call-Limit", "").partition("/")
+        if used.isdigit() and limit.isdigit():
+            self.limiter.observe_remaining(int(limit) - int(used))
+
+    def _location(self, item: PushItem) -> str:
+        location = item.listing.external_location_id or self.channel.publish_location_id
+        if not location:
+            raise PermanentError("No Shopify location id: set the channel's publish location.")
+        return location
+
+    def push(self, items: list[PushItem]) -> list[PushResult]:
+        if self.use_graphql:
+            return self._push_graphql(items)
+        return [self._push_rest(item) for item in items]
+
+    def _push_rest(self, item: PushItem) -> PushResult:
+        response = self.request(
+            "POST", f"/admin/api/{self.api_version}/inventory_levels/set.json", headers=self._headers(),
+            json={"location_id": int(self._location(item)), "inventory_item_id": int(item.listing.external_inventory_item_id),
+                  "available": item.quantity})
+        level = response.json().get("inventory_level", {})
+        return PushResult(listing_id=item.listing.id, ok=True, quantity=int(level.get("available", item.quantity)),
+                          http_status=response.status_code)
+
+    def _push_graphql(self, items: list[PushItem]) -> list[PushResult]:
+        quantities = []
+        for item in items:
+            entry = {"inventoryItemId": _gid("InventoryItem", item.listing.external_inventory_item_id),
+                     "locationId": _gid("Location", self._location(item)), "quantity": item.quantity}
+            if item.expected_remote is not None:
+                entry["changeFromQuantity"] = item.expected_remote
+            quantities.append(entry)
+        variables = {"input": {"name": "available", "reason": "correction", "quantities": quantities,
+                               "ignoreCompareQuantity": all(i.expected_remote is None for i in items)}}
+        response = self.request("POST", f"/admin/api/{self.api_version}/graphql.json", headers=self._headers(),
+                                json={"query": SET_QUANTITIES, "variables": variables})
+        body = response.json()
+        if body.get("errors"):
+            codes = {str((e.get("extensions") or {}).get("code", "")) for e in body["errors"]}
+            if "THROTTLED" in codes:
+                from channels_app.adapters.http import RateLimited
+
+                raise RateLimited("GraphQL THROTTLED", retry_after=1.0, status=200)
+            raise PermanentError(f"GraphQL errors: {body['errors']}"[:500], status=response.status_code)
+        errors = (((body.get("data") or {}).get("inventorySetQuantities") or {}).get("userErrors")) or []
+        if not errors:
+            return [PushResult(listing_id=i.listing.id, ok=True, quantity=i.quantity, http_status=200) for i in items]
+        if any("CHANGE_FROM" in str(e.get("code", "")) or "COMPARE" in str(e.get("code", "")) for e in errors):
+            # Someone changed the channel since we last looked (usually a sale we have not heard of yet):
+            # read what it holds now; the push service reconciles and retries.
+            remote = self.read_levels([i.listing.external_inventory_item_id for i in items],
+                                      {self._location(i) for i in items})
+            results = []
+            for item in items:
+                actual = remote.get(item.listing.external_inventory_item_id)
+                stale = actual is not None and actual != item.expected_remote
+                results.append(PushResult(listing_id=item.listing.id, ok=False, conflict=stale, remote_quantity=actual,
+                                          error="changeFromQuantity is stale" if stale else "batch refused by a conflict",
+                                          http_status=200))
+            return results
+        raise PermanentError(f"inventorySetQuantities userErrors: {errors}"[:500], status=200)
+
+    def read_levels(self, inventory_item_ids: list[str], location_ids: set[str]) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for level in self._levels({"inventory_item_ids": ",".join(inventory_item_ids),
+                                   "location_ids": ",".join(sorted(location_ids)), "limit": 250}):
+            found[str(level["inventory_item_id"])] = int(level.get("available") or 0)
+        return found
+
+    def _levels(self, params: dict) -> Iterator[dict]:
+        url = f"/admin/api/{self.api_version}/inventory_levels.json"
+        while url:
+            response = self.request("GET", url, headers=self._headers(), params=params)
+            yield from response.json().get("inventory_levels", [])
+            match = _NEXT_LINK.search(response.headers.get("Link", ""))
+            if not match:
+                return
+            url, params = match.group(1).removeprefix(self.base_url), {}
+
+    def read_stock(self) -> Iterator[RemoteLevel]:
+        location = self.channel.publish_location_id
+        if not location:
+            raise ChannelError("No Shopify publish location configured.")
+        for level in self._levels({"location_ids": location, "limit": 250}):
+            yield RemoteLevel(ref={"inventory_item_id": str(level["inventory_item_id"])},
+                              quantity=int(level.get("available") or 0))

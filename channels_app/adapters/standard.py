@@ -1,0 +1,99 @@
+"""Standard Webhooks channels (POS, generic sources): signed envelopes both ways."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from decimal import Decimal
+from typing import Any
+
+from channels_app.adapters.base import ChannelAdapter, Delivery, PayloadError, PushItem, PushResult, RemoteLevel, parse_time
+from channels_app.commands import (
+    Command,
+    Ignored,
+    InventoryReported,
+    ListingRef,
+    OrderCancelled,
+    OrderLineIn,
+    OrderPlaced,
+    RefundCreated,
+    RefundLineIn,
+)
+from channels_app.signatures import sign_standard
+
+
+def signed_headers(secret: str, body: bytes, msg_id: str | None = None) -> dict[str, str]:
+    msg_id = msg_id or f"msg_{uuid.uuid4().hex}"
+    timestamp = int(time.time())
+    return {"webhook-id": msg_id, "webhook-timestamp": str(timestamp),
+            "webhook-signature": sign_standard(secret, msg_id, timestamp, body), "Content-Type": "application/json"}
+
+
+class StandardAdapter(ChannelAdapter):
+    kind = "standard"
+    max_batch = 100
+
+    def delivery(self, headers: Mapping[str, str], payload: Any) -> Delivery:
+        if not isinstance(payload, dict) or not payload.get("type"):
+            raise PayloadError("A Standard Webhooks envelope {type, timestamp, data} is required.")
+        msg_id = headers.get("webhook-id", "")
+        return Delivery(dedup_key=msg_id, delivery_id=msg_id, topic=str(payload["type"]),
+                        occurred_at=parse_time(payload.get("timestamp")))
+
+    def commands(self, topic: str, payload: Any) -> list[Command]:
+        data = payload.get("data")
+        if not isinstance(data, dict):
+            raise PayloadError("The envelope's data must be an object.")
+        try:
+            if topic in ("order.created", "order.paid"):
+                return [OrderPlaced(
+                    external_id=str(data["order_id"]), name=str(data.get("name", data["order_id"])),
+                    currency=str(data.get("currency", "USD"))[:3], total=Decimal(str(data.get("total", "0"))),
+                    placed_at=parse_time(payload.get("timestamp")),
+                    lines=[OrderLineIn(external_id=str(line["line_id"]), quantity=int(line["quantity"]),
+                                       unit_price=Decimal(str(line.get("price", "0"))),
+                                       listing=ListingRef(sku=str(line["sku"])))
+                           for line in data.get("lines", [])],
+                )]
+            if topic == "order.cancelled":
+                return [OrderCancelled(external_id=str(data["order_id"]), restock=bool(data.get("restock", True)))]
+            if topic == "refund.created":
+                return [RefundCreated(
+                    external_order_id=str(data["order_id"]), refund_id=str(data["refund_id"]),
+                    lines=[RefundLineIn(external_line_id=str(line["line_id"]), quantity=int(line["quantity"]),
+                                        restock=bool(line.get("restock", True)),
+                                        external_location_id=str(line.get("location") or ""))
+                           for line in data.get("lines", [])],
+                )]
+            if topic == "inventory.level":
+                as_of = parse_time(data.get("as_of") or payload.get("timestamp"))
+                if as_of is None:
+                    raise PayloadError("inventory.level needs as_of.")
+                return [InventoryReported(listing=ListingRef(sku=str(data["sku"])), available=int(data["available"]),
+                                          as_of=as_of, external_location_id=str(data.get("location") or ""))]
+        except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
+            raise PayloadError(f"{topic}: {type(exc).__name__} {exc}") from None
+        return [Ignored(f"type {topic} does not change stock or orders")]
+
+    # -- outbound -------------------------------------------------------------------------
+    def push(self, items: list[PushItem]) -> list[PushResult]:
+        secret = self.channel.credentials.get("signing_secret", "")
+        body = json.dumps({"type": "stock.batch_updated", "timestamp": int(time.time()),
+                           "data": {"items": [{"sku": i.listing.external_sku or i.listing.sku.code,
+                                               "quantity": i.quantity} for i in items]}}).encode()
+        response = self.request("POST", "/stock", data=body, headers=signed_headers(secret, body))
+        return [PushResult(listing_id=i.listing.id, ok=True, quantity=i.quantity, http_status=response.status_code)
+                for i in items]
+
+    def read_stock(self) -> Iterator[RemoteLevel]:
+        cursor = ""
+        while True:
+            response = self.request("GET", "/stock", params={"cursor": cursor, "limit": 500})
+            body = response.json()
+            for item in body.get("items", []):
+                yield RemoteLevel(ref={"sku": str(item["sku"])}, quantity=int(item["quantity"]))
+            cursor = body.get("next_cursor") or ""
+            if not cursor:
+                return

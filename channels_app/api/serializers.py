@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from channels_app.models import Channel, ChannelLocation, Listing
+from inventory_app.models import Location, Sku
+
+
+class ChannelLocationSerializer(serializers.ModelSerializer):
+    location = serializers.SlugRelatedField(slug_field="code", queryset=Location.objects.all())
+
+    class Meta:
+        model = ChannelLocation
+        fields = ["location", "external_id", "feeds_channel", "channel_owns_stock"]
+
+
+class ChannelSerializer(serializers.ModelSerializer):
+    # Secrets go in, never out.
+    credentials = serializers.DictField(write_only=True, required=False)
+    webhook_secret = serializers.CharField(write_only=True, required=False, allow_blank=True, max_length=500)
+    has_credentials = serializers.SerializerMethodField()
+    has_webhook_secret = serializers.SerializerMethodField()
+    locations = ChannelLocationSerializer(many=True, required=False)
+
+    class Meta:
+        model = Channel
+        fields = ["slug", "name", "kind", "enabled", "paused", "api_base_url", "external_id", "publish_location_id",
+                  "credentials", "webhook_secret", "has_credentials", "has_webhook_secret", "safety_buffer",
+                  "max_quantity", "share_percent", "zero_below", "include_backorders", "conservative",
+                  "rate_limit_capacity", "rate_limit_per_second", "push_batch_size", "catalog_interval_seconds",
+                  "reconcile_interval_seconds", "locations", "created_at", "updated_at"]
+        read_only_fields = ["created_at", "updated_at"]
+
+    def get_has_credentials(self, obj: Channel) -> bool:
+        return bool(obj.credentials)
+
+    def get_has_webhook_secret(self, obj: Channel) -> bool:
+        return bool(obj.webhook_secret)
+
+    def create(self, validated_data):
+        from channels_app import services
+
+        locations = validated_data.pop("locations", [])
+        return services.create_channel(data=validated_data, locations=locations)
+
+    def update(self, instance, validated_data):
+        from channels_app import services
+
+        locations = validated_data.pop("locations", None)
+        return services.update_channel(channel=instance, data=validated_data, locations=locations)
+
+
+class ListingSerializer(serializers.ModelSerializer):
+    sku = serializers.SlugRelatedField(slug_field="code", queryset=Sku.objects.all())
+
+    class Meta:
+        model = Listing
+        fields = ["id", "sku", "external_product_id", "external_variant_id", "external_inventory_item_id",
+                  "external_sku", "external_location_id", "status", "desired_version", "pushed_version",
+                  "pushed_quantity", "pushed_at", "remote_quantity", "edited_on_channel_at", "last_error", "attempts"]
+        read_only_fields = ["status", "desired_version", "pushed_version", "pushed_quantity", "pushed_at",
+                            "remote_quantity", "edited_on_channel_at", "last_error", "attempts"]
+
+
+class SyncStatusSerializer(serializers.Serializer):
+    channel = serializers.CharField()
+    health = serializers.CharField()
+    reason = serializers.CharField()
+    listings = serializers.IntegerField()
+    push_backlog = serializers.IntegerField()
+    failed_listings = serializers.IntegerField()
+    edited_on_channel = serializers.IntegerField()
+    oldest_unpushed_seconds = serializers.FloatField()
+    inbox_pending = serializers.IntegerField()
+    inbox_dead_lettered = serializers.IntegerField()
+    last_webhook_at = serializers.DateTimeField(allow_null=True)
+    last_push_at = serializers.DateTimeField(allow_null=True)
+    last_push_error = serializers.CharField()
+    sync_lag = serializers.DictField()

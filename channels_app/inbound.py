@@ -1,0 +1,324 @@
+"""Channels in: receive a webhook (verify, store, answer) and process it (payload -> stock), once.
+
+Receipt is fast and durable: the event row is committed before we answer, then processing is
+woken up after commit; a sweeper re-enqueues anything left pending, so a crash between commit
+and enqueue costs latency, never an event. Processing applies the commands and marks the event
+processed in one transaction: a worker killed half-way leaves the event pending, to be redone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from channels_app import metrics
+from channels_app.adapters import adapter_for
+from channels_app.adapters.base import PayloadError
+from channels_app.commands import (
+    Command,
+    Ignored,
+    InventoryReported,
+    ListingRef,
+    OrderCancelled,
+    OrderPlaced,
+    RefundCreated,
+)
+from channels_app.models import Channel, ChannelLocation, InboundEvent, InboundStatus, Listing, WebhookRejection
+from channels_app.signatures import SignatureError, verify
+from inventory_app import orders, stock
+from inventory_app.errors import OrderNotFound, StockError
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 1024 * 1024
+MAX_ATTEMPTS = 8
+# A cancel or refund that arrives before its order waits this many tries (about two minutes) for it.
+WAIT_FOR_ORDER_ATTEMPTS = 6
+KEPT_HEADERS = ("content-type", "user-agent", "x-shopify-topic", "x-shopify-shop-domain", "x-shopify-api-version",
+                "x-shopify-webhook-id", "x-shopify-event-id", "x-shopify-triggered-at", "x-wc-webhook-source",
+                "x-wc-webhook-topic", "x-wc-webhook-resource", "x-wc-webhook-event", "x-wc-webhook-id",
+                "x-wc-webhook-delivery-id", "webhook-id", "webhook-timestamp", "x-tally-correlation-id")
+
+
+class ParkEvent(Exception):
+    """The event cannot be applied until an operator fixes something (a mapping); replayable."""
+
+
+class WaitForOrder(Exception):
+    """A cancel or refund for an order we have not seen yet: try again a little later."""
+
+
+@dataclass(frozen=True)
+class Receipt:
+    status: int
+    body: dict
+
+
+def _kept_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    return {name: headers[name] for name in KEPT_HEADERS if headers.get(name)}
+
+
+_last_log: dict[str, float] = {}
+
+
+def _reject(slug: str, reason: str, detail: str, status: int, headers: Mapping[str, str], body: bytes,
+            remote_addr: str) -> Receipt:
+    metrics.WEBHOOKS.labels(channel=slug[:64], outcome=reason).inc()
+    WebhookRejection.objects.create(channel_slug=slug[:64], reason=reason, detail=detail[:500], http_status=status,
+                                    headers=_kept_headers(headers), body_excerpt=body[:2048].decode("utf-8", "replace"),
+                                    remote_addr=remote_addr[:64])
+    # One log line per channel and reason a minute: a flood of forged calls must not flood the logs.
+    now = time.monotonic()
+    if now - _last_log.get(f"{slug}:{reason}", -1e9) > 60:
+        _last_log[f"{slug}:{reason}"] = now
+        log.warning("webhook rejected", extra={"channel": slug, "reason": reason, "detail": detail})
+    return Receipt(status, {"error": reason, "detail": detail})
+
+
+def reject_oversized(*, slug: str, headers: Mapping[str, str], remote_addr: str = "") -> Receipt:
+    return _reject(slug, "too_large", f"Body over {MAX_BODY_BYTES} bytes.", 413, headers, b"", remote_addr)
+
+
+def receive_webhook(*, slug: str, headers: Mapping[str, str], body: bytes, remote_addr: str = "") -> Receipt:
+    if len(body) > MAX_BODY_BYTES:
+        return reject_oversized(slug=slug, headers=headers, remote_addr=remote_addr)
+    channel = Channel.objects.filter(slug=slug).first()
+    if channel is None:
+        return _reject(slug, "unknown_channel", "No such channel.", 404, headers, body, remote_addr)
+    if not channel.enabled:
+        return _reject(slug, "channel_disabled", "The channel is disabled.", 403, headers, body, remote_addr)
+    adapter = adapter_for(channel)
+    if adapter.is_ping(headers, body):
+        metrics.WEBHOOKS.labels(channel=slug, outcome="ping").inc()
+        return Receipt(200, {"status": "pong"})
+    try:
+        verify(channel, headers, body)
+    except SignatureError as exc:
+        return _reject(slug, exc.reason, exc.detail, 401, headers, body, remote_addr)
+
+    try:
+        payload = adapter.json_body(body)
+        delivery = adapter.delivery(headers, payload)
+    except PayloadError as exc:
+        # Signed but unreadable: keep it (failed, with the reason) so nothing is lost silently.
+        digest = hashlib.sha256(body).hexdigest()
+        InboundEvent.objects.get_or_create(
+            channel=channel, dedup_key=f"unreadable:{digest}",
+            defaults={"topic": headers.get("X-Shopify-Topic") or headers.get("X-WC-Webhook-Topic") or "",
+                      "headers": _kept_headers(headers), "body": body.decode("utf-8", "replace"),
+                      "status": InboundStatus.FAILED, "last_error": str(exc)[:2000]})
+        metrics.WEBHOOKS.labels(channel=slug, outcome="bad_payload").inc()
+        return Receipt(400, {"error": "bad_payload", "detail": str(exc)[:500]})
+
+    try:
+        with transaction.atomic():
+            event = InboundEvent.objects.create(
+                channel=channel, dedup_key=delivery.dedup_key[:255], delivery_id=delivery.delivery_id[:255],
+                topic=delivery.topic[:128], headers=_kept_headers(headers), body=body.decode("utf-8", "replace"),
+                occurred_at=delivery.occurred_at)
+    except IntegrityError:
+        metrics.WEBHOOKS.labels(channel=slug, outcome="duplicate").inc()
+        return Receipt(200, {"status": "duplicate"})
+    transaction.on_commit(lambda: _enqueue(event.pk))
+    metrics.WEBHOOKS.labels(channel=slug, outcome="accepted").inc()
+    return Receipt(200, {"status": "accepted", "id": event.pk, "correlation_id": str(event.correlation_id)})
+
+
+def _enqueue(event_id: int, countdown: float | None = None) -> None:
+    from channels_app.tasks import process_inbound_event
+
+    try:
+        process_inbound_event.apply_async(args=[event_id], countdown=countdown)
+    except Exception:  # noqa: BLE001 - the broker being down must not fail the webhook; the sweeper has it
+        log.warning("could not enqueue inbound event; the sweeper will pick it up", extra={"event": event_id})
+
+
+# --- processing ------------------------------------------------------------------------------
+
+
+def _backoff(attempts: int) -> timedelta:
+    return timedelta(seconds=min(2 ** attempts, 300))
+
+
+def process_event(event_id: int) -> str:
+    """Apply one inbox event. Returns its status afterwards; safe to call any number of times."""
+    started = time.perf_counter()
+    with transaction.atomic():
+        event = (InboundEvent.objects.select_for_update(skip_locked=True).select_related("channel")
+                 .filter(pk=event_id).first())
+        if event is None:
+            return "busy"
+        if event.status not in (InboundStatus.PENDING, InboundStatus.RETRYING):
+            return event.status
+        channel = event.channel
+        event.attempts += 1
+        try:
+            with transaction.atomic():
+                commands = adapter_for(channel).commands(event.topic, json.loads(event.body))
+                outcomes = [apply_command(channel, command) for command in commands]
+            event.status = (InboundStatus.IGNORED if commands and all(isinstance(c, Ignored) for c in commands)
+                            else InboundStatus.PROCESSED)
+            event.processed_at = timezone.now()
+            event.last_error = "; ".join(o for o in outcomes if o)[:2000]
+            event.next_attempt_at = None
+        except (PayloadError, ValueError) as exc:
+            event.status, event.last_error = InboundStatus.FAILED, f"bad payload: {exc}"[:2000]
+        except (ParkEvent, StockError) as exc:
+            event.status, event.last_error = InboundStatus.PARKED, str(exc)[:2000]
+            metrics.DEAD_LETTERS.labels(kind="parked", channel=channel.slug).inc()
+        except WaitForOrder as exc:
+            if event.attempts >= WAIT_FOR_ORDER_ATTEMPTS:
+                event.status, event.last_error = InboundStatus.PARKED, f"{exc} (gave up waiting)"[:2000]
+            else:
+                event.status, event.last_error = InboundStatus.RETRYING, str(exc)[:2000]
+                event.next_attempt_at = timezone.now() + _backoff(event.attempts)
+        except Exception as exc:  # noqa: BLE001 - anything else is retried, then dead-lettered
+            log.exception("inbound event failed", extra={"event": event.pk, "channel": channel.slug})
+            if event.attempts >= MAX_ATTEMPTS:
+                event.status = InboundStatus.DEAD
+                metrics.DEAD_LETTERS.labels(kind="inbound", channel=channel.slug).inc()
+            else:
+                event.status = InboundStatus.RETRYING
+                event.next_attempt_at = timezone.now() + _backoff(event.attempts)
+                metrics.RETRIES.labels(kind="inbound", channel=channel.slug).inc()
+            event.last_error = f"{type(exc).__name__}: {exc}"[:2000]
+        event.save(update_fields=["status", "attempts", "last_error", "next_attempt_at", "processed_at"])
+        status = event.status
+        retry_at = event.next_attempt_at
+    metrics.INBOUND_PROCESSED.labels(channel=channel.slug, outcome=status).inc()
+    metrics.INBOUND_SECONDS.labels(channel=channel.slug).observe(time.perf_counter() - started)
+    if status == InboundStatus.RETRYING and retry_at is not None:
+        delay = (retry_at - timezone.now()).total_seconds()
+        if delay <= 60:  # longer waits belong to the sweeper, not to broker countdowns
+            transaction.on_commit(lambda: _enqueue(event_id, countdown=max(delay, 0)))
+    return status
+
+
+def find_listing(channel: Channel, ref: ListingRef) -> Listing:
+    """The listing a payload names, looked up only among this channel's listings."""
+    listings = Listing.objects.filter(channel=channel).select_related("sku")
+    conditions = []
+    if ref.inventory_item_id:
+        conditions.append(Q(external_inventory_item_id=ref.inventory_item_id))
+    if ref.variant_id:
+        conditions.append(Q(external_variant_id=ref.variant_id))
+    if ref.product_id and not ref.variant_id:
+        conditions.append(Q(external_product_id=ref.product_id, external_variant_id=""))
+    if ref.sku:
+        conditions.append(Q(external_sku=ref.sku) | Q(external_sku="", sku__code=ref.sku))
+    for condition in conditions:
+        found = listings.filter(condition).first()
+        if found is not None:
+            return found
+    raise ParkEvent(f"No listing on {channel.slug} for {ref.describe()}; add the mapping and replay.")
+
+
+def _location_for(channel: Channel, external_id: str):
+    link = ChannelLocation.objects.filter(channel=channel, external_id=external_id).select_related("location").first()
+    if link is None:
+        raise ParkEvent(f"{channel.slug} location {external_id!r} is not mapped to a Tally location; map it and replay.")
+    return link
+
+
+def apply_command(channel: Channel, command: Command) -> str:
+    if isinstance(command, Ignored):
+        return command.reason
+    if isinstance(command, OrderPlaced):
+        resolved = [(line, find_listing(channel, line.listing)) for line in command.lines]
+        result = orders.place_order(
+            channel=channel.slug, external_id=command.external_id, name=command.name, currency=command.currency,
+            total=command.total, placed_at=command.placed_at,
+            lines=[orders.OrderLineRequest(external_id=line.external_id, sku=listing.sku, quantity=line.quantity,
+                                           unit_price=Decimal(line.unit_price)) for line, listing in resolved])
+        note_channel_sale(channel, [(listing, line.quantity) for line, listing in resolved])
+        if result.get("short"):
+            metrics.OVERSOLD_UNITS.labels(channel=channel.slug).inc(result["short"])
+            return f"oversold: {result['short']} unit(s) on lines {', '.join(result['short_lines'])}"
+        return ""
+    if isinstance(command, OrderCancelled):
+        try:
+            orders.cancel_order(channel=channel.slug, external_id=command.external_id, restock=command.restock)
+        except OrderNotFound as exc:
+            raise WaitForOrder(exc.message) from None
+        return ""
+    if isinstance(command, RefundCreated):
+        lines = []
+        for line in command.lines:
+            location = _location_for(channel, line.external_location_id).location if (
+                line.restock and line.external_location_id) else None
+            lines.append(orders.RefundLineRequest(external_line_id=line.external_line_id, quantity=line.quantity,
+                                                  restock=line.restock, location=location))
+        try:
+            orders.refund(channel=channel.slug, external_order_id=command.external_order_id,
+                          refund_id=command.refund_id, lines=lines)
+        except OrderNotFound as exc:
+            raise WaitForOrder(exc.message) from None
+        except StockError as exc:
+            raise ParkEvent(exc.message) from None
+        return ""
+    if isinstance(command, InventoryReported):
+        return _inventory_reported(channel, command)
+    raise PayloadError(f"Unknown command {command!r}")
+
+
+def note_channel_sale(channel: Channel, sold: list[tuple[Listing, int]]) -> None:
+    """The selling channel already took these units off its own count: remember what it shows now,
+    so the next push does not send it the number it already has (no echo)."""
+    for listing, quantity in sold:
+        base = listing.remote_quantity if listing.remote_quantity is not None else listing.pushed_quantity
+        if base is not None:
+            Listing.objects.filter(pk=listing.pk).update(remote_quantity=max(base - quantity, 0),
+                                                          remote_seen_at=timezone.now())
+
+
+def _inventory_reported(channel: Channel, command: InventoryReported) -> str:
+    listing = find_listing(channel, command.listing)
+    link = None
+    if command.external_location_id:
+        link = ChannelLocation.objects.filter(channel=channel, external_id=command.external_location_id,
+                                              channel_owns_stock=True).select_related("location").first()
+    if link is not None:
+        result = stock.count(sku=listing.sku, location=link.location, on_hand=command.available, as_of=command.as_of,
+                             source=channel.slug, reference=f"{channel.slug}:inventory")
+        return "stale count ignored" if result.get("stale") else ""
+    # Not a location the channel owns: it is the channel echoing our push, or someone editing stock
+    # on the channel. Remember it; never overwrite our truth with it, and do not push back at once
+    # (a sale on the channel may be on its way to us) - reconciliation heals real drift.
+    now = timezone.now()
+    echo = listing.pushed_quantity == command.available
+    Listing.objects.filter(pk=listing.pk).update(
+        remote_quantity=command.available, remote_seen_at=now,
+        edited_on_channel_at=listing.edited_on_channel_at if echo else now)
+    return "" if echo else f"channel shows {command.available}, we last pushed {listing.pushed_quantity}"
+
+
+def sweep_inbox(*, older_than_seconds: float = 5, limit: int = 500) -> int:
+    """Re-enqueue events left pending (lost messages) or due for a retry."""
+    now = timezone.now()
+    due = list(InboundEvent.objects.filter(
+        Q(status=InboundStatus.PENDING, received_at__lte=now - timedelta(seconds=older_than_seconds))
+        | Q(status=InboundStatus.RETRYING, next_attempt_at__lte=now)
+    ).order_by("id").values_list("id", flat=True)[:limit])
+    for event_id in due:
+        _enqueue(event_id)
+    return len(due)
+
+
+def replay(event_ids: list[int]) -> int:
+    """Put parked, failed or dead events back in line (after the operator fixed the cause)."""
+    count = InboundEvent.objects.filter(
+        pk__in=event_ids, status__in=[InboundStatus.PARKED, InboundStatus.DEAD, InboundStatus.FAILED]
+    ).exclude(dedup_key__startswith="unreadable:").update(status=InboundStatus.PENDING, attempts=0, next_attempt_at=None)
+    for event_id in event_ids:
+        transaction.on_commit(lambda event_id=event_id: _enqueue(event_id))
+    return count

@@ -1,0 +1,113 @@
+"""A distributed token bucket per channel, in Redis, shared by every worker on every host.
+
+The bucket is one Lua script (atomic, using the Redis server's clock so hosts with skewed
+clocks agree). It starts from the platform's published limit and is corrected by the rate
+headers of each response (Shopify's call-limit header, BigCommerce's requests-left) and by
+429 Retry-After, which blocks the whole channel until that time.
+
+For fixed-window limits (BigCommerce: 150 per 30 s) the bucket is sized so that
+capacity + rate x window <= limit, which a token bucket must satisfy to never exceed a window.
+"""
+
+from __future__ import annotations
+
+import time
+
+from hub.redis import get_redis
+
+_ACQUIRE = """
+local key = KEYS[1]
+local capacity = tonumber(ARGV[1])
+local rate = tonumber(ARGV[2])
+local wanted = tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local data = redis.call('HMGET', key, 'tokens', 'ts', 'blocked_until')
+local tokens = tonumber(data[1]) or capacity
+local ts = tonumber(data[2]) or now
+local blocked = tonumber(data[3]) or 0
+if now < blocked then
+  return {0, blocked - now}
+end
+tokens = math.min(capacity, tokens + math.max(now - ts, 0) * rate / 1000)
+local wait = 0
+local granted = 0
+if tokens >= wanted then
+  tokens = tokens - wanted
+  granted = 1
+else
+  wait = math.ceil((wanted - tokens) * 1000 / rate)
+end
+redis.call('HSET', key, 'tokens', tokens, 'ts', now)
+redis.call('PEXPIRE', key, 3600000)
+return {granted, wait}
+"""
+
+_OBSERVE = """
+local key = KEYS[1]
+local remaining = tonumber(ARGV[1])
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local tokens = tonumber(redis.call('HGET', key, 'tokens'))
+if tokens == nil or remaining < tokens then
+  redis.call('HSET', key, 'tokens', remaining, 'ts', now)
+  redis.call('PEXPIRE', key, 3600000)
+end
+return 1
+"""
+
+_BLOCK = """
+local key = KEYS[1]
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local until_ms = now + tonumber(ARGV[1])
+local current = tonumber(redis.call('HGET', key, 'blocked_until')) or 0
+if until_ms > current then
+  redis.call('HSET', key, 'blocked_until', until_ms, 'tokens', 0, 'ts', until_ms)
+end
+redis.call('PEXPIRE', key, 3600000)
+return until_ms
+"""
+
+
+class RateLimiter:
+    def __init__(self, name: str, *, capacity: float, per_second: float):
+        self.key = f"tally:ratelimit:{name}"
+        self.capacity = capacity
+        self.per_second = per_second
+        redis = get_redis()
+        self._acquire = redis.register_script(_ACQUIRE)
+        self._observe = redis.register_script(_OBSERVE)
+        self._block = redis.register_script(_BLOCK)
+
+    def try_acquire(self, tokens: int = 1) -> float:
+        """Take tokens now, or return how many seconds to wait before asking again (nothing taken)."""
+        granted, wait_ms = self._acquire(keys=[self.key], args=[self.capacity, self.per_second, tokens])
+        return 0.0 if granted else wait_ms / 1000
+
+    def acquire(self, tokens: int = 1, *, max_wait: float = 2.0) -> float:
+        """Wait up to ``max_wait`` for tokens; return 0 when granted, else the wait still needed."""
+        deadline = time.monotonic() + max_wait
+        while True:
+            wait = self.try_acquire(tokens)
+            if wait == 0:
+                return 0.0
+            if time.monotonic() + wait > deadline:
+                return wait
+            time.sleep(wait)
+
+    def observe_remaining(self, remaining: float) -> None:
+        """The platform says only this many calls are left: never believe we have more."""
+        self._observe(keys=[self.key], args=[max(remaining, 0)])
+
+    def block_for(self, seconds: float) -> None:
+        self._block(keys=[self.key], args=[int(seconds * 1000)])
+
+    def reset(self) -> None:
+        get_redis().delete(self.key)
+
+
+# Margins under the published limits, so clock drift and in-flight requests never cross them.
+def limiter_for(channel) -> RateLimiter:
+    capacity, per_second = channel.rate_limit
+    return RateLimiter(f"channel:{channel.pk}", capacity=capacity, per_second=per_second * 0.9)

@@ -1,0 +1,39 @@
+"""Celery tasks: thin, idempotent wrappers. The database rows are the record; these only wake work up."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from channels_app import inbound, outbound
+from channels_app.models import Channel
+from channels_app.sync import wake_pushers
+
+
+@shared_task(name="inbound.process_event")
+def process_inbound_event(event_id: int) -> str:
+    return inbound.process_event(event_id)
+
+
+@shared_task(name="inbound.sweep")
+def sweep_inbox() -> int:
+    return inbound.sweep_inbox()
+
+
+@shared_task(name="push.channel")
+def push_channel(channel_id: int, correlation_id: str = "") -> dict:
+    summary = outbound.push_channel(channel_id, correlation_id=correlation_id)
+    channel = Channel.objects.filter(pk=channel_id).first()
+    delay = summary.retry_in if summary.retry_in is not None else (
+        outbound.next_retry_delay(channel) if channel is not None else None)
+    if delay is not None and delay <= 60:
+        # Short waits (rate limit, first retries) as a countdown; longer ones are the sweeper's.
+        wake_pushers([channel_id], countdown=max(delay, 0.05))
+    return {"claimed": summary.claimed, "pushed": summary.pushed, "failed": summary.failed,
+            "no_change": summary.skipped_no_change}
+
+
+@shared_task(name="push.sweep")
+def sweep_pushes() -> int:
+    channel_ids = outbound.channels_needing_push()
+    wake_pushers(channel_ids)
+    return len(channel_ids)

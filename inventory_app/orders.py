@@ -1,0 +1,175 @@
+"""Canonical orders from every channel: placed, cancelled, refunded. Stock moves only through ``stock``.
+
+Every order line is applied at most once whatever delivery brought it: each stock call is keyed on
+(channel, order, line), and a line that already exists is never applied again.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from inventory_app import stock
+from inventory_app.errors import InsufficientStock, OrderNotFound, StockError
+from inventory_app.models import (
+    Location,
+    Order,
+    OrderLine,
+    OrderLineStatus,
+    OrderStatus,
+    ReservationLine,
+    Sku,
+)
+from inventory_app.stock import LineRequest
+
+
+@dataclass(frozen=True)
+class OrderLineRequest:
+    external_id: str
+    sku: Sku
+    quantity: int
+    unit_price: Decimal = Decimal("0")
+
+
+@dataclass(frozen=True)
+class RefundLineRequest:
+    external_line_id: str
+    quantity: int
+    restock: bool
+    location: Location | None = None
+
+
+def _locked_order(channel: str, external_id: str) -> Order | None:
+    return Order.objects.select_for_update().filter(channel=channel, external_id=external_id).first()
+
+
+def place_order(
+    *,
+    channel: str,
+    external_id: str,
+    lines: list[OrderLineRequest],
+    name: str = "",
+    currency: str = "USD",
+    total: Decimal = Decimal("0"),
+    placed_at: datetime | None = None,
+) -> dict:
+    """Record a channel's order and take its units from stock (reserve + commit per line).
+
+    A line the hub cannot cover is recorded as ``short``: the channel already sold it, so the
+    order is a fact; the shortfall is what the operator (and the oversell figures) must see.
+    """
+    with transaction.atomic():
+        order = _locked_order(channel, external_id)
+        if order is None:
+            try:
+                with transaction.atomic():
+                    order = Order.objects.create(channel=channel, external_id=external_id, name=name[:128],
+                                                 currency=currency[:3], total=total, placed_at=placed_at or timezone.now())
+            except IntegrityError:
+                order = _locked_order(channel, external_id)
+        assert order is not None
+        if order.status == OrderStatus.CANCELLED:
+            return {"order": order.pk, "applied": 0, "short": 0, "cancelled": True}
+        known = set(order.lines.values_list("external_id", flat=True))
+        applied, short = [], []
+        for line in lines:
+            if line.external_id in known:
+                continue
+            known.add(line.external_id)
+            key = f"order:{channel}:{external_id}:{line.external_id}"
+            reservation_id, status = None, OrderLineStatus.COMMITTED
+            try:
+                held = stock.reserve(lines=[LineRequest(line.sku.code, line.quantity)], channel=channel,
+                                     reference=f"{channel}:{external_id}", key=f"{key}:reserve")
+                stock.commit(reservation_id=held["id"], key=f"{key}:commit", source=channel)
+                reservation_id = held["id"]
+                applied.append(line)
+            except InsufficientStock:
+                status = OrderLineStatus.SHORT
+                short.append(line)
+            OrderLine.objects.create(order=order, external_id=line.external_id, sku=line.sku, quantity=line.quantity,
+                                     unit_price=line.unit_price, status=status, reservation_id=reservation_id)
+        return {"order": order.pk, "applied": sum(x.quantity for x in applied),
+                "short": sum(x.quantity for x in short), "short_lines": [x.external_id for x in short]}
+
+
+def _restock_line(line: OrderLine, units: int, *, key: str, channel: str, location: Location | None) -> int:
+    """Put ``units`` of an order line back on the shelf; returns how many went back."""
+    units = min(units, line.quantity - line.restocked_quantity)
+    if units <= 0 or line.status == OrderLineStatus.SHORT:
+        return 0
+    held = list(ReservationLine.objects.filter(reservation_id=line.reservation_id).select_related("sku", "location")
+                .order_by("id"))
+    per_sku: dict[int, list[ReservationLine]] = defaultdict(list)
+    for held_line in held:
+        per_sku[held_line.sku_id].append(held_line)
+    for sku_id, parts in per_sku.items():
+        # Components per order unit (1 for a plain SKU; a bundle's recipe otherwise).
+        per_unit = sum(p.quantity for p in parts) // line.quantity
+        remaining = units * per_unit
+        for part in parts:
+            if not remaining:
+                break
+            take = min(part.quantity, remaining)
+            remaining -= take
+            stock.restock(sku=part.sku, location=location or part.location, quantity=take,
+                          reference=f"{channel}:{line.order.external_id}:{line.external_id}", source=channel,
+                          key=f"{key}:{sku_id}:{part.pk}")
+    line.restocked_quantity += units
+    return units
+
+
+def cancel_order(*, channel: str, external_id: str, restock: bool = True) -> dict:
+    """Cancel an order: its committed units go back to stock (unless told not to)."""
+    with transaction.atomic():
+        order = _locked_order(channel, external_id)
+        if order is None:
+            raise OrderNotFound(f"No order {external_id} from {channel} yet.", channel=channel, order=external_id)
+        if order.status == OrderStatus.CANCELLED:
+            return {"order": order.pk, "restocked": 0, "already": True}
+        restocked = 0
+        for line in order.lines.select_related("order").order_by("id"):
+            if restock:
+                restocked += _restock_line(line, line.quantity, key=f"cancel:{channel}:{external_id}:{line.external_id}",
+                                           channel=channel, location=None)
+            line.status = OrderLineStatus.CANCELLED
+            line.save(update_fields=["status", "restocked_quantity"])
+        order.status = OrderStatus.CANCELLED
+        order.save(update_fields=["status", "updated_at"])
+        return {"order": order.pk, "restocked": restocked}
+
+
+def refund(*, channel: str, external_order_id: str, refund_id: str, lines: list[RefundLineRequest]) -> dict:
+    """Refund lines; those marked restock go back to stock at the given location (or where they came from)."""
+    with transaction.atomic():
+        order = _locked_order(channel, external_order_id)
+        if order is None:
+            raise OrderNotFound(f"No order {external_order_id} from {channel} yet.", channel=channel,
+                                order=external_order_id)
+        by_id = {line.external_id: line for line in order.lines.select_related("order")}
+        restocked = 0
+        for request in lines:
+            line = by_id.get(request.external_line_id)
+            if line is None:
+                raise StockError(f"Order {external_order_id} has no line {request.external_line_id}.",
+                                 order=external_order_id, line=request.external_line_id)
+            key = f"refund:{channel}:{refund_id}:{request.external_line_id}"
+            if request.restock and not _already_applied(key):
+                restocked += _restock_line(line, request.quantity, key=key, channel=channel, location=request.location)
+                stock.mark_applied(key=key, operation="refund_line", payload={"quantity": request.quantity})
+            if line.restocked_quantity >= line.quantity:
+                line.status = OrderLineStatus.REFUNDED
+            line.save(update_fields=["status", "restocked_quantity"])
+        if all(line.status in (OrderLineStatus.REFUNDED, OrderLineStatus.CANCELLED) for line in by_id.values()):
+            order.status = OrderStatus.REFUNDED
+            order.save(update_fields=["status", "updated_at"])
+        return {"order": order.pk, "restocked": restocked}
+
+
+def _already_applied(key: str) -> bool:
+    return stock.was_applied(key)
