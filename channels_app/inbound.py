@@ -64,8 +64,13 @@ class Receipt:
     body: dict
 
 
+def _text(raw: bytes) -> str:
+    # PostgreSQL text cannot hold NUL; a hostile or broken body must still be recordable.
+    return raw.decode("utf-8", "replace").replace("\x00", "\ufffd")
+
+
 def _kept_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    return {name: headers[name] for name in KEPT_HEADERS if headers.get(name)}
+    return {name: str(headers[name]).replace("\x00", "\ufffd") for name in KEPT_HEADERS if headers.get(name)}
 
 
 _last_log: dict[str, float] = {}
@@ -74,8 +79,9 @@ _last_log: dict[str, float] = {}
 def _reject(slug: str, reason: str, detail: str, status: int, headers: Mapping[str, str], body: bytes,
             remote_addr: str) -> Receipt:
     metrics.WEBHOOKS.labels(channel=slug[:64], outcome=reason).inc()
-    WebhookRejection.objects.create(channel_slug=slug[:64], reason=reason, detail=detail[:500], http_status=status,
-                                    headers=_kept_headers(headers), body_excerpt=body[:2048].decode("utf-8", "replace"),
+    WebhookRejection.objects.create(channel_slug=_text(slug.encode()[:64]), reason=reason, detail=detail[:500],
+                                    http_status=status,
+                                    headers=_kept_headers(headers), body_excerpt=_text(body[:2048]),
                                     remote_addr=remote_addr[:64])
     # One log line per channel and reason a minute: a flood of forged calls must not flood the logs.
     now = time.monotonic()
@@ -115,7 +121,7 @@ def receive_webhook(*, slug: str, headers: Mapping[str, str], body: bytes, remot
         InboundEvent.objects.get_or_create(
             channel=channel, dedup_key=f"unreadable:{digest}",
             defaults={"topic": headers.get("X-Shopify-Topic") or headers.get("X-WC-Webhook-Topic") or "",
-                      "headers": _kept_headers(headers), "body": body.decode("utf-8", "replace"),
+                      "headers": _kept_headers(headers), "body": _text(body),
                       "status": InboundStatus.FAILED, "last_error": str(exc)[:2000]})
         metrics.WEBHOOKS.labels(channel=slug, outcome="bad_payload").inc()
         return Receipt(400, {"error": "bad_payload", "detail": str(exc)[:500]})
@@ -124,7 +130,7 @@ def receive_webhook(*, slug: str, headers: Mapping[str, str], body: bytes, remot
         with transaction.atomic():
             event = InboundEvent.objects.create(
                 channel=channel, dedup_key=delivery.dedup_key[:255], delivery_id=delivery.delivery_id[:255],
-                topic=delivery.topic[:128], headers=_kept_headers(headers), body=body.decode("utf-8", "replace"),
+                topic=delivery.topic[:128], headers=_kept_headers(headers), body=_text(body),
                 occurred_at=delivery.occurred_at)
     except IntegrityError:
         metrics.WEBHOOKS.labels(channel=slug, outcome="duplicate").inc()

@@ -1,0 +1,202 @@
+"""Processing: payloads become stock operations exactly once, whatever the deliveries do."""
+
+from __future__ import annotations
+
+import json
+import random
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.db.models import Sum
+from django.test import Client
+
+from channels_app import inbound
+from channels_app.models import InboundEvent, InboundStatus, Listing
+from inventory_app.models import LedgerKind, Order, OrderLine, OrderLineStatus, StockLedgerEntry, StockLevel
+from tests.channels.helpers import (
+    STANDARD_SECRET,
+    list_sku,
+    make_channel,
+    map_location,
+    post,
+    shopify_headers,
+    shopify_order,
+    standard_headers,
+)
+from tests.factories import make_location, make_sku
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def setup(db):
+    channel = make_channel("shopify", slug="shop", secret="shh")
+    wh = make_location("wh-main", priority=1)
+    tee = make_sku("TEE", stock_at={wh: 20})
+    cap = make_sku("CAP", stock_at={wh: 20})
+    list_sku(channel, tee, external_variant_id="111", external_inventory_item_id="9001")
+    list_sku(channel, cap, external_variant_id="222", external_inventory_item_id="9002")
+    map_location(channel, wh, "L-WH")
+    return channel, wh, tee, cap
+
+
+def deliver(client, topic: str, payload: dict, webhook_id: str | None = None, secret: str = "shh"):
+    body = json.dumps(payload).encode()
+    return post(client, "shop", body, shopify_headers(secret, body, topic, webhook_id=webhook_id))
+
+
+def process_all() -> list[str]:
+    return [inbound.process_event(pk) for pk in InboundEvent.objects.order_by("id").values_list("id", flat=True)]
+
+
+def on_hand(sku) -> int:
+    return StockLevel.objects.filter(sku=sku).aggregate(s=Sum("on_hand"))["s"]
+
+
+def test_order_takes_stock_through_reserve_and_commit(setup):
+    channel, wh, tee, cap = setup
+    deliver(Client(), "orders/create", json.loads(shopify_order(1, [(11, "TEE", 111, 2), (12, "CAP", 222, 1)])))
+    assert process_all() == ["processed"]
+    assert (on_hand(tee), on_hand(cap)) == (18, 19)
+    assert set(StockLedgerEntry.objects.filter(sku=tee).values_list("kind", flat=True)) >= {LedgerKind.RESERVE,
+                                                                                           LedgerKind.COMMIT}
+    order = Order.objects.get(channel="shop", external_id="1")
+    assert order.lines.count() == 2 and all(line.status == OrderLineStatus.COMMITTED for line in order.lines.all())
+
+
+def test_every_delivery_three_times_shuffled_applies_each_line_once(setup):
+    channel, wh, tee, cap = setup
+    rng = random.Random(42)
+    deliveries = []
+    for order_id in range(100, 110):
+        create = json.loads(shopify_order(order_id, [(order_id * 10, "TEE", 111, 1), (order_id * 10 + 1, "CAP", 222, 1)]))
+        for copy in range(3):
+            # Shopify resends with the same webhook id; orders/paid repeats the lines under another id.
+            deliveries.append(("orders/create", create, f"create-{order_id}"))
+            deliveries.append(("orders/paid", create, f"paid-{order_id}-{copy}"))
+        if order_id % 3 == 0:
+            for _copy in range(3):
+                deliveries.append(("orders/cancelled", {"id": order_id}, f"cancel-{order_id}"))
+    rng.shuffle(deliveries)
+    client = Client()
+    for topic, payload, webhook_id in deliveries:
+        assert deliver(client, topic, payload, webhook_id).status_code == 200
+    for _ in range(4):  # cancels that came first wait for their orders
+        for event in InboundEvent.objects.filter(status__in=[InboundStatus.PENDING, InboundStatus.RETRYING]):
+            inbound.process_event(event.pk)
+    assert not InboundEvent.objects.exclude(status=InboundStatus.PROCESSED).exists()
+    cancelled = [o for o in range(100, 110) if o % 3 == 0]
+    sold_each = 10 - len(cancelled)
+    assert (on_hand(tee), on_hand(cap)) == (20 - sold_each, 20 - sold_each)
+    # The ledger proves it: one commit per order line, one restock per cancelled line.
+    assert StockLedgerEntry.objects.filter(sku=tee, kind=LedgerKind.COMMIT).count() == 10
+    assert StockLedgerEntry.objects.filter(sku=tee, kind=LedgerKind.RESTOCK).count() == len(cancelled)
+    assert OrderLine.objects.count() == 20
+
+
+def test_cancel_before_its_order_waits_then_applies(setup):
+    channel, wh, tee, cap = setup
+    client = Client()
+    deliver(client, "orders/cancelled", {"id": 7})
+    assert process_all() == ["retrying"]
+    deliver(client, "orders/create", json.loads(shopify_order(7, [(71, "TEE", 111, 3)])))
+    for event in InboundEvent.objects.order_by("-id"):
+        inbound.process_event(event.pk)
+    assert Order.objects.get(external_id="7").status == "cancelled"
+    assert on_hand(tee) == 20
+
+
+def test_cancel_that_never_finds_its_order_is_parked_not_lost(setup):
+    deliver(Client(), "orders/cancelled", {"id": 404})
+    event = InboundEvent.objects.get()
+    for _ in range(inbound.WAIT_FOR_ORDER_ATTEMPTS):
+        inbound.process_event(event.pk)
+    event.refresh_from_db()
+    assert event.status == InboundStatus.PARKED and "gave up waiting" in event.last_error
+
+
+def test_unknown_sku_parks_with_reason_and_replays_after_mapping(setup):
+    channel, wh, tee, cap = setup
+    mug = make_sku("MUG", stock_at={wh: 5})
+    deliver(Client(), "orders/create", json.loads(shopify_order(9, [(91, "MUG", 333, 2)])))
+    assert process_all() == ["parked"]
+    event = InboundEvent.objects.get()
+    assert "No listing on shop" in event.last_error and "variant_id=333" in event.last_error
+    list_sku(channel, mug, external_variant_id="333")
+    assert inbound.replay([event.pk]) == 1
+    assert inbound.process_event(event.pk) == "processed"
+    assert on_hand(mug) == 3
+
+
+def test_refund_with_restock_returns_units_at_the_mapped_location(setup):
+    channel, wh, tee, cap = setup
+    store = make_location("store-1", priority=5)
+    map_location(channel, store, "L-STORE")
+    client = Client()
+    deliver(client, "orders/create", json.loads(shopify_order(5, [(51, "TEE", 111, 3)])))
+    refund = {"id": 900, "order_id": 5, "created_at": "2026-11-23T11:00:00Z", "restock": True,
+              "refund_line_items": [{"line_item_id": 51, "quantity": 2, "restock_type": "return",
+                                     "location_id": "L-STORE"}]}
+    deliver(client, "refunds/create", refund, webhook_id="r-1")
+    deliver(client, "refunds/create", refund, webhook_id="r-1-again")  # another delivery id, same refund
+    process_all()
+    assert StockLevel.objects.get(sku=tee, location=store).on_hand == 2
+    assert on_hand(tee) == 19
+    line = OrderLine.objects.get(external_id="51")
+    assert line.restocked_quantity == 2
+
+
+def test_refund_at_unmapped_location_is_parked(setup):
+    client = Client()
+    deliver(client, "orders/create", json.loads(shopify_order(6, [(61, "TEE", 111, 1)])))
+    deliver(client, "refunds/create", {"id": 901, "order_id": 6, "refund_line_items": [
+        {"line_item_id": 61, "quantity": 1, "restock_type": "return", "location_id": "L-NOWHERE"}]})
+    assert process_all() == ["processed", "parked"]
+
+
+def test_channel_owned_location_report_becomes_a_count_and_stale_ones_are_ignored():
+    pos = make_channel("standard", slug="pos", secret=STANDARD_SECRET)
+    store = make_location("store-pos")
+    tee = make_sku("TEE", stock_at={store: 10})
+    list_sku(pos, tee)
+    map_location(pos, store, "STORE-1", channel_owns_stock=True)
+    client = Client()
+    now = datetime.now(UTC)
+    for available, as_of in ((7, now), (99, now - timedelta(minutes=1))):
+        body = json.dumps({"type": "inventory.level", "timestamp": int(now.timestamp()), "data": {
+            "sku": "TEE", "location": "STORE-1", "available": available, "as_of": as_of.isoformat()}}).encode()
+        assert post(client, "pos", body, standard_headers(STANDARD_SECRET, body)).status_code == 200
+    assert process_all() == ["processed", "processed"]
+    assert StockLevel.objects.get(sku=tee, location=store).on_hand == 7
+    assert StockLedgerEntry.objects.filter(sku=tee, kind=LedgerKind.COUNT_STALE).count() == 1
+
+
+def test_level_report_for_a_pooled_location_never_overwrites_truth(setup):
+    channel, wh, tee, cap = setup
+    Listing.objects.filter(sku=tee).update(pushed_quantity=20)
+    deliver(Client(), "inventory_levels/update", {"inventory_item_id": 9001, "location_id": "L-WH", "available": 13,
+                                                  "updated_at": "2026-11-23T10:00:00Z"})
+    process_all()
+    listing = Listing.objects.get(sku=tee)
+    assert on_hand(tee) == 20
+    assert listing.remote_quantity == 13 and listing.edited_on_channel_at is not None
+
+
+def test_oversold_line_is_recorded_short_without_touching_stock(setup):
+    channel, wh, tee, cap = setup
+    deliver(Client(), "orders/create", json.loads(shopify_order(8, [(81, "TEE", 111, 25)])))
+    process_all()
+    line = OrderLine.objects.get(external_id="81")
+    assert line.status == OrderLineStatus.SHORT
+    assert on_hand(tee) == 20
+    assert "oversold" in InboundEvent.objects.get().last_error
+
+
+def test_a_channel_cannot_touch_another_channels_listings(setup):
+    channel, wh, tee, cap = setup
+    other = make_channel("shopify", slug="evil", secret="evil")
+    body = shopify_order(66, [(661, "", 111, 1)])  # names shop's variant id, but arrives on 'evil'
+    post(Client(), "evil", body, shopify_headers("evil", body, "orders/create", webhook_id=str(uuid.uuid4())))
+    assert [inbound.process_event(e.pk) for e in InboundEvent.objects.filter(channel=other)] == ["parked"]
+    assert on_hand(tee) == 20
