@@ -1,0 +1,189 @@
+"""Background delivery of signed webhooks to the hub.
+
+Deliveries go through one scheduler thread (which applies ``delay_ms``, the reorder window and duplicates)
+into a small bounded queue served by a few worker threads, so a control call that "sells" something
+returns as soon as the delivery is queued (or, when the caller waits, as soon as the hub answers).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, InvalidStateError
+from dataclasses import dataclass, field
+
+import requests
+
+
+@dataclass
+class Delivery:
+    delivery_id: str
+    topic: str
+    url: str | None
+    body: bytes
+    headers: dict[str, str]
+    copies: int = 1
+    future: Future = field(default_factory=Future)
+
+
+def _resolve(future: Future, value) -> None:
+    # Copies of one delivery race to report; the first answer is the one the caller sees.
+    try:
+        future.set_result(value)
+    except InvalidStateError:
+        pass
+
+
+class WebhookSender:
+    def __init__(
+        self,
+        *,
+        workers: int = 1,
+        queue_size: int = 64,
+        timeout: tuple[float, float] = (3.0, 10.0),
+        on_attempt: Callable[[Delivery, int | None, str | None], None] | None = None,
+        rng: random.Random | None = None,
+    ):
+        self.timeout = timeout
+        self.on_attempt = on_attempt
+        self.rng = rng or random.Random()
+        self.reorder_window_s = 0.0
+        self.duplicate_rate = 0.0
+        self._queue: queue.Queue[Delivery | None] = queue.Queue(maxsize=queue_size)
+        self._cond = threading.Condition()
+        self._timed: list[tuple[float, int, Delivery]] = []
+        self._held: list[Delivery] = []
+        self._held_until: float | None = None
+        self._seq = itertools.count()
+        self._outstanding = 0
+        self._closed = False
+        self._local = threading.local()
+        self._threads = [threading.Thread(target=self._schedule, name="sandbox-webhook-scheduler", daemon=True)]
+        self._threads += [
+            threading.Thread(target=self._work, name=f"sandbox-webhook-{i}", daemon=True) for i in range(max(1, workers))
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    # -- producer side -------------------------------------------------------------------------------------
+
+    def submit(self, delivery: Delivery, *, delay_ms: int = 0) -> Future:
+        with self._cond:
+            if self.duplicate_rate and self.rng.random() < self.duplicate_rate:
+                delivery.copies += 1
+            self._outstanding += delivery.copies
+            release = time.monotonic() + delay_ms / 1000.0
+            heapq.heappush(self._timed, (release, next(self._seq), delivery))
+            self._cond.notify_all()
+        return delivery.future
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every queued, held and in-flight delivery has been attempted."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._outstanding:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(min(left, 0.05))
+        return True
+
+    def pending(self) -> int:
+        with self._cond:
+            return self._outstanding
+
+    def drop_pending(self) -> None:
+        """Forget everything not yet handed to a worker (used by reset)."""
+        with self._cond:
+            dropped = [d for _, _, d in self._timed] + self._held
+            self._timed.clear()
+            self._held.clear()
+            self._held_until = None
+            for delivery in dropped:
+                self._outstanding -= delivery.copies
+                _resolve(delivery.future, None)
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        for _ in self._threads[1:]:
+            try:
+                self._queue.put_nowait(None)
+            except queue.Full:
+                break
+
+    # -- scheduler -----------------------------------------------------------------------------------------
+
+    def _schedule(self) -> None:
+        while True:
+            ready: list[Delivery] = []
+            with self._cond:
+                while not self._closed:
+                    now = time.monotonic()
+                    while self._timed and self._timed[0][0] <= now:
+                        delivery = heapq.heappop(self._timed)[2]
+                        if self.reorder_window_s > 0:
+                            if not self._held:
+                                self._held_until = now + self.reorder_window_s
+                            self._held.append(delivery)
+                        else:
+                            ready.append(delivery)
+                    if self._held and (self.reorder_window_s <= 0 or now >= (self._held_until or 0)):
+                        self.rng.shuffle(self._held)
+                        ready.extend(self._held)
+                        self._held.clear()
+                        self._held_until = None
+                    if ready:
+                        break
+                    waits = [0.5]
+                    if self._timed:
+                        waits.append(self._timed[0][0] - now)
+                    if self._held_until is not None:
+                        waits.append(self._held_until - now)
+                    self._cond.wait(max(0.001, min(waits)))
+                if self._closed:
+                    return
+            # Outside the condition: a full queue blocks here, never a producer holding the lock.
+            for delivery in ready:
+                for _ in range(delivery.copies):
+                    self._queue.put(delivery)
+
+    # -- workers -------------------------------------------------------------------------------------------
+
+    def _session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+        return session
+
+    def _work(self) -> None:
+        while True:
+            delivery = self._queue.get()
+            if delivery is None:
+                return
+            status: int | None = None
+            error: str | None = None
+            if delivery.url:
+                try:
+                    # Platforms treat a redirect as a failed delivery, so never follow one.
+                    reply = self._session().post(
+                        delivery.url, data=delivery.body, headers=delivery.headers, timeout=self.timeout, allow_redirects=False
+                    )
+                    status = reply.status_code
+                except requests.RequestException as exc:
+                    error = f"{type(exc).__name__}: {exc}"
+            try:
+                if self.on_attempt is not None:
+                    self.on_attempt(delivery, status, error)
+            finally:
+                _resolve(delivery.future, status)
+                with self._cond:
+                    self._outstanding -= 1
+                    self._cond.notify_all()
