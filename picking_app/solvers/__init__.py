@@ -34,12 +34,13 @@ def sequence_length(metric: Metric, slots: Sequence[Slot], order: Sequence[int])
 def heuristic_route(metric: Metric, slots: Sequence[Slot], *, kicks: int = 20, seed: int = 0) -> Route:
     unique, groups = distinct(slots)
     matrix = matrix_with_depot(metric, unique)
-    # Start from every classic policy's order: cheap, already good, and it guarantees the result is never
-    # longer than any baseline (a local search only shortens, and a policy walks at least its order's length).
-    starts = []
-    for policy in POLICIES:
-        order = policy_route(metric.grid, unique, policy, metric.dist).order
-        starts.append([i + 1 for i in order])
+    # Start from the policy with the shortest walk and the one with the shortest order: cheap, already
+    # good, and the result is never longer than any baseline (a policy walks at least its order's length,
+    # and local search only shortens).
+    routes = [policy_route(metric.grid, unique, policy, metric.dist) for policy in POLICIES]
+    by_walk = min(routes, key=lambda r: r.length)
+    by_order = min(routes, key=lambda r: tour_length(matrix, [i + 1 for i in r.order]))
+    starts = [[i + 1 for i in r.order] for r in {by_walk.method: by_walk, by_order.method: by_order}.values()]
     length, tour = improve(matrix, starts, kicks=kicks, seed=seed)
     return Route(expand([t - 1 for t in tour], groups), length, "heuristic", exact=False)
 

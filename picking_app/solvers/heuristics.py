@@ -11,6 +11,7 @@ its reversed arcs. Tours are lists of matrix indices without the depot (0).
 from __future__ import annotations
 
 import random
+from collections import deque
 from collections.abc import Iterable, Sequence
 
 from picking_app.solvers.base import tour_length
@@ -55,75 +56,91 @@ class _Tour:
         self.fwd, self.bwd = fwd, bwd
 
 
-def _two_opt(state: _Tour, near: list[list[int]]) -> bool:
-    """Reverse t[i..j] when the new arc t[i-1] -> t[j] goes to a near neighbour and the tour gets shorter."""
-    m, improved = state.matrix, False
-    i = 1
-    while i < len(state.t) - 2:
-        t, pos, fwd, bwd = state.t, state.pos, state.fwd, state.bwd
-        a, b = t[i - 1], t[i]
+def _reverse(state: _Tour, i: int, j: int) -> tuple[int, ...] | None:
+    """2-opt: reverse t[i..j] (1 <= i < j <= n) if that shortens the tour; the touched nodes, or None."""
+    if not 1 <= i < j <= len(state.tour):
+        return None
+    m, t, fwd, bwd = state.matrix, state.t, state.fwd, state.bwd
+    a, b, c, d = t[i - 1], t[i], t[j], t[j + 1]
+    old = m[a][b] + (fwd[j] - fwd[i]) + m[c][d]
+    new = m[a][c] + (bwd[j] - bwd[i]) + m[b][d]
+    if new >= old - EPS:
+        return None
+    tour = state.tour
+    tour[i - 1:j] = tour[i - 1:j][::-1]
+    state.set(tour)
+    return a, b, c, d
+
+
+def _move(state: _Tour, near: list[list[int]], i: int, size: int) -> tuple[int, ...] | None:
+    """Or-opt: move t[i..i+size-1], either way round, between two stops next to a near neighbour."""
+    n = len(state.tour)
+    if not (1 <= i and i + size - 1 <= n):
+        return None
+    m, t, pos, fwd, bwd = state.matrix, state.t, state.pos, state.fwd, state.bwd
+    first, last = t[i], t[i + size - 1]
+    before, after = t[i - 1], t[i + size]
+    inner = fwd[i + size - 1] - fwd[i]
+    inner_rev = bwd[i + size - 1] - bwd[i]
+    gain = m[before][first] + inner + m[last][after] - m[before][after]
+    if gain <= EPS:
+        return None
+    best, best_k, best_rev = EPS, -1, False
+    edges = set()
+    for x in (*near[first][:6], *near[last][:6]):
+        k = pos.get(x, 0)
+        edges.add(k)
+        edges.add((k - 1) if k else n)
+    for edge in edges:
+        if not i - 1 <= edge <= i + size - 1:
+            p, q = t[edge], t[edge + 1]
+            base = m[p][q]
+            forward = gain - (m[p][first] + inner + m[last][q] - base)
+            backward = gain - (m[p][last] + inner_rev + m[first][q] - base)
+            if forward > best:
+                best, best_k, best_rev = forward, edge, False
+            if backward > best:
+                best, best_k, best_rev = backward, edge, True
+    if best_k < 0:
+        return None
+    tour = state.tour
+    segment = tour[i - 1:i - 1 + size]
+    if best_rev:
+        segment.reverse()
+    rest = tour[:i - 1] + tour[i - 1 + size:]
+    at = best_k if best_k < i else best_k - size
+    state.set(rest[:at] + segment + rest[at:])
+    return before, after, first, last, t[best_k], t[best_k + 1]
+
+
+def _improve_at(state: _Tour, near: list[list[int]], v: int) -> tuple[int, ...] | None:
+    """First improving 2-opt or Or-opt move that creates an arc at ``v`` or moves a segment ending at ``v``."""
+    pos = state.pos
+    here = pos[v]
+    for a_index in (here - 1, here):  # new arc from the stop before v, or from v itself
+        a = state.t[a_index]
         for c in near[a]:
-            j = pos.get(c, 0)
-            if j <= i:
-                continue
-            d = t[j + 1]
-            old = m[a][b] + (fwd[j] - fwd[i]) + m[c][d]
-            new = m[a][c] + (bwd[j] - bwd[i]) + m[b][d]
-            if new < old - EPS:
-                tour = state.tour
-                tour[i - 1:j] = tour[i - 1:j][::-1]
-                state.set(tour)
-                improved = True
-                break
-        i += 1
-    return improved
-
-
-def _or_opt(state: _Tour, near: list[list[int]]) -> bool:
-    """Move a segment of 1-3 stops, either way round, next to one of its near neighbours."""
-    m, improved = state.matrix, False
+            touched = _reverse(state, a_index + 1, pos.get(c, 0))
+            if touched:
+                return touched
+    for c in near[v]:
+        j = pos.get(c, 0)
+        if 1 <= j < here:  # reversing t[j..here-1] makes the arc c -> v
+            touched = _reverse(state, j, here - 1)
+            if touched:
+                return touched
     for size in (1, 2, 3):
-        i = 1
-        while i + size - 1 <= len(state.tour):
-            t, pos, fwd, bwd = state.t, state.pos, state.fwd, state.bwd
-            n = len(state.tour)
-            first, last = t[i], t[i + size - 1]
-            before, after = t[i - 1], t[i + size]
-            inner = fwd[i + size - 1] - fwd[i]
-            inner_rev = bwd[i + size - 1] - bwd[i]
-            gain = m[before][first] + inner + m[last][after] - m[before][after]
-            best, best_k, best_rev = -EPS, -1, False
-            edges = set()
-            for x in (*near[first], *near[last]):
-                k = pos.get(x, 0)
-                edges.add(k)
-                edges.add(k - 1 if k else n)
-            for k in edges:
-                if i - 1 <= k <= i + size - 1 or k < 0:
-                    continue
-                p, q = t[k], t[k + 1]
-                base = m[p][q]
-                forward = gain - (m[p][first] + inner + m[last][q] - base)
-                backward = gain - (m[p][last] + inner_rev + m[first][q] - base)
-                if forward > best:
-                    best, best_k, best_rev = forward, k, False
-                if backward > best:
-                    best, best_k, best_rev = backward, k, True
-            if best_k >= 0 and best > EPS:
-                tour = state.tour
-                segment = tour[i - 1:i - 1 + size]
-                if best_rev:
-                    segment.reverse()
-                rest = tour[:i - 1] + tour[i - 1 + size:]
-                at = best_k if best_k < i else best_k - size
-                state.set(rest[:at] + segment + rest[at:])
-                improved = True
-            i += 1
-    return improved
+        for i in (here, here - size + 1):
+            touched = _move(state, near, i, size)
+            if touched:
+                return touched
+    return None
 
 
-def local_search(matrix: Matrix, tour: Iterable[int], near: list[list[int]] | None = None) -> list[int]:
-    """2-opt and Or-opt passes over candidate lists until a pass changes nothing."""
+def local_search(matrix: Matrix, tour: Iterable[int], near: list[list[int]] | None = None,
+                 active: Iterable[int] | None = None) -> list[int]:
+    """2-opt and Or-opt over candidate lists with a queue of active stops ("don't look bits",
+    Bentley 1992): a stop is looked at again only when an arc at it changed."""
     tour = list(tour)
     if len(tour) < 2:
         return tour
@@ -131,14 +148,26 @@ def local_search(matrix: Matrix, tour: Iterable[int], near: list[list[int]] | No
         return min((tour, tour[::-1]), key=lambda t: tour_length(matrix, t))
     near = near or neighbours(matrix)
     state = _Tour(matrix, tour)
-    while _two_opt(state, near) | _or_opt(state, near):
-        pass
+    queue = deque(tour if active is None else [v for v in active if v])
+    queued = set(queue)
+    while queue:
+        v = queue.popleft()
+        queued.discard(v)
+        touched = _improve_at(state, near, v)
+        if touched:
+            for u in (v, *touched):
+                if u and u not in queued:
+                    queue.append(u)
+                    queued.add(u)
     return state.tour
 
 
-def _double_bridge(tour: list[int], rng: random.Random) -> list[int]:
+def _double_bridge(tour: list[int], rng: random.Random) -> tuple[list[int], list[int]]:
+    """The kicked tour and the stops at its new arcs."""
     a, b, c = sorted(rng.sample(range(1, len(tour)), 3))
-    return tour[:a] + tour[b:c] + tour[a:b] + tour[c:]
+    kicked = tour[:a] + tour[b:c] + tour[a:b] + tour[c:]
+    ends = {0, len(tour) - 1, a - 1, a, b - 1, b, c - 1, c}
+    return kicked, [tour[k] for k in ends if 0 <= k < len(tour)]
 
 
 def improve(matrix: Matrix, starts: Iterable[Sequence[int]] = (), *, kicks: int = 20, seed: int = 0) -> tuple[float, list[int]]:
@@ -154,7 +183,8 @@ def improve(matrix: Matrix, starts: Iterable[Sequence[int]] = (), *, kicks: int 
     if len(best) >= 8:
         rng = random.Random(seed)
         for _ in range(kicks):
-            tour = local_search(matrix, _double_bridge(best, rng), near)
+            kicked, active = _double_bridge(best, rng)
+            tour = local_search(matrix, kicked, near, active)
             length = tour_length(matrix, tour)
             if length < best_len - EPS:
                 best, best_len = tour, length
