@@ -1,0 +1,203 @@
+"""Channels out against real sandbox servers: coalescing, faults, rate limits, compare-and-set, replay."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from channels_app import outbound
+from channels_app.models import Channel, Listing, ListingStatus, PushLog
+from channels_app.rules import desired_quantities
+from inventory_app import stock
+from inventory_app.stock import LineRequest
+from tests.channels.sandboxed import connect, remote
+from tests.factories import make_bundle, make_location, make_sku
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def converge(channel: Channel, rounds: int = 30):
+    """Run the pusher until nothing is out of date (making retry times due at once, as time passing would)."""
+    for _ in range(rounds):
+        Listing.objects.filter(channel=channel).exclude(status=ListingStatus.FAILED).update(next_attempt_at=None)
+        outbound.push_channel(channel.pk)
+        if not outbound.dirty_listings(channel, timezone.now() + timedelta(days=1)).exists():
+            return
+    raise AssertionError("did not converge")
+
+
+def assert_converged(channel: Channel, sandbox):
+    listings = list(Listing.objects.filter(channel=channel).select_related("sku"))
+    wanted = desired_quantities(channel, listings)
+    for listing in listings:
+        assert remote(sandbox, listing.sku) == wanted[listing.id], listing.sku.code
+        assert listing.pushed_version >= listing.desired_version
+
+
+@pytest.mark.parametrize("kind", ["shopify", "woocommerce", "bigcommerce", "amazon", "standard"])
+def test_each_adapter_puts_hub_availability_on_its_platform(kind):
+    wh = make_location()
+    tee, cap = make_sku(stock_at={wh: 12}), make_sku(stock_at={wh: 3})
+    channel, sandbox = connect(kind, {tee: 0, cap: 0})
+    with sandbox:
+        converge(channel)
+        assert (remote(sandbox, tee), remote(sandbox, cap)) == (12, 3)
+        stock.reserve(lines=[LineRequest(tee.code, 5)])
+        converge(channel)
+        assert remote(sandbox, tee) == 7
+        assert_converged(channel, sandbox)
+
+
+def test_a_burst_of_500_orders_becomes_one_push_with_the_latest_value():
+    wh = make_location()
+    tee = make_sku(stock_at={wh: 1000})
+    channel, sandbox = connect("shopify", {tee: 1000})
+    with sandbox:
+        converge(channel)
+        before = sum(sandbox.state.snapshot()["requests"].values())
+        for _ in range(500):
+            stock.reserve(lines=[LineRequest(tee.code, 1)])
+        assert Listing.objects.get(channel=channel).desired_version > 500
+        outbound.push_channel(channel.pk)
+        after = sum(sandbox.state.snapshot()["requests"].values())
+        assert after - before == 1
+        assert remote(sandbox, tee) == 500
+
+
+def test_5xx_is_retried_with_backoff_then_converges():
+    wh = make_location()
+    tee = make_sku(stock_at={wh: 9})
+    channel, sandbox = connect("woocommerce", {tee: 0})
+    with sandbox:
+        sandbox.state.set_faults({"error_rate": 1.0})
+        outbound.push_channel(channel.pk)
+        listing = Listing.objects.get(channel=channel)
+        assert listing.status == ListingStatus.RETRYING and listing.next_attempt_at > timezone.now() - timedelta(seconds=1)
+        assert "50" in listing.last_error
+        sandbox.state.set_faults({})
+        converge(channel)
+        assert remote(sandbox, tee) == 9
+
+
+def test_429_blocks_the_channel_for_retry_after():
+    wh = make_location()
+    tee = make_sku(stock_at={wh: 4})
+    channel, sandbox = connect("shopify", {tee: 0}, credentials={"api": "rest"})
+    with sandbox:
+        sandbox.state.set_faults({"burst_429": 1, "retry_after": 2})
+        summary = outbound.push_channel(channel.pk)
+        assert summary.retry_in == pytest.approx(2, abs=0.2)
+        listing = Listing.objects.get(channel=channel)
+        assert listing.next_attempt_at >= timezone.now() + timedelta(seconds=1)
+        # The shared bucket is now blocked: no pusher anywhere sends before Retry-After.
+        from channels_app.ratelimit import limiter_for
+
+        assert limiter_for(channel).try_acquire() > 1
+        assert sandbox.state.snapshot()["injected"]["429"] == 1
+
+
+def test_other_4xx_is_not_retried_and_shows_on_the_listing_then_replays():
+    wh = make_location()
+    tee = make_sku(stock_at={wh: 4})
+    channel, sandbox = connect("shopify", {tee: 0}, credentials={"access_token": "wrong-token"})
+    with sandbox:
+        outbound.push_channel(channel.pk)
+        listing = Listing.objects.get(channel=channel)
+        assert listing.status == ListingStatus.FAILED and "401" in listing.last_error
+        calls = sum(sandbox.state.snapshot()["requests"].values())
+        outbound.push_channel(channel.pk)
+        assert sum(sandbox.state.snapshot()["requests"].values()) == calls  # failed listings wait for an operator
+        channel.credentials = {"access_token": "shpat_test"}
+        channel.save()
+        assert outbound.replay_listings([listing.pk]) == 1
+        converge(channel)
+        assert remote(sandbox, tee) == 4
+
+
+def test_compare_and_set_conflict_never_lands_a_stale_higher_number():
+    """The channel sold 2 units we have not heard of; our next push must not undo that sale."""
+    wh = make_location()
+    tee = make_sku(stock_at={wh: 10})
+    channel, sandbox = connect("shopify", {tee: 0})
+    with sandbox:
+        converge(channel)
+        assert remote(sandbox, tee) == 10
+        sandbox.state.patch_inventory([{"sku": tee.code, "quantity": 8}])  # a sale on Shopify, webhook not yet here
+        stock.reserve(lines=[LineRequest(tee.code, 1)])  # meanwhile another channel sold 1
+        converge(channel)
+        assert remote(sandbox, tee) == 7  # 9 we wanted, less the 2 Shopify sold: not 9 over their sale
+        log = PushLog.objects.filter(channel=channel, ok=True).order_by("-id").first()
+        assert log.quantity == 7
+
+
+def test_rate_limit_is_never_exceeded_with_several_pushers_at_once():
+    wh = make_location()
+    skus = [make_sku(stock_at={wh: i + 1}) for i in range(60)]
+    channel, sandbox = connect("shopify", {s: 0 for s in skus}, credentials={"api": "rest"},
+                               plan={"rest_bucket": 10, "rest_leak": 10})
+    channel.rate_limit_capacity, channel.rate_limit_per_second = 10, 10
+    channel.save()
+
+    def pusher():
+        try:
+            for _ in range(20):
+                outbound.push_channel(channel.pk, max_rounds=5)
+                Listing.objects.filter(channel=channel).update(next_attempt_at=None)
+        finally:
+            connection.close()
+
+    with sandbox:
+        threads = [threading.Thread(target=pusher) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        converge(channel)
+        snapshot = sandbox.state.snapshot()
+        assert snapshot["rate_limited"] == 0, snapshot
+        assert_converged(channel, sandbox)
+
+
+def test_channel_rules_shape_the_published_number():
+    wh, store = make_location(priority=1), make_location(priority=2)
+    tee = make_sku(stock_at={wh: 100, store: 50})
+    channel, sandbox = connect("standard", {tee: 0}, channel_fields={
+        "safety_buffer": 10, "share_percent": 50, "max_quantity": 30})
+    with sandbox:
+        converge(channel)
+        assert remote(sandbox, tee) == 30  # (150 - 10) * 50% = 70, capped at 30
+        Channel.objects.filter(pk=channel.pk).update(max_quantity=None, zero_below=100)
+        channel.refresh_from_db()
+        from channels_app.sync import mark_channel_dirty
+
+        mark_channel_dirty(channel)
+        converge(channel)
+        assert remote(sandbox, tee) == 0  # 70 is below the threshold of 100
+
+
+def test_bundle_listing_follows_its_components():
+    wh = make_location()
+    tee, cap = make_sku(stock_at={wh: 10}), make_sku(stock_at={wh: 3})
+    kit = make_bundle({tee: 2, cap: 1})
+    channel, sandbox = connect("woocommerce", {kit: 0})
+    with sandbox:
+        converge(channel)
+        assert remote(sandbox, kit) == 3
+        stock.reserve(lines=[LineRequest(cap.code, 2)])  # a component sold alone elsewhere
+        converge(channel)
+        assert remote(sandbox, kit) == 1
+
+
+def test_woocommerce_batches_at_most_100_per_request():
+    wh = make_location()
+    skus = [make_sku(stock_at={wh: 5}) for _ in range(230)]
+    channel, sandbox = connect("woocommerce", {s: 0 for s in skus}, channel_fields={"push_batch_size": 500})
+    with sandbox:
+        converge(channel)
+        calls = sandbox.state.snapshot()["requests"]
+        assert sum(v for k, v in calls.items() if "batch" in k) == 3
+        assert all(remote(sandbox, s) == 5 for s in skus[:5])
