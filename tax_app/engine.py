@@ -135,14 +135,14 @@ def compute(*, request: TaxRequest, answer: ProviderAnswer, on_date: date) -> Ta
     )
 
 
-def _normalised(request: TaxRequest, *, on_date: date, provider: str, version: int) -> dict:
+def _normalised(request: TaxRequest, *, on_date: date, provider: str) -> dict:
     def address(a):
         if a is None:
             return None
         return [a.country, a.state.upper(), a.zip5, a.plus4, a.city.strip().upper(), " ".join(a.street.upper().split())]
 
     return {
-        "v": version, "p": provider, "d": on_date.isoformat(), "cur": request.currency,
+        "p": provider, "d": on_date.isoformat(), "cur": request.currency,
         "to": address(request.ship_to), "from": address(request.ship_from),
         "lines": [[li.id, li.sku, li.tax_code, str(li.quantity.normalize()), str(li.unit_price.normalize()),
                    str(li.discount.normalize())] for li in request.lines],
@@ -150,18 +150,18 @@ def _normalised(request: TaxRequest, *, on_date: date, provider: str, version: i
     }
 
 
-_provider_memo: dict[tuple[str, int], ProviderConfig | None] = {}
+# Per Redis namespace: (rules version, primary provider). Any ProviderConfig change bumps the version.
+_configs: dict[str, tuple[int, ProviderConfig | None]] = {}
 
 
-def _primary_provider(version: int) -> ProviderConfig | None:
-    # Looked up once per rules version: any ProviderConfig change bumps the version (signals.py).
+def _config_for(version: int) -> ProviderConfig | None:
+    namespace = resilience.prefix()
+    known = _configs.get(namespace)
     if version < 0:
         return selectors.primary_provider()
-    key = (resilience.prefix(), version)
-    if key not in _provider_memo:
-        _provider_memo.clear()
-        _provider_memo[key] = selectors.primary_provider()
-    return _provider_memo[key]
+    if known is None or known[0] != version:
+        known = _configs[namespace] = (version, selectors.primary_provider())
+    return known[1]
 
 
 def calculate(*, request: TaxRequest, on_date: date | None = None, now: datetime | None = None,
@@ -175,31 +175,43 @@ def calculate(*, request: TaxRequest, on_date: date | None = None, now: datetime
     for line in request.lines:
         line_amount(line, request.currency)
 
-    version = resilience.rules_version()
-    config = _primary_provider(version)
-    provider_name = config.name if config else LocalProvider.name
-    key = resilience.cache_key(_normalised(request, on_date=on_date, provider=provider_name, version=version))
-    if use_cache and version >= 0:
-        hit = resilience.cache_get(key)
-        if hit is not None:
-            result = compute(request=request, answer=ProviderAnswer.from_dict(hit), on_date=on_date)
-            result.cached = True
-            return result
+    # The cache key names the provider, which is known for sure only once the version is read; guess it from
+    # the last version seen (right unless the configuration just changed) so the hit path is one round trip.
+    namespace = resilience.prefix()
+    if namespace not in _configs:
+        _configs[namespace] = (-2, selectors.primary_provider())
+    guessed = _configs[namespace][1]
+    name = guessed.name if guessed else LocalProvider.name
+    request_digest = resilience.digest(_normalised(request, on_date=on_date, provider=name))
+    if use_cache:
+        version, hit = resilience.cached_lookup(request_digest)
+    else:
+        version, hit = resilience.rules_version(), None
+    config = _config_for(version)
+    if (config.name if config else LocalProvider.name) != name:
+        name = config.name if config else LocalProvider.name
+        request_digest = resilience.digest(_normalised(request, on_date=on_date, provider=name))
+        hit = resilience.cache_get(resilience.answer_key(version, request_digest)) if use_cache and version >= 0 else None
+    if hit is not None:
+        result = compute(request=request, answer=ProviderAnswer.from_dict(hit), on_date=on_date)
+        result.cached = True
+        return result
 
-    answer, reason = _resolve(request=request, on_date=on_date, now=now, config=config)
+    rules = selectors.snapshot(version=version, namespace=namespace)
+    answer, reason = _resolve(request=request, on_date=on_date, now=now, config=config, rules=rules)
     if use_cache and not reason and version >= 0:
-        resilience.cache_set(key, answer.as_dict())
+        resilience.cache_set(resilience.answer_key(version, request_digest), answer.as_dict())
     result = compute(request=request, answer=answer, on_date=on_date)
     result.fallback, result.fallback_reason = bool(reason), reason
     return result
 
 
-def _resolve(*, request: TaxRequest, on_date: date, now: datetime,
-             config: ProviderConfig | None) -> tuple[ProviderAnswer, str]:
+def _resolve(*, request: TaxRequest, on_date: date, now: datetime, config: ProviderConfig | None,
+             rules: selectors.RulesSnapshot) -> tuple[ProviderAnswer, str]:
     to = request.ship_to
-    tax_codes = selectors.resolve_tax_codes(request.lines)
+    tax_codes = rules.resolve_tax_codes(request.lines)
     codes = {k: v.code for k, v in tax_codes.items()}
-    if not selectors.has_nexus(country=to.country, state=to.state, on_date=on_date):
+    if not rules.has_nexus(country=to.country, state=to.state, on_date=on_date):
         return ProviderAnswer(provider="none", tax_codes=codes, nexus=False), ""
     if selectors.valid_exemption(customer_id=request.customer_exemption, country=to.country, state=to.state,
                                  on_date=on_date):
@@ -224,4 +236,4 @@ def _resolve(*, request: TaxRequest, on_date: date, now: datetime,
             else:
                 breaker.record_success()
                 return answer, ""
-    return LocalProvider().quote(request=request, on_date=on_date, tax_codes=tax_codes), reason
+    return LocalProvider(rules).quote(request=request, on_date=on_date, tax_codes=tax_codes), reason

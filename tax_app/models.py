@@ -92,7 +92,8 @@ class RateEntry(models.Model):
     class Meta:
         verbose_name_plural = "rate entries"
         indexes = [
-            models.Index(fields=["country", "zip", "table"]),
+            models.Index(fields=["table", "zip"]),
+            models.Index(fields=["country", "zip"]),
             models.Index(fields=["table", "jurisdiction_code"]),
         ]
 

@@ -16,13 +16,16 @@ MINOR_UNITS: dict[str, int] = {
 ZERO = Decimal("0")
 
 
+_QUANTA = {code: Decimal(1).scaleb(-digits) for code, digits in MINOR_UNITS.items()}
+
+
 def minor_unit(currency: str) -> Decimal:
     """The currency's smallest unit as a quantum: 0.01 for USD, 1 for JPY, 0.001 for KWD."""
-    return Decimal(1).scaleb(-MINOR_UNITS[currency.upper()])
+    return _QUANTA[currency.upper()]
 
 
 def round_money(amount: Decimal, currency: str) -> Decimal:
-    return amount.quantize(minor_unit(currency), rounding=ROUND_HALF_UP)
+    return amount.quantize(_QUANTA[currency], rounding=ROUND_HALF_UP)
 
 
 def to_decimal(value: object) -> Decimal:

@@ -55,9 +55,36 @@ def bump_rules_version() -> None:
         log.warning("tax cache version bump failed; cached answers expire after %ss", cache_ttl_seconds())
 
 
-def cache_key(normalised: dict) -> str:
+def digest(normalised: dict) -> str:
     body = json.dumps(normalised, sort_keys=True, separators=(",", ":"))
-    return prefix() + "answer:" + hashlib.sha256(body.encode()).hexdigest()
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def answer_key(version: int, request_digest: str) -> str:
+    return f"{prefix()}answer:{version}:{request_digest}"
+
+
+# One round trip for the hot path: read the rules version and the answer stored under it together.
+_LOOKUP = """
+local version = redis.call('GET', KEYS[1]) or '0'
+return {version, redis.call('GET', ARGV[1] .. version .. ':' .. ARGV[2])}
+"""
+
+
+@lru_cache(maxsize=4)
+def _lookup_script(url: str):
+    return _client(url).register_script(_LOOKUP)
+
+
+def cached_lookup(request_digest: str) -> tuple[int, dict | None]:
+    """(rules version, cached answer or None); (-1, None) when Redis is unavailable."""
+    try:
+        script = _lookup_script(getattr(settings, "REDIS_URL", "redis://127.0.0.1:6379/0"))
+        version, raw = script(keys=[prefix() + "version"], args=[prefix() + "answer:", request_digest])
+    except redis.RedisError:
+        log.warning("tax cache unavailable; answering uncached")
+        return -1, None
+    return int(version), (json.loads(raw) if raw else None)
 
 
 def cache_get(key: str) -> dict | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections import defaultdict
 from collections.abc import Iterable
 from datetime import date
 from decimal import Decimal
@@ -46,12 +48,13 @@ def table_history(*, scope: str) -> QuerySet[RateTable]:
     return RateTable.objects.filter(scope=scope).order_by("-effective_from", "-imported_at")
 
 
-def us_rate_entry(*, state: str, zip5: str, on_date: date, plus4: str = "") -> RateEntry | None:
+def us_rate_entry(*, state: str, zip5: str, on_date: date, plus4: str = "",
+                  table: RateTable | None = None) -> RateEntry | None:
     """The ZIP's row in the table in force; with several ZIP+4 ranges, the one holding ``plus4``, else the widest."""
-    table = table_on(scope=f"US-{state}", on_date=on_date)
+    table = table or table_on(scope=f"US-{state}", on_date=on_date)
     if table is None:
         return None
-    rows = list(RateEntry.objects.filter(table=table, zip=zip5)[:500])
+    rows = list(RateEntry.objects.filter(table_id=table.pk, zip=zip5)[:500])
     if len(rows) <= 1:
         return rows[0] if rows else None
     if plus4:
@@ -65,11 +68,11 @@ def us_rate_entry(*, state: str, zip5: str, on_date: date, plus4: str = "") -> R
     return max(rows, key=lambda row: (width(row), row.jurisdiction_code))
 
 
-def vat_entries(*, country: str, on_date: date) -> dict[str, RateEntry]:
-    table = table_on(scope="EU-VAT", on_date=on_date)
+def vat_entries(*, country: str, on_date: date, table: RateTable | None = None) -> dict[str, RateEntry]:
+    table = table or table_on(scope="EU-VAT", on_date=on_date)
     if table is None:
         return {}
-    return {e.category: e for e in RateEntry.objects.filter(table=table, country=country)}
+    return {e.category: e for e in RateEntry.objects.filter(table_id=table.pk, country=country)}
 
 
 def resolve_tax_codes(lines: Iterable[LineItem]) -> dict[str, TaxCode]:
@@ -141,3 +144,84 @@ def valid_exemption(*, customer_id: str, country: str, state: str, on_date: date
 
 def primary_provider() -> ProviderConfig | None:
     return ProviderConfig.objects.filter(is_active=True).order_by("priority", "name").first()
+
+
+# --- per-version snapshot of the small tables ----------------------------------------------------
+
+SNAPSHOT_MAX_AGE_SECONDS = 60.0
+
+
+class RulesSnapshot:
+    """Tax codes, taxability and shipping rules, nexus and the table index, read once per rules version.
+
+    Every save or delete of these models bumps the version (``signals``), so a snapshot is never used after a
+    change made through the ORM's ``save``/``delete``; the age limit bounds staleness after bulk ``update()``s.
+    Only the large ``RateEntry`` table and per-SKU codes are queried per calculation.
+    """
+
+    def __init__(self, version: int):
+        self.version = version
+        self.loaded_at = time.monotonic()
+        self.tax_codes = {c.code: c for c in TaxCode.objects.all()}
+        self.rules: dict[tuple[int, str], list[TaxCodeRule]] = defaultdict(list)
+        for rule in TaxCodeRule.objects.all():
+            self.rules[(rule.tax_code_id, rule.country)].append(rule)
+        self.shipping = {(r.country, r.state): r.taxable for r in ShippingRule.objects.all()}
+        self.nexus = list(Nexus.objects.all())
+        self.tables: dict[str, list[RateTable]] = defaultdict(list)
+        for table in RateTable.objects.exclude(status=TableStatus.REPLACED).order_by("-effective_from", "-imported_at"):
+            self.tables[table.scope].append(table)
+
+    def fresh(self) -> bool:
+        return time.monotonic() - self.loaded_at < SNAPSHOT_MAX_AGE_SECONDS
+
+    def table_on(self, *, scope: str, on_date: date) -> RateTable | None:
+        for table in self.tables.get(scope, ()):
+            if table.effective_from <= on_date and (table.effective_to is None or table.effective_to > on_date):
+                return table
+        return None
+
+    def resolve_tax_codes(self, lines: Iterable[LineItem]) -> dict[str, TaxCode]:
+        lines = list(lines)
+        skus = {line.sku for line in lines if line.sku and not line.tax_code}
+        by_sku = {}
+        if skus:
+            by_sku = {sku: self.tax_codes.get(code) for sku, code in
+                      ProductTaxCode.objects.filter(sku__in=skus).values_list("sku", "tax_code__code")}
+        general = self.tax_codes.get(GENERAL_TAX_CODE) or TaxCode(code=GENERAL_TAX_CODE, name="General merchandise")
+        resolved: dict[str, TaxCode] = {}
+        for line in lines:
+            if line.tax_code:
+                if line.tax_code not in self.tax_codes:
+                    raise UnknownTaxCode(f"Unknown tax code {line.tax_code!r}.", line=line.id, tax_code=line.tax_code)
+                resolved[line.id] = self.tax_codes[line.tax_code]
+            else:
+                resolved[line.id] = by_sku.get(line.sku) or general
+        return resolved
+
+    def code_rules(self, *, tax_codes: Iterable[TaxCode], country: str, state: str) -> list[TaxCodeRule]:
+        return [rule for code in {c.pk for c in tax_codes if c.pk} for rule in self.rules.get((code, country), ())
+                if rule.state in (state, "")]
+
+    def shipping_taxable(self, *, country: str, state: str, default: bool) -> bool:
+        if (country, state) in self.shipping:
+            return self.shipping[(country, state)]
+        return self.shipping.get((country, ""), default)
+
+    def has_nexus(self, *, country: str, state: str, on_date: date) -> bool:
+        countries = (country, "EU") if country in EU_MEMBERS else (country,)
+        return any(n.country in countries and n.state in (state, "") and n.since <= on_date
+                   and (n.until is None or n.until > on_date) for n in self.nexus)
+
+
+_snapshots: dict[str, RulesSnapshot] = {}
+
+
+def snapshot(*, version: int, namespace: str = "") -> RulesSnapshot:
+    """The snapshot for ``version`` (re-read when the version moves or it ages out; always re-read if unknown)."""
+    current = _snapshots.get(namespace)
+    if version < 0 or current is None or current.version != version or not current.fresh():
+        current = RulesSnapshot(version)
+        if version >= 0:
+            _snapshots[namespace] = current
+    return current

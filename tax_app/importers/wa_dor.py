@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import date
+from decimal import Decimal
 
 from tax_app.importers.common import (
     MAX_REPORTED_ERRORS,
@@ -29,8 +30,6 @@ STATE = "WA"
 
 
 def parse(content: bytes | str, *, name: str) -> list[ParsedTable]:
-    from decimal import Decimal
-
     text = decode(content)
     rows = reader(text)
     if [h.strip() for h in rows.fieldnames or []] != HEADER:

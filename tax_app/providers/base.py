@@ -13,8 +13,6 @@ from datetime import date
 from decimal import Decimal
 from typing import TYPE_CHECKING, Protocol
 
-from tax_app.money import to_decimal
-
 if TYPE_CHECKING:
     from tax_app.models import TaxCode
 
@@ -75,9 +73,10 @@ class JurisdictionRate:
 
     @classmethod
     def from_dict(cls, data: dict) -> JurisdictionRate:
+        # Only ever reads what as_dict wrote (Decimal text), so no float can arrive here.
         taxable = data.get("taxable_amount")
-        return cls(kind=data["kind"], code=data["code"], name=data["name"], rate=to_decimal(data["rate"]),
-                   taxable_amount=None if taxable is None else to_decimal(taxable))
+        return cls(kind=data["kind"], code=data["code"], name=data["name"], rate=Decimal(data["rate"]),
+                   taxable_amount=None if taxable is None else Decimal(taxable))
 
 
 @dataclass

@@ -35,6 +35,9 @@ class LocalProvider:
     name = "local"
     remote = False
 
+    def __init__(self, snapshot: selectors.RulesSnapshot | None = None):
+        self.snapshot = snapshot or selectors.snapshot(version=-1)
+
     def quote(self, *, request: TaxRequest, on_date: date, tax_codes: dict[str, TaxCode]) -> ProviderAnswer:
         to = request.ship_to
         if to.country == "US":
@@ -45,11 +48,12 @@ class LocalProvider:
 
     def _us(self, *, request: TaxRequest, on_date: date, tax_codes: dict[str, TaxCode]) -> ProviderAnswer:
         to = request.ship_to
-        entry = selectors.us_rate_entry(state=to.state, zip5=to.zip5, plus4=to.plus4, on_date=on_date)
+        table = self.snapshot.table_on(scope=f"US-{to.state}", on_date=on_date)
+        entry = table and selectors.us_rate_entry(state=to.state, zip5=to.zip5, plus4=to.plus4, on_date=on_date, table=table)
         if entry is None:
             raise NoRates(f"No rate in force for US-{to.state} {to.zip5} on {on_date}.", state=to.state, zip=to.zip5)
         levels = us_jurisdictions(entry)
-        rules = selectors.code_rules(tax_codes=tax_codes.values(), country="US", state=to.state)
+        rules = self.snapshot.code_rules(tax_codes=tax_codes.values(), country="US", state=to.state)
         answer = ProviderAnswer(provider=self.name, tax_codes={k: v.code for k, v in tax_codes.items()})
         for line in request.lines:
             code = tax_codes[line.id]
@@ -61,7 +65,7 @@ class LocalProvider:
                 for kind, jcode, name, rate in levels
             ]
         if request.shipping:
-            taxable = selectors.shipping_taxable(country="US", state=to.state, default=False)
+            taxable = self.snapshot.shipping_taxable(country="US", state=to.state, default=False)
             answer.shipping = [JurisdictionRate(kind=kind, code=jcode, name=name, rate=rate,
                                                 taxable_amount=None if taxable else ZERO)
                                for kind, jcode, name, rate in levels]
@@ -69,10 +73,11 @@ class LocalProvider:
 
     def _vat(self, *, request: TaxRequest, on_date: date, tax_codes: dict[str, TaxCode]) -> ProviderAnswer:
         country = request.ship_to.country
-        entries = selectors.vat_entries(country=country, on_date=on_date)
+        table = self.snapshot.table_on(scope="EU-VAT", on_date=on_date)
+        entries = selectors.vat_entries(country=country, on_date=on_date, table=table) if table else {}
         if "standard" not in entries:
             raise NoRates(f"No VAT rates in force for {country} on {on_date}.", country=country)
-        rules = selectors.code_rules(tax_codes=tax_codes.values(), country=country, state="")
+        rules = self.snapshot.code_rules(tax_codes=tax_codes.values(), country=country, state="")
         answer = ProviderAnswer(provider=self.name, tax_codes={k: v.code for k, v in tax_codes.items()})
 
         def vat(category: str, taxable: bool) -> JurisdictionRate:
@@ -92,6 +97,6 @@ class LocalProvider:
             answer.lines[line.id] = [vat(code.vat_category, taxable)]
         if request.shipping:
             # Delivery follows the standard rate unless a rule says otherwise.
-            taxable = selectors.shipping_taxable(country=country, state="", default=True)
+            taxable = self.snapshot.shipping_taxable(country=country, state="", default=True)
             answer.shipping = [vat(VatCategory.STANDARD, taxable)]
         return answer

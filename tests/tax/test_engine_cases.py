@@ -78,7 +78,9 @@ def test_threshold_line_reports_partial_taxability(us_rates):
 
 
 def test_no_nexus_collects_nothing(us_rates):
-    Nexus.objects.filter(state="ZZ").update(until=date(2025, 6, 1))
+    nexus = Nexus.objects.get(state="ZZ")
+    nexus.until = date(2025, 6, 1)
+    nexus.save()
     result = engine.calculate(request=req(("1", "100")), on_date=ON, now=NOW)
     assert (result.total_tax, result.nexus, result.provider) == (D("0"), False, "none")
     before = engine.calculate(request=req(("1", "100")), on_date=date(2025, 5, 31), now=NOW)
