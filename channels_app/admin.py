@@ -1,0 +1,235 @@
+"""Admin for merchants (channel set-up on one page) and operators (inbox, failed listings, replay)."""
+
+from __future__ import annotations
+
+import json
+
+from django import forms
+from django.contrib import admin, messages
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+
+from channels_app import inbound, outbound, selectors, services
+from channels_app.models import (
+    Channel,
+    ChannelLocation,
+    InboundEvent,
+    InboundStatus,
+    JobRun,
+    Listing,
+    PushLog,
+    WebhookRejection,
+)
+from channels_app.sync import mark_channel_dirty
+
+HEALTH_COLOURS = {"green": "#2e7d32", "amber": "#ef6c00", "red": "#c62828", "grey": "#757575"}
+
+
+class ChannelForm(forms.ModelForm):
+    # Secrets are write-only: the form never shows what is stored.
+    credentials_json = forms.CharField(
+        label="API credentials (JSON)", required=False, widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Leave blank to keep the stored credentials. Stored encrypted; never shown again.")
+    new_webhook_secret = forms.CharField(
+        label="New webhook secret", required=False, widget=forms.PasswordInput(render_value=False),
+        help_text="Setting one rotates: the previous secret keeps verifying for 24 hours.")
+
+    class Meta:
+        model = Channel
+        fields = ["slug", "name", "kind", "enabled", "paused", "api_base_url", "external_id", "publish_location_id",
+                  "safety_buffer", "share_percent", "max_quantity", "zero_below", "include_backorders", "conservative",
+                  "rate_limit_capacity", "rate_limit_per_second", "push_batch_size", "catalog_interval_seconds",
+                  "reconcile_interval_seconds"]
+
+    def clean_credentials_json(self):
+        raw = self.cleaned_data.get("credentials_json", "").strip()
+        if not raw:
+            return None
+        try:
+            value = json.loads(raw)
+        except ValueError as exc:
+            raise forms.ValidationError(f"Not valid JSON: {exc}") from None
+        if not isinstance(value, dict):
+            raise forms.ValidationError("Credentials must be a JSON object.")
+        return value
+
+
+class ChannelLocationInline(admin.TabularInline):
+    model = ChannelLocation
+    extra = 0
+    autocomplete_fields = ["location"]
+
+
+@admin.register(Channel)
+class ChannelAdmin(admin.ModelAdmin):
+    form = ChannelForm
+    list_display = ["slug", "name", "kind", "health_badge", "enabled", "paused", "last_push_at"]
+    list_filter = ["kind", "enabled", "paused"]
+    search_fields = ["slug", "name"]
+    inlines = [ChannelLocationInline]
+    readonly_fields = ["secret_state", "sync_summary", "previous_secret_expires_at", "created_at", "updated_at"]
+    actions = ["pause", "resume", "force_resync"]
+    fieldsets = [
+        (None, {"fields": ["slug", "name", "kind", "enabled", "paused"]}),
+        ("Platform", {"fields": ["api_base_url", "external_id", "publish_location_id", "credentials_json",
+                                 "new_webhook_secret", "secret_state", "previous_secret_expires_at"]}),
+        ("What this channel is sent", {"fields": ["safety_buffer", "share_percent", "max_quantity", "zero_below",
+                                                  "include_backorders", "conservative"]}),
+        ("Limits and schedules", {"fields": ["rate_limit_capacity", "rate_limit_per_second", "push_batch_size",
+                                             "catalog_interval_seconds", "reconcile_interval_seconds"]}),
+        ("Sync", {"fields": ["sync_summary", "created_at", "updated_at"]}),
+    ]
+
+    def save_model(self, request, obj, form, change):
+        credentials = form.cleaned_data.get("credentials_json")
+        if credentials is not None:
+            obj.credentials = credentials
+        secret = form.cleaned_data.get("new_webhook_secret")
+        if secret:
+            services.rotate_webhook_secret(channel=obj, new_secret=secret, save=False)
+        super().save_model(request, obj, form, change)
+        if change and set(form.changed_data) & {"safety_buffer", "share_percent", "max_quantity", "zero_below",
+                                                 "include_backorders", "conservative"}:
+            mark_channel_dirty(obj)
+
+    @admin.display(description="Webhook secret")
+    def secret_state(self, obj):
+        if not obj.pk:
+            return "-"
+        parts = ["set" if obj.webhook_secret else "NOT SET"]
+        if obj.previous_webhook_secret:
+            parts.append(f"previous one valid until {obj.previous_secret_expires_at:%Y-%m-%d %H:%M} UTC")
+        return "; ".join(parts)
+
+    @admin.display(description="Health")
+    def health_badge(self, obj):
+        status = selectors.sync_status(obj)
+        return format_html('<span title="{}" style="color:#fff;background:{};padding:2px 8px;border-radius:8px">{}</span>',
+                           status["reason"], HEALTH_COLOURS[status["health"]], status["health"])
+
+    @admin.display(description="Sync status and preview")
+    def sync_summary(self, obj):
+        if not obj.pk:
+            return "-"
+        status = selectors.sync_status(obj)
+        rows = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", (
+            (p["sku"], p["would_send"], "-" if p["pushed"] is None else p["pushed"],
+             "-" if p["remote"] is None else p["remote"], p["status"]) for p in selectors.preview(obj, limit=50)))
+        return format_html(
+            "<p><b>{}</b>: {} · backlog {} · failed {} · dead-lettered inbound {}</p>"
+            "<table><tr><th>SKU</th><th>would send</th><th>pushed</th><th>channel shows</th><th>status</th></tr>{}</table>",
+            status["health"], status["reason"], status["push_backlog"], status["failed_listings"],
+            status["inbox_dead_lettered"], rows)
+
+    @admin.action(description="Pause selected channels (pushes wait)")
+    def pause(self, request, queryset):
+        for channel in queryset:
+            services.set_paused(channel=channel, paused=True)
+        messages.success(request, f"Paused {queryset.count()} channel(s).")
+
+    @admin.action(description="Resume selected channels")
+    def resume(self, request, queryset):
+        for channel in queryset:
+            services.set_paused(channel=channel, paused=False)
+        messages.success(request, f"Resumed {queryset.count()} channel(s).")
+
+    @admin.action(description="Force a full resync of selected channels")
+    def force_resync(self, request, queryset):
+        total = sum(mark_channel_dirty(channel) for channel in queryset)
+        messages.success(request, f"{total} listing(s) queued for push.")
+
+
+@admin.register(Listing)
+class ListingAdmin(admin.ModelAdmin):
+    list_display = ["channel", "sku", "status", "desired_version", "pushed_version", "pushed_quantity",
+                    "remote_quantity", "edited_on_channel_at", "attempts", "short_error", "history_link"]
+    list_filter = ["channel", "status"]
+    search_fields = ["sku__code", "external_product_id", "external_variant_id", "external_inventory_item_id"]
+    list_select_related = ["channel", "sku"]
+    autocomplete_fields = ["sku"]
+    readonly_fields = ["desired_version", "desired_quantity", "dirty_since", "pushed_version", "pushed_quantity",
+                       "pushed_at", "remote_quantity", "remote_seen_at", "edited_on_channel_at", "status", "attempts",
+                       "next_attempt_at", "last_error", "lease_owner", "lease_until"]
+    actions = ["replay"]
+
+    @admin.display(description="error")
+    def short_error(self, obj):
+        return obj.last_error[:80]
+
+    @admin.display(description="")
+    def history_link(self, obj):
+        return format_html('<a href="{}?listing__id__exact={}">pushes</a>', reverse("admin:channels_app_pushlog_changelist"),
+                           obj.pk)
+
+    @admin.action(description="Replay: push selected listings again with a fresh retry budget")
+    def replay(self, request, queryset):
+        count = outbound.replay_listings(list(queryset.values_list("pk", flat=True)))
+        messages.success(request, f"{count} listing(s) queued for push.")
+
+
+class DeadLetterFilter(admin.SimpleListFilter):
+    title = "needs attention"
+    parameter_name = "attention"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Parked, failed or dead")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(status__in=[InboundStatus.PARKED, InboundStatus.FAILED, InboundStatus.DEAD])
+        return queryset
+
+
+@admin.register(InboundEvent)
+class InboundEventAdmin(admin.ModelAdmin):
+    list_display = ["id", "channel", "topic", "status", "attempts", "received_at", "processed_at", "short_error"]
+    list_filter = [DeadLetterFilter, "status", "channel", "topic"]
+    search_fields = ["delivery_id", "dedup_key", "correlation_id"]
+    list_select_related = ["channel"]
+    readonly_fields = [f.name for f in InboundEvent._meta.fields]
+    actions = ["replay"]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.display(description="reason")
+    def short_error(self, obj):
+        return obj.last_error[:100]
+
+    @admin.action(description="Replay selected parked / failed / dead events")
+    def replay(self, request, queryset):
+        count = inbound.replay(list(queryset.values_list("pk", flat=True)))
+        messages.success(request, f"{count} event(s) queued again.")
+
+
+@admin.register(WebhookRejection)
+class WebhookRejectionAdmin(admin.ModelAdmin):
+    list_display = ["received_at", "channel_slug", "reason", "http_status", "detail", "remote_addr"]
+    list_filter = ["reason", "channel_slug"]
+    readonly_fields = [f.name for f in WebhookRejection._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(PushLog)
+class PushLogAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "channel", "listing", "version", "quantity", "ok", "http_status", "lag_ms", "error"]
+    list_filter = ["ok", "channel"]
+    readonly_fields = [f.name for f in PushLog._meta.fields]
+    list_select_related = ["channel", "listing__sku"]
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(JobRun)
+class JobRunAdmin(admin.ModelAdmin):
+    list_display = ["job", "channel", "started_at", "finished_at", "ok", "count_in", "count_out", "count_rejected",
+                    "variance_percent"]
+    list_filter = ["job", "ok", "channel"]
+    readonly_fields = [f.name for f in JobRun._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
