@@ -59,6 +59,7 @@ class Sandbox:
         self._stopped = True
         self._server.shutdown()
         self._server.server_close()
+        self._server.close_connections()
         self.state.close()
         self._thread.join(timeout=5)
 

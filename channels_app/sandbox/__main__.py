@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 
 from . import KINDS, build_sandbox
@@ -76,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         verbose=args.verbose,
     )
     print(f"{args.kind} sandbox on {sandbox.url} (control API under {sandbox.url}/_sandbox/)", flush=True)
+    # `make run` stops its children with SIGTERM: leave as cleanly as on Ctrl-C.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         sandbox.serve_forever()
     except KeyboardInterrupt:

@@ -77,7 +77,8 @@ class StandardState(SandboxState):
             return {"sku": row["sku"], "status": "invalid", "detail": "quantity must be an integer"}
         found = self.items_for_sku(str(row["sku"]), row.get("location"))
         if not found:
-            return {"sku": row["sku"], "status": "unknown_sku"}
+            status = "unknown_location" if self.items_for_sku(str(row["sku"])) else "unknown_sku"
+            return {"sku": row["sku"], "status": status}
         found[0].touch(quantity)
         return {"sku": row["sku"], "status": "ok", "quantity": quantity}
 

@@ -82,3 +82,29 @@ def test_drift_injection_and_reset(box):
     requests.post(f"{box.url}/_sandbox/reset")
     state = requests.get(f"{box.url}/_sandbox/state").json()
     assert state["inventory"] == [] and state["requests"] == {}
+
+
+def test_run_many_and_stop_cuts_keep_alive_connections():
+    from channels_app.sandbox import run_many
+
+    with run_many([{"kind": "bigcommerce"}, {"kind": "woocommerce", "catalog": [{"sku": "X", "quantity": 1}]}]) as group:
+        assert {box.kind for box in group} == {"bigcommerce", "woocommerce"}
+        woo = group.by_kind("woocommerce")
+        session = requests.Session()
+        assert session.get(f"{woo.url}/wp-json/wc/v3/products").json()[0]["sku"] == "X"
+    with pytest.raises(requests.ConnectionError):
+        session.get(f"{woo.url}/wp-json/wc/v3/products", timeout=2)
+
+
+def test_command_line_maps_credentials():
+    import argparse
+
+    from channels_app.sandbox.__main__ import credentials_for
+
+    args = argparse.Namespace(
+        token="t", key=None, api_secret="s", store_hash="h", seller_id="S", signing_secret=None, api_key=None
+    )
+    assert credentials_for("bigcommerce", args) == {"access_token": "t", "store_hash": "h"}
+    assert credentials_for("woocommerce", args) == {"consumer_key": "t", "consumer_secret": "s"}
+    assert credentials_for("amazon", args) == {"access_token": "t", "seller_id": "S"}
+    assert credentials_for("standard", args) == {"signing_secret": "t"}
