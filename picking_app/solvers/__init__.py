@@ -1,7 +1,8 @@
 """Route solvers over plain data: ``solve(grid, slots, policy)`` picks the right one.
 
-``optimal`` is exact: Ratliff-Rosenthal on a regular single-block layout,
-Held-Karp on anything else up to ``HELD_KARP_LIMIT`` distinct stops; beyond
+``optimal`` is exact: the aisle-by-aisle dynamic programme on a regular layout
+with one block (Ratliff-Rosenthal) or two (Roodbergen-de Koster), Held-Karp on
+anything else up to ``HELD_KARP_LIMIT`` distinct stops; beyond
 that it falls back to the improvement heuristic and says so (``exact=False``).
 """
 
@@ -12,7 +13,7 @@ from collections.abc import Sequence
 from picking_app.distances import Metric
 from picking_app.geometry import Grid, Point, Slot
 from picking_app.solvers.base import Route, distinct, expand, tour_length
-from picking_app.solvers.exact import HELD_KARP_LIMIT, held_karp_route, ratliff_rosenthal
+from picking_app.solvers.exact import AISLE_DP_MAX_BLOCKS, HELD_KARP_LIMIT, aisle_dp, held_karp_route
 from picking_app.solvers.heuristics import improve
 from picking_app.solvers.policies import POLICIES, policy_route
 
@@ -57,8 +58,8 @@ def solve(grid: Grid, slots: Sequence[Slot], policy: str = "optimal", *, metric:
         return heuristic_route(metric, slots)
     if policy != "optimal":
         raise ValueError(f"Unknown policy {policy!r}; one of {', '.join(SOLVERS)}.")
-    if grid.blocks == 1 and grid.is_regular:
-        return ratliff_rosenthal(grid, slots)
+    if grid.is_regular and grid.blocks <= AISLE_DP_MAX_BLOCKS:
+        return aisle_dp(grid, slots)
     if len(set(slots)) <= HELD_KARP_LIMIT:
         return held_karp_route(slots, lambda unique: matrix_with_depot(metric, unique))
     return heuristic_route(metric, slots, kicks=50)

@@ -10,7 +10,7 @@ from picking_app.distances import Metric, Unreachable
 from picking_app.geometry import Grid, Slot
 from picking_app.solvers import POLICIES, heuristic_route, matrix_with_depot, sequence_length, solve
 from picking_app.solvers.base import tour_length
-from picking_app.solvers.exact import brute_force, held_karp, ratliff_rosenthal
+from picking_app.solvers.exact import aisle_dp, brute_force, held_karp, ratliff_rosenthal
 from picking_app.solvers.heuristics import local_search
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -71,9 +71,34 @@ def test_ratliff_rosenthal_equals_held_karp_and_brute_force(case):
     assert sequence_length(metric, slots, rr.order) == pytest.approx(rr.length)
 
 
+@st.composite
+def two_block(draw, max_picks: int = 9):
+    aisles, cells = draw(st.integers(1, 6)), draw(st.integers(1, 6))
+    grid = Grid(aisles=aisles, cells_per_block=cells, blocks=2, pitch=draw(st.sampled_from([1.0, 5.0])),
+                front_gap=draw(st.sampled_from([0.0, 1.5])), back_gap=draw(st.sampled_from([0.5, 2.0])),
+                depot_aisle=draw(st.integers(0, aisles - 1)), depot_side=draw(st.sampled_from(["front", "back"])),
+                depot_offset=draw(st.sampled_from([0.0, 1.0])))
+    slots = draw(st.lists(st.builds(Slot, st.integers(0, aisles - 1), st.integers(0, 1), st.integers(0, cells - 1)),
+                          min_size=0, max_size=max_picks))
+    return grid, slots
+
+
+@SETTINGS
+@given(two_block())
+def test_two_block_aisle_dp_equals_held_karp(case):
+    grid, slots = case
+    metric = Metric(grid)
+    route = aisle_dp(grid, slots)
+    hk, _ = held_karp(matrix_with_depot(metric, slots))
+    assert route.exact and route.method == "roodbergen_de_koster"
+    assert route.length == pytest.approx(hk)
+    assert _is_permutation(route.order, len(slots))
+    assert sequence_length(metric, slots, route.order) == pytest.approx(route.length)
+
+
 @SETTINGS
 @given(any_layout())
-def test_held_karp_is_optimal_on_multi_block_and_irregular_layouts(case):
+def test_optimal_equals_brute_force_on_multi_block_and_irregular_layouts(case):
     grid, slots = case
     metric = Metric(grid)
     try:
