@@ -36,6 +36,10 @@ def credentials_for(kind: str, args: argparse.Namespace) -> dict | None:
     return creds or None
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m channels_app.sandbox", description=__doc__.splitlines()[0])
     parser.add_argument("--kind", required=True, choices=sorted(KINDS))
@@ -78,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"{args.kind} sandbox on {sandbox.url} (control API under {sandbox.url}/_sandbox/)", flush=True)
     # `make run` stops its children with SIGTERM: leave as cleanly as on Ctrl-C.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         sandbox.serve_forever()
     except KeyboardInterrupt:

@@ -329,14 +329,13 @@ class SandboxState:
 
     def patch_inventory(self, rows: Iterable[dict]) -> list[dict]:
         """Drift injection: change remote stock as if edited by hand on the channel, without any webhook."""
-        changed = []
         with self.lock:
-            for i, row in enumerate(rows):
-                item = self._one_item(row, i)
-                item.touch(_int(row.get("quantity"), f"items[{i}].quantity"))
+            # Resolve every row before writing any, so a bad row leaves the catalog as it was.
+            planned = [(self._one_item(row, i), _int(row.get("quantity"), f"items[{i}].quantity")) for i, row in enumerate(rows)]
+            for item, quantity in planned:
+                item.touch(quantity)
                 self.after_stock_write(item)
-                changed.append(item.public())
-        return changed
+            return [item.public() for item, _ in planned]
 
     def _one_item(self, row: dict, i: int = 0) -> Item:
         if not isinstance(row, dict) or not row.get("sku"):

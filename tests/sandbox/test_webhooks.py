@@ -220,3 +220,38 @@ def test_arbitrary_signed_webhook(sandbox, receiver):
     assert call.json() == {"id": 1, "title": "x"}
     assert lower(call.headers)["x-shopify-topic"] == "products/update"
     assert hmac.compare_digest(lower(call.headers)["x-shopify-hmac-sha256"], hmac_b64(SECRET, call.body))
+
+
+@pytest.mark.parametrize(
+    ("kind", "secret", "expected"),
+    [
+        ("woocommerce", SECRET, ["order.created", "order.updated", "order.updated", "product.updated"]),
+        ("bigcommerce", WHSEC, ["store/order/created", "store/order/refund/created", "store/order/statusUpdated",
+                                "store/product/inventory/updated"]),
+        ("amazon", "relay", ["ORDER_CHANGE", "ORDER_CHANGE", "LISTINGS_ITEM_MFN_QUANTITY_CHANGE"]),
+        ("standard", WHSEC, ["order.created", "order.refunded", "order.cancelled", "inventory.level"]),
+    ],
+)  # fmt: skip
+def test_each_kind_names_its_lifecycle_events(sandbox, receiver, kind, secret, expected):
+    box = sandbox(kind, hub_url=receiver.url, channel_slug=kind, webhook_secret=secret)
+    box.state.set_catalog([{"sku": "A", "quantity": 5}])
+    placed = order(box, [{"sku": "A", "quantity": 2}]).json()
+    line_id = placed["lines"][0]["line_id"]
+    refund = requests.post(
+        f"{box.url}/_sandbox/refund", json={"order_id": placed["order_id"], "lines": [{"line_id": line_id, "quantity": 1}]}
+    )
+    assert refund.status_code == 201
+    assert requests.post(f"{box.url}/_sandbox/cancel", json={"order_id": placed["order_id"]}).status_code == 200
+    # Sold 2, refunded 1 with restock, cancelled with restock of the rest: all 5 are back.
+    assert box.state.quantity("A") == 5
+    requests.post(f"{box.url}/_sandbox/inventory_level", json={"sku": "A", "quantity": 4})
+    assert box.state.flush(5)
+    calls = receiver.wait_for(len(expected))
+
+    def topic(call):
+        headers = lower(call.headers)
+        body = call.json()
+        return headers.get("x-wc-webhook-topic") or body.get("scope") or body.get("NotificationType") or body.get("type")
+
+    assert [topic(call) for call in calls] == expected
+    assert box.state.quantity("A") == 4
