@@ -130,14 +130,20 @@ class CustomerExemptionAdmin(admin.ModelAdmin):
     search_fields = ["customer_id", "certificate_number"]
 
 
+def _formfield(field, **kwargs):
+    if field.name == "base_url":
+        return field.formfield(assume_scheme="https", **kwargs)
+    return field.formfield(**kwargs)
+
+
 class ProviderConfigForm(forms.ModelForm):
-    base_url = forms.URLField(assume_scheme="https")
     # Write-only: the stored key is never rendered back into the page.
     api_key = forms.CharField(required=False, widget=forms.PasswordInput(render_value=False),
                               help_text="Leave empty to keep the current key. Prefer api_key_env.")
 
     class Meta:
         model = ProviderConfig
+        formfield_callback = _formfield
         fields = ["name", "kind", "base_url", "api_key", "api_key_env", "account_id", "company_code", "is_active",
                   "priority", "timeout_ms", "attempts", "breaker_threshold", "breaker_cooldown_seconds"]
 
