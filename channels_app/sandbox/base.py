@@ -237,6 +237,9 @@ class SandboxState:
             queue_size=int(self.plan.get("webhook_queue", 64)),
             on_attempt=self._on_attempt,
             rng=random.Random(self.plan.get("seed")),
+            retries=int(self.plan.get("webhook_retries", 0)),
+            retry_backoff_s=float(self.plan.get("webhook_retry_backoff_s", 1.0)),
+            is_success=self.delivery_succeeded,
         )
         self._routes = [Route(m, re.compile(p), h, e) for m, p, h, e in self.ROUTES]
         self._init_runtime()
@@ -832,6 +835,9 @@ class SandboxState:
 
     def new_delivery_id(self) -> str:
         return str(uuid.uuid4())
+
+    def delivery_succeeded(self, status: int) -> bool:
+        return 200 <= status < 300
 
     def sign_webhook(self, topic: str, body: bytes, delivery_id: str, payload: Any) -> dict[str, str]:
         return {}

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import requests
 
@@ -28,6 +28,7 @@ class Delivery:
     body: bytes
     headers: dict[str, str]
     copies: int = 1
+    attempt: int = 1
     future: Future = field(default_factory=Future)
 
 
@@ -48,9 +49,15 @@ class WebhookSender:
         timeout: tuple[float, float] = (3.0, 10.0),
         on_attempt: Callable[[Delivery, int | None, str | None], None] | None = None,
         rng: random.Random | None = None,
+        retries: int = 0,
+        retry_backoff_s: float = 1.0,
+        is_success: Callable[[int], bool] = lambda status: 200 <= status < 300,
     ):
         self.timeout = timeout
         self.on_attempt = on_attempt
+        self.retries = retries
+        self.retry_backoff_s = retry_backoff_s
+        self.is_success = is_success
         self.rng = rng or random.Random()
         self.reorder_window_s = 0.0
         self.duplicate_rate = 0.0
@@ -184,6 +191,13 @@ class WebhookSender:
                     self.on_attempt(delivery, status, error)
             finally:
                 _resolve(delivery.future, status)
+                failed = delivery.url is not None and (status is None or not self.is_success(status))
                 with self._cond:
+                    if failed and delivery.attempt <= self.retries and not self._closed:
+                        # Platforms retry with the original payload and delivery id, backing off exponentially.
+                        retry = replace(delivery, copies=1, attempt=delivery.attempt + 1)
+                        release = time.monotonic() + self.retry_backoff_s * 2 ** (delivery.attempt - 1)
+                        heapq.heappush(self._timed, (release, next(self._seq), retry))
+                        self._outstanding += 1
                     self._outstanding -= 1
                     self._cond.notify_all()

@@ -357,6 +357,9 @@ class WooCommerceState(SandboxState):
 
     # -- webhooks ------------------------------------------------------------------------------------------
 
+    def delivery_succeeded(self, status: int) -> bool:
+        return 200 <= status <= 302  # WooCommerce counts redirects as delivered
+
     def sign_webhook(self, topic: str, body: bytes, delivery_id: str, payload: Any) -> dict[str, str]:
         resource, _, event = topic.partition(".")
         webhook_id = WEBHOOK_IDS.get(topic, 100 + int(hashlib.md5(topic.encode()).hexdigest()[:4], 16) % 900)

@@ -179,15 +179,17 @@ def test_rest_leaky_bucket_refuses_with_retry_after(sandbox):
     box = shop(sandbox)
     session = requests.Session()
     used, refused = [], []
-    for _ in range(48):
+    for _ in range(200):
         reply = session.get(f"{box.url}{API}/inventory_levels.json?location_ids=1", headers=AUTH)
         if reply.status_code == 429:
             refused.append(reply)
+            if len(refused) == 3:
+                break
         else:
             used.append(int(reply.headers["X-Shopify-Shop-Api-Call-Limit"].split("/")[0]))
     assert used[:5] == sorted(used[:5]) and used[0] == 1
     assert max(used) == 40
-    assert refused, "hammering 48 calls must overflow a bucket of 40"
+    assert len(refused) == 3, "hammering faster than 2/s must overflow a bucket of 40"
     assert float(refused[0].headers["Retry-After"]) > 0
     assert refused[0].headers["X-Shopify-Shop-Api-Call-Limit"] == "40/40"
     assert "Exceeded 2 calls per second" in refused[0].json()["errors"]

@@ -255,3 +255,20 @@ def test_each_kind_names_its_lifecycle_events(sandbox, receiver, kind, secret, e
 
     assert [topic(call) for call in calls] == expected
     assert box.state.quantity("A") == 4
+
+
+def test_failed_deliveries_are_retried_when_the_plan_says_so(sandbox, receiver):
+    box = sandbox("shopify", hub_url=receiver.url, channel_slug="s", webhook_secret=SECRET,
+                  plan={"webhook_retries": 2, "webhook_retry_backoff_s": 0.1})  # fmt: skip
+    box.state.set_catalog([{"sku": "A", "quantity": 5}])
+    receiver.status = 503
+    reply = order(box, [{"sku": "A", "quantity": 1}])
+    assert reply.json()["delivered"] == 503
+    receiver.status = 200
+    assert box.state.flush(5)
+    first, retry = receiver.wait_for(2)
+    assert len(receiver.calls) == 2
+    assert lower(first.headers)["x-shopify-webhook-id"] == lower(retry.headers)["x-shopify-webhook-id"]
+    assert first.body == retry.body
+    record = requests.get(f"{box.url}/_sandbox/deliveries").json()["deliveries"][0]
+    assert record["attempts"] == 2 and record["statuses"] == [503, 200]
