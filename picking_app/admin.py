@@ -9,7 +9,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from picking_app import selectors, svg
-from picking_app.distances import Metric, Unreachable
+from picking_app.distances import Metric
 from picking_app.geometry import Point
 from picking_app.models import Bin, Layout, PickList, PickListLine, Restriction
 from picking_app.solvers import SOLVERS
@@ -52,7 +52,11 @@ class LayoutAdmin(admin.ModelAdmin):
             n, seed = 15, 1
         context = {**self.admin_site.each_context(request), "layout": layout, "policies": SOLVERS, "policy": policy,
                    "picks_text": picks_text, "n": n, "seed": seed, "title": f"Route on {layout}"}
-        grid = selectors.grid_for(layout)
+        try:
+            grid = selectors.grid_for(layout)
+        except ValueError as exc:
+            context["error"] = f"The layout is inconsistent: {exc}"
+            return render(request, "admin/picking_app/route.html", context)
         all_bins = [(selectors.slot_of(b), b.side, b.sku_id is not None) for b in layout.bins.all()]
         if picks_text:
             bins, errors = selectors.resolve_picks(layout, [p.strip() for p in picks_text.split(",") if p.strip()])
@@ -64,7 +68,7 @@ class LayoutAdmin(admin.ModelAdmin):
         if bins and "error" not in context:
             try:
                 plan = selectors.plan_route(layout, bins, policy)
-            except Unreachable as exc:
+            except ValueError as exc:  # Unreachable, or a bin outside the layout
                 context["error"] = str(exc)
             else:
                 metric = Metric(grid)
@@ -75,7 +79,7 @@ class LayoutAdmin(admin.ModelAdmin):
                 for p, q in zip(stops, stops[1:], strict=False):
                     walk.extend(metric.path(p, q)[0 if not walk else 1:])
                 context.update(route=plan.route, sequence=[bins[i] for i in plan.route.order],
-                               baselines=sorted(plan.baselines.items()))
+                               baselines=[(k, x) for k, x in sorted(plan.baselines.items()) if x is not None])
         context["svg"] = svg.render(grid, bins=all_bins, picks=slots, route=walk, title=str(layout))
         return render(request, "admin/picking_app/route.html", context)
 

@@ -56,6 +56,16 @@ class Layout(models.Model):
     def __str__(self) -> str:
         return self.name or f"Layout of {self.location}"
 
+    def clean(self) -> None:
+        from picking_app.geometry import Grid
+
+        try:
+            Grid(aisles=self.aisles or 0, cells_per_block=self.cells_per_block or 0, blocks=self.blocks or 0,
+                 pitch=self.aisle_pitch, cell_length=self.cell_length, front_gap=self.front_gap, back_gap=self.back_gap,
+                 depot_aisle=self.depot_aisle, depot_side=self.depot_side, depot_offset=self.depot_offset)
+        except (TypeError, ValueError) as exc:
+            raise ValidationError(str(exc)) from None
+
 
 class Side(models.TextChoices):
     LEFT = "left", "Left"
@@ -86,6 +96,8 @@ class Bin(models.Model):
         return self.code
 
     def clean(self) -> None:
+        if self.layout_id is None or None in (self.aisle, self.block, self.cell):
+            return
         layout = self.layout
         if self.aisle >= layout.aisles or self.block >= layout.blocks or self.cell >= layout.cells_per_block:
             raise ValidationError("The bin lies outside its layout.")
@@ -131,6 +143,21 @@ class Restriction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} aisle {self.aisle} block {self.block}"
+
+    def clean(self) -> None:
+        if self.layout_id is None or self.aisle is None or self.block is None:
+            return
+        layout = self.layout
+        if self.kind == RestrictionKind.CLOSED_CROSS:
+            if self.aisle >= layout.aisles - 1 or self.block > layout.blocks:
+                raise ValidationError("The cross-aisle segment lies outside the layout.")
+            return
+        if self.aisle >= layout.aisles or self.block >= layout.blocks:
+            raise ValidationError("The sub-aisle lies outside the layout.")
+        if self.kind == RestrictionKind.CUT and (self.after_cell is None or not -1 <= self.after_cell < layout.cells_per_block):
+            raise ValidationError({"after_cell": "Between -1 (front end) and the last cell."})
+        if self.kind == RestrictionKind.ONE_WAY and not self.direction:
+            raise ValidationError({"direction": "A one-way sub-aisle needs a direction."})
 
 
 class PickListStatus(models.TextChoices):

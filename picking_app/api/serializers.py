@@ -34,7 +34,8 @@ class RouteResponseSerializer(serializers.Serializer):
     exact = serializers.BooleanField(help_text="True when the length is proven optimal.")
     length = serializers.FloatField(help_text="Metres, depot to depot.")
     sequence = StopSerializer(many=True)
-    baselines = serializers.DictField(child=serializers.FloatField(), help_text="Length of each classic policy.")
+    baselines = serializers.DictField(child=serializers.FloatField(allow_null=True),
+                                      help_text="Length of each classic policy (null: its walk is blocked).")
 
 
 class PickListRequestSerializer(serializers.Serializer):

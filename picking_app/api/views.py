@@ -48,7 +48,7 @@ class RouteView(APIView):
         ]
         body = {"location": layout.location.code, "policy": v["policy"], "method": plan.route.method,
                 "exact": plan.route.exact, "length": round(plan.route.length, 6), "sequence": sequence,
-                "baselines": {k: round(x, 6) for k, x in plan.baselines.items()}}
+                "baselines": {k: None if x is None else round(x, 6) for k, x in plan.baselines.items()}}
         return Response(s.RouteResponseSerializer(body).data)
 
 

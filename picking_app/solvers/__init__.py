@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from picking_app.distances import Metric
+from picking_app.distances import Metric, Unreachable
 from picking_app.geometry import Grid, Point, Slot
 from picking_app.solvers.base import Route, distinct, expand, tour_length
 from picking_app.solvers.exact import AISLE_DP_MAX_BLOCKS, HELD_KARP_LIMIT, aisle_dp, held_karp_route
@@ -38,7 +38,15 @@ def heuristic_route(metric: Metric, slots: Sequence[Slot], *, kicks: int = 20, s
     # Start from the policy with the shortest walk and the one with the shortest order: cheap, already
     # good, and the result is never longer than any baseline (a policy walks at least its order's length,
     # and local search only shortens).
-    routes = [policy_route(metric.grid, unique, policy, metric.dist) for policy in POLICIES]
+    routes = []
+    for policy in POLICIES:
+        try:
+            routes.append(policy_route(metric.grid, unique, policy, metric.dist))
+        except Unreachable:
+            continue
+    if not routes:
+        length, tour = improve(matrix, kicks=kicks, seed=seed)
+        return Route(expand([t - 1 for t in tour], groups), length, "heuristic", exact=False)
     by_walk = min(routes, key=lambda r: r.length)
     by_order = min(routes, key=lambda r: tour_length(matrix, [i + 1 for i in r.order]))
     starts = [[i + 1 for i in r.order] for r in {by_walk.method: by_walk, by_order.method: by_order}.values()]
@@ -65,9 +73,16 @@ def solve(grid: Grid, slots: Sequence[Slot], policy: str = "optimal", *, metric:
     return heuristic_route(metric, slots, kicks=50)
 
 
-def baselines(grid: Grid, slots: Sequence[Slot], *, metric: Metric | None = None) -> dict[str, float]:
+def baselines(grid: Grid, slots: Sequence[Slot], *, metric: Metric | None = None) -> dict[str, float | None]:
+    """Each classic policy's length; None where the policy's walk is impossible (an aisle end it needs is cut off)."""
     metric = metric or Metric(grid)
-    return {policy: policy_route(grid, slots, policy, metric.dist).length for policy in POLICIES}
+    out: dict[str, float | None] = {}
+    for policy in POLICIES:
+        try:
+            out[policy] = policy_route(grid, slots, policy, metric.dist).length
+        except Unreachable:
+            out[policy] = None
+    return out
 
 
 def order_length(matrix: Sequence[Sequence[float]], order: Sequence[int]) -> float:

@@ -90,6 +90,18 @@ def test_location_without_layout_and_unreachable_pick_are_400(api, layout):
     assert resp.status_code == 400 and "picks" in resp.json()
 
 
+def test_a_policy_whose_walk_is_blocked_has_a_null_baseline(api, layout):
+    # Aisle 1's back end is sealed off (cross aisle closed on both sides, aisle cut below it): S-shape needs it.
+    for aisle in (0, 1):
+        Restriction.objects.create(layout=layout, kind=RestrictionKind.CLOSED_CROSS, aisle=aisle, block=1)
+    Restriction.objects.create(layout=layout, kind=RestrictionKind.CUT, aisle=1, block=0, after_cell=5)
+    resp = api.post(URL, {"location": "wh-pick", "picks": ["A00-004-L", "A01-003-L", "A02-001-L"]}, format="json")
+    assert resp.status_code == 200, resp.json()
+    body = resp.json()
+    assert body["baselines"]["s_shape"] is None
+    assert body["baselines"]["return"] >= body["length"] and body["exact"]
+
+
 def test_unknown_pick_error_names_its_position(api, layout):
     resp = api.post(URL, {"location": "wh-pick", "picks": ["A00-000-L", "GHOST"]}, format="json")
     assert resp.status_code == 400

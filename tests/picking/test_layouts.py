@@ -126,5 +126,14 @@ def test_admin_draws_a_route_on_the_layout(admin_client):
     resp = admin_client.get(url, {"picks": "NOPE"})
     assert resp.status_code == 200 and "errornote" in resp.content.decode()
     assert admin_client.get(f"/admin/picking_app/layout/{layout.pk}/change/").status_code == 200
+    # An impossible layout is a form error in the admin, not a crash.
+    form = {"location": layout.location_id, "name": "", "aisles": 3, "blocks": 1, "cells_per_block": 5, "aisle_pitch": 5,
+            "cell_length": 1, "front_gap": 1.5, "back_gap": 1.5, "depot_aisle": 7, "depot_side": "front", "depot_offset": 0,
+            "restrictions-TOTAL_FORMS": 0, "restrictions-INITIAL_FORMS": 0}
+    resp = admin_client.post(f"/admin/picking_app/layout/{layout.pk}/change/", form)
+    assert resp.status_code == 200 and "The depot must be in line with an aisle." in resp.content.decode()
+    assert Layout.objects.get(pk=layout.pk).depot_aisle == 0
+    resp = admin_client.post(f"/admin/picking_app/layout/{layout.pk}/change/", {**form, "depot_aisle": 2, "name": "Main"})
+    assert resp.status_code == 302 and Layout.objects.get(pk=layout.pk).depot_aisle == 2
     assert admin_client.get("/admin/picking_app/bin/").status_code == 200
     assert admin_client.get("/admin/picking_app/picklist/").status_code == 200
