@@ -43,7 +43,7 @@ def orders(draw):
     return request, answer
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(orders())
 def test_total_is_the_sum_of_line_jurisdiction_amounts(order):
     request, answer = order
@@ -56,7 +56,7 @@ def test_total_is_the_sum_of_line_jurisdiction_amounts(order):
         assert item.tax == sum((j.tax for j in item.jurisdictions), D(0))
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(orders())
 def test_each_amount_is_within_half_a_minor_unit(order):
     request, answer = order

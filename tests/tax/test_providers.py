@@ -144,3 +144,10 @@ def test_flaky_provider_always_answers_with_the_same_tax(live):
         sources.add(result.provider)
         assert result.total_tax == D("3.02") + (D(f"{n}.99") * D("0.1")).quantize(D("0.01"), rounding="ROUND_HALF_UP")
     assert sources == {"sandbox-avalara", "local"}
+
+
+def test_redis_down_still_answers_uncached(us_rates, settings):
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+    for _ in range(2):
+        result = engine.calculate(request=req(("3", "10.05")), on_date=ON, now=NOW)
+        assert (result.total_tax, result.cached, result.fallback) == (D("3.02"), False, False)
