@@ -15,7 +15,6 @@ from channels_app.models import (
     ChannelLocation,
     InboundEvent,
     InboundStatus,
-    JobRun,
     Listing,
     PushLog,
     WebhookRejection,
@@ -26,6 +25,8 @@ HEALTH_COLOURS = {"green": "#2e7d32", "amber": "#ef6c00", "red": "#c62828", "gre
 
 
 class ChannelForm(forms.ModelForm):
+    api_base_url = forms.URLField(assume_scheme="https", required=False, max_length=500,
+                                  help_text="The platform's API root (a sandbox URL for demos).")
     # Secrets are write-only: the form never shows what is stored.
     credentials_json = forms.CharField(
         label="API credentials (JSON)", required=False, widget=forms.Textarea(attrs={"rows": 3}),
@@ -221,15 +222,3 @@ class PushLogAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
-
-
-@admin.register(JobRun)
-class JobRunAdmin(admin.ModelAdmin):
-    list_display = ["job", "channel", "started_at", "finished_at", "ok", "count_in", "count_out", "count_rejected",
-                    "variance_percent"]
-    list_filter = ["job", "ok", "channel"]
-    readonly_fields = [f.name for f in JobRun._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-

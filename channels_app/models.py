@@ -256,25 +256,3 @@ class WebhookRejection(models.Model):
 
     class Meta:
         ordering = ["-id"]
-
-
-class JobRun(models.Model):
-    """A record of every scheduled job run: what it read, wrote, refused and found."""
-
-    job = models.CharField(max_length=64, db_index=True)
-    channel = models.ForeignKey(Channel, null=True, blank=True, on_delete=models.CASCADE, related_name="runs")
-    started_at = models.DateTimeField(default=timezone.now, db_index=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    ok = models.BooleanField(null=True)
-    count_in = models.PositiveIntegerField(default=0)
-    count_out = models.PositiveIntegerField(default=0)
-    count_rejected = models.PositiveIntegerField(default=0)
-    variance_percent = models.DecimalField(max_digits=7, decimal_places=3, null=True, blank=True)
-    details = models.JSONField(default=dict, blank=True)
-    error = models.TextField(blank=True, default="")
-
-    class Meta:
-        ordering = ["-started_at"]
-
-    def __str__(self) -> str:
-        return f"{self.job} {self.channel or ''} {self.started_at:%Y-%m-%d %H:%M:%S}"

@@ -37,3 +37,14 @@ def sweep_pushes() -> int:
     channel_ids = outbound.channels_needing_push()
     wake_pushers(channel_ids)
     return len(channel_ids)
+
+
+@shared_task(name="batch.reconcile_channel")
+def reconcile_channel(channel_id: int) -> dict:
+    from channels_app.reconcile import reconcile_channel as reconcile
+
+    channel = Channel.objects.filter(pk=channel_id, enabled=True).first()
+    if channel is None:
+        return {"skipped": "channel missing or disabled"}
+    run = reconcile(channel)
+    return {"run": run.pk, "drifted": run.details.get("drifted"), "variance_percent": str(run.variance_percent)}

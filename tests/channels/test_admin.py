@@ -59,7 +59,7 @@ def test_admin_pages_render(staff):
     make_channel("woocommerce", slug="woo")
     for url in ["/admin/", "/admin/channels_app/channel/", "/admin/channels_app/listing/",
                 "/admin/channels_app/inboundevent/?attention=yes", "/admin/channels_app/webhookrejection/",
-                "/admin/channels_app/pushlog/", "/admin/channels_app/jobrun/", "/admin/inventory_app/stocklevel/",
+                "/admin/channels_app/pushlog/", "/admin/hub/jobrun/", "/admin/inventory_app/stocklevel/",
                 "/admin/inventory_app/stockledgerentry/", "/admin/inventory_app/reservation/",
                 "/admin/inventory_app/sku/add/"]:
         assert staff.get(url).status_code == 200, url
