@@ -59,12 +59,14 @@ class StandardAdapter(ChannelAdapter):
                 )]
             if topic == "order.cancelled":
                 return [OrderCancelled(external_id=str(data["order_id"]), restock=bool(data.get("restock", True)))]
-            if topic == "refund.created":
+            if topic in ("order.refunded", "refund.created"):
+                restock = bool(data.get("restock", True))
+                location = str(data.get("location") or "")
                 return [RefundCreated(
                     external_order_id=str(data["order_id"]), refund_id=str(data["refund_id"]),
                     lines=[RefundLineIn(external_line_id=str(line["line_id"]), quantity=int(line["quantity"]),
-                                        restock=bool(line.get("restock", True)),
-                                        external_location_id=str(line.get("location") or ""))
+                                        restock=bool(line.get("restock", restock)),
+                                        external_location_id=str(line.get("location") or location))
                            for line in data.get("lines", [])],
                 )]
             if topic == "inventory.level":
