@@ -41,6 +41,7 @@ class CalculateView(APIView):
                    400: OpenApiResponse(description="Field errors, or a tax_error with a code"),
                    422: OpenApiResponse(s.TaxErrorSerializer, description="No rates for the address")},
         summary="Calculate tax for a checkout",
+        tags=["tax"],
     )
     def post(self, request):
         data = s.CalculateSerializer(data=request.data)
