@@ -44,7 +44,7 @@ def resolve_picks(layout: Layout, picks: Sequence[str]) -> tuple[list[Bin], dict
 
     Returns the bins and, for picks that name neither, ``{position: message}``.
     """
-    by_code = {b.code: b for b in layout.bins.filter(code__in=set(picks))}
+    by_code = {b.code: b for b in layout.bins.filter(code__in=set(picks)).select_related("sku")}
     wanted_skus = {p for p in picks if p not in by_code}
     by_sku: dict[str, Bin] = {}
     for b in layout.bins.filter(sku__code__in=wanted_skus).select_related("sku").order_by("aisle", "block", "cell", "side"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import IntegrityError
 
 from inventory_app.models import Location
 from picking_app import services
@@ -44,9 +45,7 @@ class Command(BaseCommand):
             raise CommandError(f"No location {o['location']!r}.") from None
         except ValueError as exc:
             raise CommandError(str(exc)) from None
-        except Exception as exc:  # the one-layout-per-location constraint
-            if "picking_layout_one_per_location" in str(exc):
-                raise CommandError("This location already has a layout; use --replace.") from None
-            raise
+        except IntegrityError:  # the one-layout-per-location constraint
+            raise CommandError("This location already has a layout; use --replace.") from None
         self.stdout.write(f"Layout {layout.pk} for {location.code}: {layout.aisles} aisles x {layout.blocks} block(s) x "
                           f"{layout.cells_per_block} cells, {layout.bins.count()} bins.")
