@@ -156,6 +156,11 @@ class ProviderConfigAdmin(admin.ModelAdmin):
     form = ProviderConfigForm
     list_display = ["name", "kind", "base_url", "is_active", "priority", "timeout_ms", "breaker_threshold", "has_key"]
 
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        if db_field.name == "base_url":
+            kwargs["assume_scheme"] = "https"
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
+
     @admin.display(boolean=True, description="key set")
     def has_key(self, obj):
         return bool(obj.api_key or obj.api_key_env)
