@@ -152,6 +152,9 @@ class Listing(models.Model):
     pushed_version = models.BigIntegerField(default=0)
     pushed_quantity = models.IntegerField(null=True, blank=True)
     pushed_at = models.DateTimeField(null=True, blank=True)
+    # Written before every send: if a pusher dies after the channel applied its request, the next
+    # pusher recognises that number on the channel as ours, not as a sale it has not heard of.
+    attempted_quantity = models.IntegerField(null=True, blank=True)
     remote_quantity = models.IntegerField(null=True, blank=True, help_text="Last value the channel told us.")
     remote_seen_at = models.DateTimeField(null=True, blank=True)
     edited_on_channel_at = models.DateTimeField(null=True, blank=True,

@@ -11,6 +11,7 @@ and the next one pushes the latest number (absolute values, so a repeat is harml
 from __future__ import annotations
 
 import logging
+import os
 import random
 import time
 import uuid
@@ -32,8 +33,11 @@ from hub.redis import get_redis
 
 log = logging.getLogger(__name__)
 
-LEASE_SECONDS = 20
-MAX_ATTEMPTS = 10
+# Longer than one batch's requests with their in-call retries; a dead pusher's batch is retaken after it.
+LEASE_SECONDS = int(os.environ.get("TALLY_PUSH_LEASE_SECONDS", "20"))
+# With equal-jitter backoff capped at 30 s, 12 attempts span about three minutes: a platform outage
+# of a minute or two heals by itself; longer ones park the listing for the operator.
+MAX_ATTEMPTS = 12
 MAX_BACKOFF_SECONDS = 30
 # A pusher waits this long in-process for rate-limit tokens before handing the wait to a countdown.
 MAX_INLINE_WAIT = 2.0
@@ -50,8 +54,9 @@ class PushSummary:
 
 
 def backoff(attempts: int) -> float:
-    """Full-jitter exponential backoff (AWS architecture blog), capped."""
-    return random.uniform(0, min(MAX_BACKOFF_SECONDS, 0.5 * 2 ** attempts))
+    """Equal-jitter exponential backoff (AWS architecture blog): spread out, yet a predictable budget."""
+    ceiling = min(MAX_BACKOFF_SECONDS, 0.5 * 2 ** attempts)
+    return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
 def dirty_listings(channel: Channel, now: datetime):
@@ -111,6 +116,10 @@ def _push_claimed(channel: Channel, adapter: ChannelAdapter, claimed: list[tuple
         to_send.append(PushItem(listing=listing, quantity=quantity, expected_remote=known))
     if not to_send:
         return
+    previous_attempts = {item.listing.id: item.listing.attempted_quantity for item in to_send}
+    for item in to_send:
+        item.listing.attempted_quantity = item.quantity
+    Listing.objects.bulk_update([item.listing for item in to_send], ["attempted_quantity"])
     for start in range(0, len(to_send), adapter.max_batch):
         batch = to_send[start:start + adapter.max_batch]
         wait = adapter.limiter.acquire(adapter.requests_needed(batch), max_wait=MAX_INLINE_WAIT)
@@ -119,17 +128,19 @@ def _push_claimed(channel: Channel, adapter: ChannelAdapter, claimed: list[tuple
             _release([i.listing for i in to_send[start:]], owner, delay=wait, error="")
             summary.retry_in = wait
             return
-        _send_batch(channel, adapter, batch, versions, owner, summary, correlation_id, started)
+        _send_batch(channel, adapter, batch, versions, owner, summary, correlation_id, started, previous_attempts)
 
 
 def _send_batch(channel: Channel, adapter: ChannelAdapter, batch: list[PushItem], versions: dict[int, int],
-                owner: uuid.UUID, summary: PushSummary, correlation_id: str, started: datetime) -> None:
+                owner: uuid.UUID, summary: PushSummary, correlation_id: str, started: datetime,
+                previous_attempts: dict[int, int | None]) -> None:
     t0 = time.perf_counter()
     try:
         results = adapter.push(batch)
         conflicts = [r for r in results if r.conflict or (not r.ok and r.retryable and r.error.startswith("batch refused"))]
         if conflicts:
-            results = [r for r in results if r not in conflicts] + _reconcile_conflicts(adapter, batch, conflicts)
+            results = [r for r in results if r not in conflicts] + _reconcile_conflicts(adapter, batch, conflicts,
+                                                                                         previous_attempts)
     except RateLimited as exc:
         adapter.limiter.block_for(exc.retry_after)
         metrics.RETRIES.labels(kind="push_429", channel=channel.slug).inc()
@@ -168,10 +179,13 @@ def _send_batch(channel: Channel, adapter: ChannelAdapter, batch: list[PushItem]
         Channel.objects.filter(pk=channel.pk).update(last_push_error=results[0].error[:2000], last_push_error_at=now)
 
 
-def _reconcile_conflicts(adapter: ChannelAdapter, batch: list[PushItem], conflicts: list[PushResult]) -> list[PushResult]:
+def _reconcile_conflicts(adapter: ChannelAdapter, batch: list[PushItem], conflicts: list[PushResult],
+                         previous_attempts: dict[int, int | None]) -> list[PushResult]:
     """A compare-and-set was refused: the channel changed under us, most likely a sale we have not
     been told of yet. Publish our number less what the channel sold meanwhile, compared against what
-    it holds now, so a stale higher number never lands over that sale."""
+    it holds now, so a stale higher number never lands over that sale. If the channel holds exactly
+    what an earlier, unrecorded attempt of ours sent (its pusher died after the channel applied it),
+    nothing was sold: publish our number as it is."""
     by_id = {item.listing.id: item for item in batch}
     retry = []
     for result in conflicts:
@@ -180,7 +194,8 @@ def _reconcile_conflicts(adapter: ChannelAdapter, batch: list[PushItem], conflic
         if actual is None:
             retry.append(PushItem(listing=item.listing, quantity=item.quantity, expected_remote=None))
             continue
-        unseen = (item.expected_remote - actual) if item.expected_remote is not None else 0
+        ours = actual == previous_attempts.get(item.listing.id)
+        unseen = (item.expected_remote - actual) if item.expected_remote is not None and not ours else 0
         retry.append(PushItem(listing=item.listing, quantity=max(item.quantity - max(unseen, 0), 0),
                               expected_remote=actual))
         metrics.RETRIES.labels(kind="push_conflict", channel=adapter.channel.slug).inc()
@@ -247,14 +262,19 @@ def dirty_listings_all(now: datetime):
 
 
 def next_retry_delay(channel: Channel) -> float | None:
-    """Seconds until the channel's next listing is due for a retry, if any."""
-    upcoming = (Listing.objects.filter(channel=channel, desired_version__gt=F("pushed_version"),
-                                       next_attempt_at__isnull=False)
-                .exclude(status=ListingStatus.FAILED).order_by("next_attempt_at").values_list("next_attempt_at", flat=True)
-                .first())
-    if upcoming is None:
+    """Seconds until the channel's next out-of-date listing becomes claimable (a retry falls due or
+    another pusher's lease runs out), if any."""
+    waiting = Listing.objects.filter(channel=channel, desired_version__gt=F("pushed_version")).exclude(
+        status=ListingStatus.FAILED)
+    moments = [
+        waiting.filter(next_attempt_at__isnull=False).order_by("next_attempt_at").values_list("next_attempt_at",
+                                                                                             flat=True).first(),
+        waiting.filter(lease_until__isnull=False).order_by("lease_until").values_list("lease_until", flat=True).first(),
+    ]
+    moments = [m for m in moments if m is not None]
+    if not moments:
         return None
-    return max((upcoming - timezone.now()).total_seconds(), 0.0)
+    return max((min(moments) - timezone.now()).total_seconds(), 0.0) + 0.05
 
 
 def replay_listings(listing_ids: list[int]) -> int:

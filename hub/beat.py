@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import uuid
 
 from django_celery_beat.schedulers import DatabaseScheduler
 
@@ -21,7 +20,8 @@ LOCK_TTL = int(os.environ.get("TALLY_BEAT_LOCK_TTL", "30"))
 
 class SingleBeatScheduler(DatabaseScheduler):
     def __init__(self, *args, **kwargs):
-        self._token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        # One token per process: celery may build the scheduler more than once in the same beat.
+        self._token = f"{socket.gethostname()}:{os.getpid()}"
         self._take_lock()
         super().__init__(*args, **kwargs)
 
@@ -31,6 +31,8 @@ class SingleBeatScheduler(DatabaseScheduler):
         redis = get_redis()
         if not redis.set(LOCK_KEY, self._token, nx=True, ex=LOCK_TTL):
             holder = redis.get(LOCK_KEY)
+            if holder == self._token.encode():
+                return
             raise SystemExit(f"Another celery beat is running ({holder!r}); only one may run at a time. "
                              f"If it died, its lock expires within {LOCK_TTL}s.")
 

@@ -46,6 +46,8 @@ fi
 $BIN/python manage.py migrate --no-input -v 0
 $BIN/python manage.py collectstatic --no-input -v 0
 $BIN/python manage.py load_demo
+$BIN/python manage.py demo_channels
+$BIN/python manage.py sync_schedules
 $BIN/python manage.py demo_admin --password-file var/admin-password
 ADMIN_PASSWORD=$(cat var/admin-password)
 
@@ -61,6 +63,9 @@ $BIN/celery -A hub flower --port=$FLOWER_PORT --address=127.0.0.1 --basic-auth="
   --url_prefix= --logging=warning &
 pids+=($!)
 
+$BIN/python manage.py sandbox --all --hub "http://127.0.0.1:$WEB_PORT" > var/log/sandbox.log 2>&1 &
+pids+=($!)
+
 for _ in $(seq 1 100); do port_open 127.0.0.1 "$WEB_PORT" && break; sleep 0.2; done
 cat <<MSG
 
@@ -69,6 +74,8 @@ cat <<MSG
     API docs  http://127.0.0.1:$WEB_PORT/api/docs/  (token: python manage.py drf_create_token admin)
     Flower    http://127.0.0.1:$FLOWER_PORT/         same login as the admin
     Health    http://127.0.0.1:$WEB_PORT/healthz  ·  http://127.0.0.1:$WEB_PORT/readyz
+    Sandboxes Shopify http://127.0.0.1:9101/_sandbox/state · WooCommerce :9102 · POS :9103
+              sell on a channel:  curl -XPOST 127.0.0.1:9101/_sandbox/orders -d '{"lines":[{"sku":"TEE-BLK-M","quantity":1}]}'
     Logs      var/log/
   Ctrl-C stops everything.
 

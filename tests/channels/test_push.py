@@ -201,3 +201,20 @@ def test_woocommerce_batches_at_most_100_per_request():
         calls = sandbox.state.snapshot()["requests"]
         assert sum(v for k, v in calls.items() if "batch" in k) == 3
         assert all(remote(sandbox, s) == 5 for s in skus[:5])
+
+
+def test_our_own_orphaned_write_is_not_mistaken_for_a_channel_sale():
+    """Regression (found by the SIGKILL e2e test): a pusher died after Shopify applied its request; the
+    next pusher's compare-and-set fails on that number and must not subtract it as an unseen sale."""
+    wh = make_location()
+    tee = make_sku(stock_at={wh: 50})
+    channel, sandbox = connect("shopify", {tee: 0})
+    with sandbox:
+        converge(channel)
+        stock.reserve(lines=[LineRequest(tee.code, 7)])
+        # The dead pusher's request for 43 reached Shopify, but nothing was recorded on our side.
+        sandbox.state.patch_inventory([{"sku": tee.code, "quantity": 43}])
+        Listing.objects.filter(channel=channel).update(attempted_quantity=43)
+        stock.reserve(lines=[LineRequest(tee.code, 2)])
+        converge(channel)
+        assert remote(sandbox, tee) == 41

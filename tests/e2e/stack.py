@@ -102,3 +102,31 @@ def wait_until(predicate, timeout: float = 30, interval: float = 0.1, message: s
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+
+
+class Beat:
+    """A real ``celery beat`` with the database scheduler and the single-beat guard."""
+
+    def __init__(self):
+        from hub.beat import LOCK_KEY
+        from hub.redis import get_redis
+        from hub.schedules import sync_schedules
+
+        sync_schedules()
+        get_redis().delete(LOCK_KEY)  # a beat killed by an earlier test leaves its lock behind
+        LOG_DIR.mkdir(parents=True, exist_ok=True)
+        self.log_path = LOG_DIR / "beat.log"
+        self.log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "hub", "beat", "-l", "INFO", "--pidfile="],
+            cwd=ROOT, env=process_env(), stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=5)
+        self.log.close()
