@@ -59,8 +59,8 @@ $BIN/celery -A hub worker -Q default,inbound,push,batch --concurrency 2 -n "work
 pids+=($!)
 $BIN/celery -A hub beat --loglevel INFO --logfile var/log/beat.log --pidfile var/beat.pid &
 pids+=($!)
-$BIN/celery -A hub flower --port=$FLOWER_PORT --address=127.0.0.1 --basic-auth="admin:$ADMIN_PASSWORD" \
-  --url_prefix= --logging=warning &
+FLOWER_PORT=$FLOWER_PORT FLOWER_BASIC_AUTH="admin:$ADMIN_PASSWORD" \
+  $BIN/celery -A hub flower --conf=hub/flowerconfig.py --logging=warning &
 pids+=($!)
 
 $BIN/python manage.py sandbox --all --hub "http://127.0.0.1:$WEB_PORT" > var/log/sandbox.log 2>&1 &
