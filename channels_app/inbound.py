@@ -35,6 +35,7 @@ from channels_app.commands import (
 )
 from channels_app.models import Channel, ChannelLocation, InboundEvent, InboundStatus, Listing, WebhookRejection
 from channels_app.signatures import SignatureError, verify
+from hub.observability import correlation_id
 from inventory_app import orders, stock
 from inventory_app.errors import OrderNotFound, StockError
 
@@ -135,6 +136,8 @@ def receive_webhook(*, slug: str, headers: Mapping[str, str], body: bytes, remot
     except IntegrityError:
         metrics.WEBHOOKS.labels(channel=slug, outcome="duplicate").inc()
         return Receipt(200, {"status": "duplicate"})
+    # From here on, logs and every task this delivery causes carry its correlation id.
+    correlation_id.set(str(event.correlation_id))
     transaction.on_commit(lambda: _enqueue(event.pk))
     metrics.WEBHOOKS.labels(channel=slug, outcome="accepted").inc()
     return Receipt(200, {"status": "accepted", "id": event.pk, "correlation_id": str(event.correlation_id)})
@@ -167,6 +170,7 @@ def process_event(event_id: int) -> str:
         if event.status not in (InboundStatus.PENDING, InboundStatus.RETRYING):
             return event.status
         channel = event.channel
+        correlation_id.set(str(event.correlation_id))
         event.attempts += 1
         try:
             with transaction.atomic():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Histogram
 
 WEBHOOKS = Counter("tally_webhooks_total", "Webhook deliveries by channel and outcome", ["channel", "outcome"])
 INBOUND_PROCESSED = Counter("tally_inbound_events_total", "Inbound events processed by outcome", ["channel", "outcome"])
@@ -17,6 +17,4 @@ RATE_LIMIT_WAITS = Counter("tally_rate_limit_waits_total", "Times a push waited 
 RETRIES = Counter("tally_retries_total", "Retries by kind", ["kind", "channel"])
 DEAD_LETTERS = Counter("tally_dead_letters_total", "Inbound events or listings parked after the retry budget",
                        ["kind", "channel"])
-RESERVATIONS = Counter("tally_reservation_outcomes_total", "Reservation outcomes", ["outcome"])
 OVERSOLD_UNITS = Counter("tally_oversold_units_total", "Units a channel sold that the hub could not cover", ["channel"])
-PUSH_BACKLOG = Gauge("tally_push_backlog", "Listings waiting to be pushed", ["channel"], multiprocess_mode="max")

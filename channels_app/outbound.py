@@ -29,6 +29,7 @@ from channels_app.adapters.http import ChannelError, PermanentError, RateLimited
 from channels_app.models import Channel, Listing, ListingStatus, PushLog
 from channels_app.rules import desired_quantities
 from channels_app.sync import wake_key
+from hub.observability import correlation_id as current_correlation_id
 from hub.redis import get_redis
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,7 @@ def claim(channel: Channel, *, limit: int, owner: uuid.UUID) -> list[tuple[Listi
 
 def push_channel(channel_id: int, *, max_rounds: int = 100, correlation_id: str = "") -> PushSummary:
     summary = PushSummary()
+    correlation_id = correlation_id or current_correlation_id.get()
     get_redis().delete(wake_key(channel_id))
     channel = Channel.objects.filter(pk=channel_id).first()
     if channel is None or not channel.enabled or channel.paused:

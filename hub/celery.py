@@ -11,3 +11,7 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 # reconciliation cannot delay either; workers can be sized per queue.
 app.conf.task_queues = (Queue("default"), Queue("inbound"), Queue("push"), Queue("batch"))
 app.autodiscover_tasks()
+
+from hub.observability import install_celery_hooks  # noqa: E402
+
+install_celery_hooks()

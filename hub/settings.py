@@ -53,6 +53,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "hub.observability.CorrelationIdMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -172,6 +173,8 @@ CELERY_TASK_ROUTES = {
 }
 CELERY_BEAT_SCHEDULER = "hub.beat:SingleBeatScheduler"
 CELERY_TIMEZONE = "UTC"
+# Keep Django's LOGGING (JSON, correlation ids, redaction) in workers instead of Celery's own.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 
 # Reservations without an explicit TTL hold stock this long.
@@ -180,11 +183,20 @@ TALLY_DEFAULT_RESERVATION_TTL = int(os.environ.get("TALLY_DEFAULT_RESERVATION_TT
 TALLY_IDEMPOTENCY_LOCK_SECONDS = int(os.environ.get("TALLY_IDEMPOTENCY_LOCK_SECONDS", "60"))
 
 LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
+# JSON lines by default (for log shippers); LOG_FORMAT=plain for a terminal.
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"redact": {"()": "hub.observability.RedactFilter"}},
+    "formatters": {
+        "json": {"()": "hub.observability.JsonFormatter"},
+        "plain": {"()": "hub.observability.PlainFormatter", "format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain" if LOG_FORMAT == "plain" else "json",
+                    "filters": ["redact"]},
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }

@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from hub import health
+from hub.observability import metrics_view
 
 api_v1 = [
     path("", include("inventory_app.api.urls")),
@@ -19,4 +20,5 @@ urlpatterns = [
     path("webhooks/", include("channels_app.webhook_urls")),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    path("metrics", metrics_view, name="metrics"),
 ]

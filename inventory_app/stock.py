@@ -40,6 +40,7 @@ from inventory_app.errors import (
     UnknownSku,
 )
 from inventory_app.locking import LockedRow, ensure_stock_rows, lock_stock_rows
+from inventory_app.metrics import RESERVATIONS
 from inventory_app.models import (
     BundleComponent,
     CountWatermark,
@@ -557,6 +558,7 @@ def reserve(
                 if not remaining:
                     break
             if remaining:
+                RESERVATIONS.labels(outcome="insufficient_stock").inc()
                 asked = sum(line.quantity for line in lines if line.sku == requested.code)
                 available = _available_for(requested, by_sku)
                 raise InsufficientStock(
@@ -593,6 +595,7 @@ def reserve(
             for row_id, qty in sorted(planned.items()) if qty
         ])
         _stock_changed({stock_id for _, stock_id, _, _ in needs}, source=channel or "api")
+        RESERVATIONS.labels(outcome="reserved").inc()
         requested_codes = {requested.id: requested.code for requested, _, _, _ in allocation}
         location_codes = _location_codes({row.location_id for row in rows.values()})
         return {

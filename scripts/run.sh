@@ -5,6 +5,10 @@ cd "$(dirname "$0")/.."
 BIN=.venv/bin
 mkdir -p var/log
 export PYTHONUNBUFFERED=1
+# Prometheus multiprocess mode: web and worker processes write their metrics here; /metrics merges them.
+export PROMETHEUS_MULTIPROC_DIR="$PWD/var/prometheus"
+rm -rf "$PROMETHEUS_MULTIPROC_DIR" && mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
+export LOG_FORMAT=${LOG_FORMAT:-json}
 WEB_PORT=${WEB_PORT:-8000}
 FLOWER_PORT=${FLOWER_PORT:-5555}
 
@@ -51,8 +55,8 @@ $BIN/python manage.py sync_schedules
 $BIN/python manage.py demo_admin --password-file var/admin-password
 ADMIN_PASSWORD=$(cat var/admin-password)
 
-$BIN/gunicorn hub.wsgi:application --bind 127.0.0.1:$WEB_PORT --workers 2 --threads 4 \
-  --access-logfile var/log/web-access.log --error-logfile - &
+WEB_BIND=127.0.0.1:$WEB_PORT $BIN/gunicorn -c hub/gunicorn.conf.py hub.wsgi:application \
+  --access-logfile var/log/web-access.log --error-logfile var/log/web.log &
 pids+=($!)
 $BIN/celery -A hub worker -Q default,inbound,push,batch --concurrency 2 -n "worker@%h" --loglevel INFO \
   --logfile var/log/worker.log &
