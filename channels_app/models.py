@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
@@ -259,3 +260,23 @@ class WebhookRejection(models.Model):
 
     class Meta:
         ordering = ["-id"]
+
+
+class PublishCursor(models.Model):
+    """Watermark of a scheduled publishing stream: (updated_at, id) of the last row sent.
+
+    The id breaks ties, so rows that share a timestamp are never skipped; ``last_run_at`` lets a
+    run pick up prices that became effective by the clock alone (future-dated rows).
+    """
+
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="publish_cursors")
+    stream = models.CharField(max_length=16)
+    updated_at = models.DateTimeField(default=datetime(2000, 1, 1, tzinfo=UTC))
+    last_id = models.BigIntegerField(default=0)
+    last_run_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["channel", "stream"], name="publish_cursor_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.channel}:{self.stream} @ {self.updated_at.isoformat()}#{self.last_id}"

@@ -48,3 +48,14 @@ def reconcile_channel(channel_id: int) -> dict:
         return {"skipped": "channel missing or disabled"}
     run = reconcile(channel)
     return {"run": run.pk, "drifted": run.details.get("drifted"), "variance_percent": str(run.variance_percent)}
+
+
+@shared_task(name="batch.publish_catalog")
+def publish_catalog(channel_id: int) -> dict:
+    from channels_app.publishing import publish
+
+    channel = Channel.objects.filter(pk=channel_id, enabled=True, paused=False).first()
+    if channel is None:
+        return {"skipped": "channel missing, disabled or paused"}
+    runs = {stream: publish(channel, stream) for stream in ("catalog", "prices")}
+    return {stream: {"sent": run.count_out, "rejected": run.count_rejected} for stream, run in runs.items()}

@@ -59,7 +59,8 @@ def sync_schedules() -> list[str]:
 
 def sync_channel_schedules(channel) -> list[str]:
     names = []
-    for job, task, seconds in (("reconcile", "batch.reconcile_channel", channel.reconcile_interval_seconds),):
+    for job, task, seconds in (("reconcile", "batch.reconcile_channel", channel.reconcile_interval_seconds),
+                               ("publish catalog and prices", "batch.publish_catalog", channel.catalog_interval_seconds)):
         name = f"{channel.slug}: {job}"
         periodic = _ensure(name, task, max(int(seconds), 10), "batch", {"channel_id": channel.pk})
         if periodic.enabled != channel.enabled:

@@ -111,6 +111,18 @@ class ChannelAdapter:
     def read_stock(self) -> Iterator[RemoteLevel]:
         return iter(())
 
+    # -- scheduled catalog and prices -----------------------------------------------------
+    # Platforms whose catalog API Tally does not drive yet say so; the run record shows it.
+    publishes_catalog: bool = False
+    catalog_batch: int = 100
+
+    def catalog_requests_needed(self, items: list) -> int:
+        return max(1, -(-len(items) // self.catalog_batch))
+
+    def publish_catalog(self, items: list) -> None:
+        """Send names, active flags and/or prices (``publishing.CatalogItem``); raise ChannelError on failure."""
+        raise PayloadError(f"{self.kind}: catalog and price publishing is not supported for this platform.")
+
     # -- helpers --------------------------------------------------------------------------
     @property
     def base_url(self) -> str:

@@ -178,6 +178,28 @@ class ShopifyAdapter(ChannelAdapter):
             return results
         raise PermanentError(f"inventorySetQuantities userErrors: {errors}"[:500], status=200)
 
+    publishes_catalog = True
+    catalog_batch = 20
+
+    def catalog_requests_needed(self, items: list) -> int:
+        return sum((item.price is not None) + (item.name is not None or item.active is not None) for item in items) or 1
+
+    def publish_catalog(self, items: list) -> None:
+        # REST, one variant (price) or product (title, status) per call; the shared bucket paces them.
+        for item in items:
+            if item.price is not None:
+                self.request("PUT", f"/admin/api/{self.api_version}/variants/{item.listing.external_variant_id}.json",
+                             headers=self._headers(),
+                             json={"variant": {"id": int(item.listing.external_variant_id), "price": f"{item.price:.2f}"}})
+            if item.name is not None or item.active is not None:
+                product: dict = {"id": int(item.listing.external_product_id)}
+                if item.name is not None:
+                    product["title"] = item.name
+                if item.active is not None:
+                    product["status"] = "active" if item.active else "draft"
+                self.request("PUT", f"/admin/api/{self.api_version}/products/{item.listing.external_product_id}.json",
+                             headers=self._headers(), json={"product": product})
+
     def read_levels(self, inventory_item_ids: list[str], location_ids: set[str]) -> dict[str, int]:
         found: dict[str, int] = {}
         for level in self._levels({"inventory_item_ids": ",".join(inventory_item_ids),

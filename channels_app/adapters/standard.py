@@ -89,6 +89,24 @@ class StandardAdapter(ChannelAdapter):
         return [PushResult(listing_id=i.listing.id, ok=True, quantity=i.quantity, http_status=response.status_code)
                 for i in items]
 
+    publishes_catalog = True
+    catalog_batch = 500
+
+    def publish_catalog(self, items: list) -> None:
+        secret = self.channel.credentials.get("signing_secret", "")
+        rows = []
+        for item in items:
+            row: dict = {"sku": item.listing.external_sku or item.listing.sku.code}
+            if item.price is not None:
+                row["price"], row["currency"] = f"{item.price:.2f}", item.currency
+            if item.name is not None:
+                row["name"] = item.name
+            if item.active is not None:
+                row["active"] = item.active
+            rows.append(row)
+        body = json.dumps({"type": "catalog.batch_updated", "timestamp": int(time.time()), "data": {"items": rows}}).encode()
+        self.request("POST", "/catalog", data=body, headers=signed_headers(secret, body))
+
     def read_stock(self) -> Iterator[RemoteLevel]:
         cursor = ""
         while True:

@@ -112,6 +112,27 @@ class WooCommerceAdapter(ChannelAdapter):
                                           http_status=response.status_code))
         return results
 
+    publishes_catalog = True
+    catalog_batch = 100
+
+    def publish_catalog(self, items: list) -> None:
+        update = []
+        for item in items:
+            row: dict = {"id": int(item.listing.external_product_id)}
+            if item.price is not None:
+                row["regular_price"] = f"{item.price:.2f}"
+            if item.name is not None:
+                row["name"] = item.name
+            if item.active is not None:
+                row["status"] = "publish" if item.active else "draft"
+            update.append(row)
+        response = self.request("POST", "/wp-json/wc/v3/products/batch", auth=self._auth, json={"update": update})
+        errors = [entry for entry in response.json().get("update", []) if entry.get("error")]
+        if errors:
+            from channels_app.adapters.http import PermanentError
+
+            raise PermanentError(f"batch refused {len(errors)} product(s): {errors[:3]}"[:500], status=response.status_code)
+
     def read_stock(self) -> Iterator[RemoteLevel]:
         page = 1
         while True:

@@ -109,6 +109,7 @@ class Item:
     name: str | None = None
     manage_stock: bool | None = None
     stock_status: str | None = None
+    active: bool = True
     updated_at: datetime = field(default_factory=utcnow)
 
     def public(self) -> dict:
@@ -118,6 +119,8 @@ class Item:
             if value is not None:
                 out[key] = value
         out["price"] = self.price
+        out["name"] = self.name
+        out["active"] = self.active
         out["updated_at"] = iso(self.updated_at)
         return out
 

@@ -93,6 +93,8 @@ class ShopifyState(SandboxState):
         ("POST", rf"^/admin/api/{VERSION}/inventory_levels/adjust\.json$", "rest_adjust", "inventory_levels/adjust"),
         ("GET", rf"^/admin/api/{VERSION}/inventory_levels\.json$", "rest_levels", "inventory_levels"),
         ("POST", rf"^/admin/api/{VERSION}/graphql\.json$", "graphql", "graphql"),
+        ("PUT", rf"^/admin/api/{VERSION}/variants/(?P<variant_id>\d+)\.json$", "rest_variant", "variants/update"),
+        ("PUT", rf"^/admin/api/{VERSION}/products/(?P<product_id>\d+)\.json$", "rest_product", "products/update"),
     ]
     DEFAULT_PLAN = {
         "rest_bucket": 40,
@@ -231,6 +233,46 @@ class ShopifyState(SandboxState):
                 item = self.connect(template, values["location_id"])
             item.touch(values["available"])
             return Response(200, {"inventory_level": self._level_json(item)})
+
+    def rest_variant(self, req: Request, version: str, variant_id: str) -> Response:
+        body = req.json()
+        variant = body.get("variant") if isinstance(body, dict) else None
+        if not isinstance(variant, dict):
+            return Response(400, {"errors": {"variant": "Required parameter missing or invalid"}})
+        with self.lock:
+            items = [it for it in self.items if it.variant_id == int(variant_id)]
+            if not items:
+                return self.error(404, "not_found", "Not Found")
+            if "price" in variant:
+                try:
+                    price = money(variant["price"])
+                except (ArithmeticError, ValueError):
+                    return Response(422, {"errors": {"price": ["is not a number"]}})
+                for it in items:
+                    it.price = price
+            first = items[0]
+            return Response(200, {"variant": {"id": first.variant_id, "product_id": first.product_id, "sku": first.sku,
+                                              "price": first.price, "inventory_item_id": first.inventory_item_id}})
+
+    def rest_product(self, req: Request, version: str, product_id: str) -> Response:
+        body = req.json()
+        product = body.get("product") if isinstance(body, dict) else None
+        if not isinstance(product, dict):
+            return Response(400, {"errors": {"product": "Required parameter missing or invalid"}})
+        if "status" in product and product["status"] not in ("active", "draft", "archived"):
+            return Response(422, {"errors": {"status": ["is not included in the list"]}})
+        with self.lock:
+            items = [it for it in self.items if it.product_id == int(product_id)]
+            if not items:
+                return self.error(404, "not_found", "Not Found")
+            for it in items:
+                if "title" in product:
+                    it.name = str(product["title"])
+                if "status" in product:
+                    it.active = product["status"] == "active"
+            first = items[0]
+            return Response(200, {"product": {"id": first.product_id, "title": first.name,
+                                              "status": "active" if first.active else "draft"}})
 
     def rest_adjust(self, req: Request, version: str) -> Response:
         values = self._rest_body(req, "inventory_item_id", "location_id", "available_adjustment")

@@ -16,7 +16,20 @@ from typing import Any
 
 from standardwebhooks import WebhookVerificationError
 
-from .base import Item, Order, Request, Response, Route, SandboxState, decode_cursor, encode_cursor, iso, page_bounds, utcnow
+from .base import (
+    Item,
+    Order,
+    Request,
+    Response,
+    Route,
+    SandboxState,
+    decode_cursor,
+    encode_cursor,
+    iso,
+    money,
+    page_bounds,
+    utcnow,
+)
 from .signing import standard_headers, standard_webhook
 
 
@@ -26,6 +39,7 @@ class StandardState(SandboxState):
     LINE_ID_BASE = 1
     ROUTES = [
         ("POST", r"^/stock/?$", "push_stock", "stock/push"),
+        ("POST", r"^/catalog/?$", "push_stock", "catalog/push"),
         ("GET", r"^/stock/?$", "read_stock", "stock/read"),
     ]
     DEFAULT_PLAN = {"location": "store-1"}
@@ -82,6 +96,21 @@ class StandardState(SandboxState):
         found[0].touch(quantity)
         return {"sku": row["sku"], "status": "ok", "quantity": quantity}
 
+    def _apply_catalog(self, row: Any) -> dict:
+        if not isinstance(row, dict) or not row.get("sku"):
+            return {"sku": None, "status": "invalid", "detail": "sku is required"}
+        found = self.items_for_sku(str(row["sku"]))
+        if not found:
+            return {"sku": row["sku"], "status": "unknown_sku"}
+        for item in found:
+            if "price" in row:
+                item.price = money(row["price"])
+            if "name" in row:
+                item.name = str(row["name"])
+            if "active" in row:
+                item.active = bool(row["active"])
+        return {"sku": row["sku"], "status": "ok"}
+
     def push_stock(self, req: Request) -> Response:
         msg_id = req.header("webhook-id")
         with self.lock:
@@ -95,6 +124,11 @@ class StandardState(SandboxState):
         with self.lock:
             if kind == "stock.updated":
                 results = [self._apply_one(data)]
+            elif kind == "catalog.batch_updated":
+                rows = data.get("items")
+                if not isinstance(rows, list):
+                    return self.error(400, "invalid_body", "data.items must be a list.")
+                results = [self._apply_catalog(row) for row in rows]
             elif kind == "stock.batch_updated":
                 rows = data.get("items")
                 if not isinstance(rows, list):

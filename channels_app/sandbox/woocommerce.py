@@ -121,6 +121,7 @@ class WooCommerceState(SandboxState):
             "stock_quantity": item.quantity if item.manage_stock else None,
             "stock_status": item.stock_status,
             "backorders": "no",
+            "status": "publish" if item.active else "draft",
             "date_modified": _gmt(item.updated_at),
             "date_modified_gmt": _gmt(item.updated_at),
         }
@@ -179,6 +180,15 @@ class WooCommerceState(SandboxState):
                 bad["stock_quantity"] = "stock_quantity is not of type integer,null."
         if "stock_status" in data and data["stock_status"] not in STOCK_STATUSES:
             bad["stock_status"] = f"stock_status is not one of {', '.join(STOCK_STATUSES)}."
+        if "regular_price" in data:
+            try:
+                Decimal(str(data["regular_price"]))
+            except ArithmeticError:
+                bad["regular_price"] = "regular_price is not of type string."
+            if not isinstance(data["regular_price"], str):
+                bad["regular_price"] = "regular_price is not of type string."
+        if "status" in data and data["status"] not in ("draft", "pending", "private", "publish"):
+            bad["status"] = "status is not one of draft, pending, private, publish."
         if bad:
             raise ApiError(
                 Response(
@@ -190,6 +200,12 @@ class WooCommerceState(SandboxState):
                     },
                 )
             )
+        if "regular_price" in data:
+            item.price = money(data["regular_price"])
+        if "name" in data and isinstance(data["name"], str):
+            item.name = data["name"]
+        if "status" in data:
+            item.active = data["status"] == "publish"
         if "manage_stock" in data:
             item.manage_stock = data["manage_stock"]
         if "stock_status" in data and not item.manage_stock:
