@@ -13,6 +13,7 @@ api_v1 = [
 ]
 
 urlpatterns = [
+    path("admin/dashboard/", include("hub.dashboard")),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
