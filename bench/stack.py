@@ -123,6 +123,16 @@ def tree_cpu(pid: int) -> float:
     return proc_cpu(pid, reaped=True) + sum(proc_cpu(child) for child in descendants(pid)[1:])
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds every process on the machine spent busy (all cores, /proc/stat), to see noisy neighbours."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0.0
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / CLK_TCK
+
+
 # --- processes -------------------------------------------------------------------------------------------
 
 
@@ -417,10 +427,7 @@ class Stack:
         return stack_env(self.name, PROMETHEUS_MULTIPROC_DIR=str(self.prom_dir), **{**self.extra_env, **extra})
 
     def _start_processes(self) -> None:
-        self.web = Proc("web", [str(BIN / "gunicorn"), "-c", "hub/gunicorn.conf.py", "hub.wsgi:application",
-                                "--bind", f"127.0.0.1:{self.port}", "--workers", str(self.web_workers),
-                                "--threads", str(self.web_threads), *self.web_args],
-                        self.env(WEB_BIND=f"127.0.0.1:{self.port}"), self.log_dir / "web.log")
+        self.restart_web(wait=False)
         for i in range(self.n_celery):
             self.workers.append(self._worker(i))
         if self.want_beat:
@@ -455,6 +462,21 @@ class Stack:
             time.sleep(0.2)
         raise RuntimeError(f"stack not ready after {timeout}s (web ready: {web_ready}, workers pending: "
                            f"{[w.role for w in pending_workers]})")
+
+    def restart_web(self, workers: int | None = None, threads: int | None = None, args: Sequence[str] | None = None,
+                    wait: bool = True) -> None:
+        """Replace gunicorn (same port) with another worker/thread setting."""
+        self.web_workers = workers or self.web_workers
+        self.web_threads = threads or self.web_threads
+        self.web_args = list(args) if args is not None else self.web_args
+        if self.web:
+            self.web.stop()
+        self.web = Proc("web", [str(BIN / "gunicorn"), "-c", "hub/gunicorn.conf.py", "hub.wsgi:application",
+                                "--bind", f"127.0.0.1:{self.port}", "--workers", str(self.web_workers),
+                                "--threads", str(self.web_threads), *self.web_args],
+                        self.env(WEB_BIND=f"127.0.0.1:{self.port}"), self.log_dir / "web.log")
+        if wait:
+            self._wait_ready()
 
     def add_worker(self) -> Proc:
         worker = self._worker(len(self.workers))
@@ -512,6 +534,7 @@ class Stack:
             out["postgres"] = 0.0
         times = os.times()
         out["bench"] = times.user + times.system
+        out["machine"] = machine_busy_seconds()
         return out
 
     def cpu_seconds(self) -> float:
