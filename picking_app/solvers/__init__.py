@@ -19,7 +19,8 @@ from picking_app.solvers.policies import POLICIES, policy_route
 
 SOLVERS = ("optimal", "heuristic", *POLICIES)
 
-__all__ = ["HELD_KARP_LIMIT", "POLICIES", "SOLVERS", "Route", "baselines", "matrix_with_depot", "sequence_length", "solve"]
+__all__ = ["HELD_KARP_LIMIT", "POLICIES", "SOLVERS", "Route", "baselines", "heuristic_route", "matrix_with_depot",
+           "sequence_length", "solve"]
 
 
 def matrix_with_depot(metric: Metric, slots: Sequence[Slot]) -> list[list[float]]:
@@ -83,7 +84,3 @@ def baselines(grid: Grid, slots: Sequence[Slot], *, metric: Metric | None = None
         except Unreachable:
             out[policy] = None
     return out
-
-
-def order_length(matrix: Sequence[Sequence[float]], order: Sequence[int]) -> float:
-    return tour_length(matrix, [i + 1 for i in order])
