@@ -471,7 +471,7 @@ class Stack:
         self.web_args = list(args) if args is not None else self.web_args
         if self.web:
             self.web.stop()
-        self.web = Proc("web", [str(BIN / "gunicorn"), "-c", "hub/gunicorn.conf.py", "hub.wsgi:application",
+        self.web = Proc("web", [sys.executable, "-m", "gunicorn", "-c", "hub/gunicorn.conf.py", "hub.wsgi:application",
                                 "--bind", f"127.0.0.1:{self.port}", "--workers", str(self.web_workers),
                                 "--threads", str(self.web_threads), *self.web_args],
                         self.env(WEB_BIND=f"127.0.0.1:{self.port}"), self.log_dir / "web.log")
