@@ -13,7 +13,7 @@ from picking_app.solvers.base import tour_length
 from picking_app.solvers.exact import aisle_dp, brute_force, held_karp, ratliff_rosenthal
 from picking_app.solvers.heuristics import local_search
 
-SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @st.composite
