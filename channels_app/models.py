@@ -10,7 +10,7 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 
-from channels_app.crypto import EncryptedJSONField, EncryptedTextField
+from hub.crypto import EncryptedJSONField, EncryptedTextField
 
 
 class ChannelKind(models.TextChoices):

@@ -5,3 +5,9 @@ class HubConfig(AppConfig):
     name = "hub"
     verbose_name = "Operations"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from hub.events import on_stock_changed
+        from inventory_app.stock import on_stock_changed as register
+
+        register(on_stock_changed)

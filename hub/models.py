@@ -5,6 +5,8 @@ from __future__ import annotations
 from django.db import models
 from django.utils import timezone
 
+from hub.crypto import EncryptedTextField
+
 
 class JobRun(models.Model):
     job = models.CharField(max_length=64, db_index=True)
@@ -25,3 +27,67 @@ class JobRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.job} {self.channel or ''} {self.started_at:%Y-%m-%d %H:%M:%S}"
+
+
+class EventType(models.TextChoices):
+    STOCK_CHANGED = "stock.changed", "Stock changed"
+    ORDER_CREATED = "order.created", "Order created"
+    RESERVATION_EXPIRED = "reservation.expired", "Reservation expired"
+
+
+class Subscription(models.Model):
+    """Another system (ERP, email, WMS) that wants Tally's events, signed the Standard Webhooks way."""
+
+    name = models.CharField(max_length=128)
+    url = models.URLField(max_length=500)
+    secret = EncryptedTextField(help_text="whsec_… signing secret; shown once when created.")
+    event_types = models.JSONField(default=list, help_text="Event types to receive; empty means all.")
+    enabled = models.BooleanField(default=True)
+    disabled_reason = models.CharField(max_length=255, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def wants(self, event_type: str) -> bool:
+        return self.enabled and (not self.event_types or event_type in self.event_types)
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    DELIVERED = "delivered", "Delivered"
+    DEAD = "dead", "Gave up (replayable)"
+
+
+class EventDelivery(models.Model):
+    """The outbox: one row per (event, subscription), written in the transaction that caused the event."""
+
+    subscription = models.ForeignKey(Subscription, on_delete=models.CASCADE, related_name="deliveries")
+    message_id = models.CharField(max_length=64, help_text="webhook-id: the same on every retry.")
+    event_type = models.CharField(max_length=64)
+    payload = models.JSONField()
+    status = models.CharField(max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    last_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["next_attempt_at"], condition=models.Q(status="pending"), name="delivery_due")]
+
+
+class DeliveryAttempt(models.Model):
+    delivery = models.ForeignKey(EventDelivery, on_delete=models.CASCADE, related_name="attempt_log")
+    attempted_at = models.DateTimeField(default=timezone.now)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    error = models.CharField(max_length=500, blank=True, default="")
+    duration_ms = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["id"]

@@ -17,6 +17,7 @@ GLOBAL = [
     ("Expire due reservations", "batch.expire_reservations", 1, "batch"),
     ("Sweep the inbox (lost or due events)", "inbound.sweep", 5, "inbound"),
     ("Sweep pushes (lost wake-ups, due retries)", "push.sweep", 2, "push"),
+    ("Sweep outgoing event deliveries", "batch.sweep_events", 5, "batch"),
     ("Audit the ledger against stock", "batch.audit_ledger", 3600, "batch"),
     ("Retention clean-up", "batch.retention", 24 * 3600, "batch"),
 ]

@@ -45,3 +45,17 @@ def retention() -> dict:
         run.count_out = sum(deleted.values())
         run.details = deleted
     return deleted
+
+
+@shared_task(name="batch.deliver_event")
+def deliver_event(delivery_id: int) -> str:
+    from hub import events
+
+    return events.deliver(delivery_id)
+
+
+@shared_task(name="batch.sweep_events")
+def sweep_events() -> int:
+    from hub import events
+
+    return events.sweep()

@@ -14,6 +14,7 @@ from decimal import Decimal
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from hub import events
 from inventory_app import stock
 from inventory_app.errors import InsufficientStock, OrderNotFound, StockError
 from inventory_app.models import (
@@ -94,6 +95,12 @@ def place_order(
                 short.append(line)
             OrderLine.objects.create(order=order, external_id=line.external_id, sku=line.sku, quantity=line.quantity,
                                      unit_price=line.unit_price, status=status, reservation_id=reservation_id)
+        if applied or short:
+            events.emit("order.created", {
+                "channel": channel, "order": external_id, "name": order.name, "currency": order.currency,
+                "total": str(order.total),
+                "lines": [{"line": x.external_id, "sku": x.sku.code, "quantity": x.quantity,
+                           "status": "short" if x in short else "committed"} for x in [*applied, *short]]})
         return {"order": order.pk, "applied": sum(x.quantity for x in applied),
                 "short": sum(x.quantity for x in short), "short_lines": [x.external_id for x in short]}
 

@@ -30,6 +30,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from hub import events
 from inventory_app.errors import (
     IdempotencyMismatch,
     InsufficientStock,
@@ -701,6 +702,9 @@ def expire_due(*, now: datetime | None = None, limit: int = 500) -> int:
         for reservation in due:
             _settle_locked(reservation, ReservationStatus.EXPIRED, LedgerKind.EXPIRE, source="expiry",
                            reason=f"expired at {reservation.expires_at.isoformat()}", key=None, now=now)
+            events.emit("reservation.expired", {"reservation": str(reservation.id), "channel": reservation.channel,
+                                                "reference": reservation.reference,
+                                                "expires_at": reservation.expires_at.isoformat()})
             expired += 1
     return expired
 

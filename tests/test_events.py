@@ -1,0 +1,140 @@
+"""Outgoing events: signed the Standard Webhooks way, retried, logged per attempt, replayable."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from django.utils import timezone
+from standardwebhooks.webhooks import Webhook
+
+from hub import events
+from hub.models import DeliveryStatus, EventDelivery, Subscription
+from inventory_app import orders, stock
+from inventory_app.stock import LineRequest
+from tests.factories import make_location, make_sku
+
+pytestmark = pytest.mark.django_db
+
+
+class Receiver:
+    """A subscriber's endpoint: verifies every call with the reference library, answers from a script."""
+
+    def __init__(self, answers: list[int]):
+        self.answers, self.received = list(answers), []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                Webhook(outer.secret).verify(body.decode(), headers)  # raises if the signature is wrong
+                outer.received.append((headers, json.loads(body)))
+                status = outer.answers.pop(0) if outer.answers else 200
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks"
+        self.secret = events.new_secret()
+
+    def subscribe(self, *types: str) -> Subscription:
+        events.forget_subscribers()
+        return Subscription.objects.create(name="erp", url=self.url, secret=self.secret, event_types=list(types))
+
+    def close(self):
+        self.server.shutdown()
+
+
+@pytest.fixture
+def receiver():
+    made = []
+
+    def make(answers=()):
+        made.append(Receiver(list(answers)))
+        return made[-1]
+
+    yield make
+    for r in made:
+        r.close()
+    events.forget_subscribers()
+
+
+def due(delivery: EventDelivery) -> int:
+    EventDelivery.objects.filter(pk=delivery.pk).update(next_attempt_at=timezone.now())
+    return delivery.pk
+
+
+def test_stock_change_is_delivered_signed_and_retried_with_the_same_id(receiver):
+    r = receiver([500, 200])
+    r.subscribe("stock.changed")
+    wh = make_location()
+    tee = make_sku("TEE")
+    stock.receive(sku=tee, location=wh, quantity=5)
+    delivery = EventDelivery.objects.get()
+    assert events.deliver(delivery.pk) == DeliveryStatus.PENDING
+    assert events.deliver(due(delivery)) == DeliveryStatus.DELIVERED
+    (first, body), (second, _) = r.received
+    assert first["webhook-id"] == second["webhook-id"] == delivery.message_id
+    assert body["type"] == "stock.changed" and body["data"]["sku"] == "TEE" and body["data"]["on_hand"] == 5
+    assert [a.status_code for a in EventDelivery.objects.get().attempt_log.all()] == [500, 200]
+
+
+def test_410_disables_the_subscription(receiver):
+    r = receiver([410])
+    sub = r.subscribe()
+    events.emit("order.created", {"order": "1"})
+    events.deliver(EventDelivery.objects.get().pk)
+    sub.refresh_from_db()
+    assert not sub.enabled and "410" in sub.disabled_reason
+    assert events.emit("order.created", {"order": "2"}) == 0
+
+
+def test_gives_up_after_the_schedule_and_replays(receiver):
+    r = receiver([503] * (len(events.RETRY_SCHEDULE) + 1))
+    r.subscribe("order.created")
+    events.emit("order.created", {"order": "1"})
+    delivery = EventDelivery.objects.get()
+    for _ in range(len(events.RETRY_SCHEDULE) + 1):
+        events.deliver(due(delivery))
+    delivery.refresh_from_db()
+    assert delivery.status == DeliveryStatus.DEAD and delivery.attempts == len(events.RETRY_SCHEDULE) + 1
+    assert events.replay([delivery.pk]) == 1
+    assert events.deliver(delivery.pk) == DeliveryStatus.DELIVERED
+
+
+def test_retry_schedule_grows_and_honours_retry_after(receiver):
+    r = receiver([502])
+    r.subscribe()
+    events.emit("order.created", {})
+    delivery = EventDelivery.objects.get()
+    before = timezone.now()
+    events.deliver(delivery.pk)
+    delivery.refresh_from_db()
+    assert delivery.next_attempt_at >= before + timedelta(seconds=events.RETRY_SCHEDULE[0])
+
+
+def test_orders_and_expiries_are_events(receiver):
+    r = receiver()
+    r.subscribe("order.created", "reservation.expired")
+    wh = make_location()
+    tee = make_sku("TEE", stock_at={wh: 3})
+    orders.place_order(channel="shop", external_id="9", lines=[orders.OrderLineRequest("1", tee, 1)])
+    stock.reserve(lines=[LineRequest("TEE", 1)], ttl_seconds=1)
+    stock.expire_due(now=timezone.now() + timedelta(seconds=5))
+    assert sorted(EventDelivery.objects.values_list("event_type", flat=True)) == ["order.created", "reservation.expired"]
+
+
+def test_no_subscriber_no_rows():
+    events.forget_subscribers()
+    wh = make_location()
+    stock.receive(sku=make_sku(), location=wh, quantity=1)
+    assert EventDelivery.objects.count() == 0
