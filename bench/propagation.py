@@ -1,0 +1,391 @@
+"""End-to-end stock propagation: a sale on one channel, until every other channel shows it.
+
+Eight sandbox channels (3 Shopify, 2 WooCommerce, BigCommerce, Amazon, Standard Webhooks) list the same ~50
+SKUs. Orders are placed open-loop at fixed rates through each sandbox's control API (``POST /_sandbox/orders``,
+``wait: false``): the sandbox takes the units off its own stock and sends the signed webhook to gunicorn; Celery
+workers apply it and push the new numbers to the other seven channels.
+
+Measured at the sandboxes, with no polling: every sandbox stock write is recorded by wrapping the sandbox
+``Item.touch`` method in this process (and each sandbox's ``place_order`` on its instance, to tell the
+channel's own sales apart). An order is *reflected* on another channel c at the first write after which
+``c's quantity + c's own sales of that SKU since the order <= max(0, S0 - units of the SKU sold everywhere up to
+and including this order)``, S0 being the SKU's availability when the step began. The order's lag is
+measured from its *scheduled* send time to the moment the last other channel reflects it; orders not reflected
+within the drain time count as ``unreflected``.
+
+    .venv/bin/python bench/propagation.py            # 10, 50, 200 orders/s, 25 s each
+    .venv/bin/python bench/propagation.py --quick    # smoke run (< 60 s)
+    .venv/bin/python bench/propagation.py --profile  # also py-spy the Celery pool during the middle step
+
+Writes bench/results/propagation.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import collections
+import os
+import platform
+import random
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _django  # noqa: E402
+import stack  # noqa: E402
+
+NAME = "propagation"
+CHANNELS = [("shopify", 50), ("shopify", 50), ("shopify", 50), ("woocommerce", 50), ("woocommerce", 50),
+            ("bigcommerce", 50), ("amazon", 50), ("standard", 50)]
+
+# --- recording sandbox stock writes ---------------------------------------------------------------------
+
+
+class Recorder:
+    """Wraps sandbox ``Item.touch`` (class-wide, this process only) and each sandbox's ``place_order``."""
+
+    def __init__(self, sandboxes):
+        from channels_app.sandbox.base import Item
+
+        self.on = False
+        self.writes: list[tuple[float, int, int, int]] = []  # (t, id(item), quantity, order seq or -1)
+        self.sales: list[dict] = []
+        self.local = threading.local()
+        self.item_of: dict[int, tuple[int, str]] = {}
+        for ch, sandbox in enumerate(sandboxes):
+            for item in sandbox.state.items:
+                self.item_of[id(item)] = (ch, item.sku)
+        original_touch = Item.touch
+        recorder = self
+
+        def touch(item, quantity):
+            original_touch(item, quantity)
+            if recorder.on:
+                recorder.writes.append((time.perf_counter(), id(item), item.quantity, getattr(recorder.local, "seq", -1)))
+
+        Item.touch = touch
+        for ch, sandbox in enumerate(sandboxes):
+            self._wrap(ch, sandbox.state)
+
+    def _wrap(self, ch: int, state) -> None:
+        original = state.place_order
+        recorder = self
+
+        def place_order(lines, **kwargs):
+            order_id = kwargs.get("order_id")
+            seq = int(order_id) if isinstance(order_id, int) else -2
+            recorder.local.seq = seq
+            try:
+                status, body = original(lines, **kwargs)
+            finally:
+                recorder.local.seq = -1
+            if recorder.on:
+                recorder.sales.append({"seq": seq, "ch": ch, "status": status, "t": time.perf_counter(),
+                                       "lines": [(str(x["sku"]), int(x["quantity"])) for x in lines]})
+            return status, body
+
+        state.place_order = place_order
+
+
+# --- load ------------------------------------------------------------------------------------------------
+
+
+def schedule(rate: float, seconds: float, n_channels: int, skus: list[str], rng: random.Random) -> list[dict]:
+    weights = [1 / (i + 1) ** 0.8 for i in range(len(skus))]
+    count = int(rate * seconds)
+    chosen = rng.choices(skus, weights=weights, k=count)
+    return [{"i": i, "at": i / rate, "ch": rng.randrange(n_channels), "sku": sku, "qty": 1 if rng.random() < 0.9 else 2}
+            for i, sku in enumerate(chosen)]
+
+
+def send_orders(s: stack.Stack, plan: list[dict], seq_base: int, threads: int = 16) -> dict:
+    """Open loop: each order is handed to a sender thread at its scheduled time; returns send times and stats."""
+    import requests
+
+    local = threading.local()
+    statuses: collections.Counter = collections.Counter()
+    lateness: list[float] = []
+
+    def post(order: dict, scheduled: float) -> None:
+        session = getattr(local, "session", None)
+        if session is None:
+            session = local.session = requests.Session()
+        url = f"{s.sandboxes[order['ch']].url}/_sandbox/orders"
+        lateness.append(time.perf_counter() - scheduled)
+        try:
+            resp = session.post(url, json={"lines": [{"sku": order["sku"], "quantity": order["qty"]}],
+                                           "order_id": seq_base + order["i"], "wait": False}, timeout=10)
+            statuses[resp.status_code] += 1
+        except requests.RequestException as exc:
+            statuses[type(exc).__name__] += 1
+
+    t0 = time.perf_counter() + 0.05
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        for order in plan:
+            order["sched"] = t0 + order["at"]
+            delay = order["sched"] - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            pool.submit(post, order, order["sched"])
+    return {"t0": t0, "statuses": statuses, "late_p99": _django.percentile(lateness, 99) * 1000}
+
+
+# --- analysis --------------------------------------------------------------------------------------------
+
+
+def analyse(rec: Recorder, plan: list[dict], seq_base: int, s0: dict[str, int], listed: list[set[str]],
+            kinds: list[str]) -> dict:
+    by_seq = {seq_base + o["i"]: o for o in plan}
+    sales = sorted((x for x in rec.sales if x["status"] == 201 and x["seq"] in by_seq), key=lambda x: x["t"])
+    # each channel's writes per SKU, time ordered, with whether the write was that channel's own sale
+    series: dict[tuple[int, str], list[tuple[float, int, int]]] = collections.defaultdict(list)
+    sale_time: dict[int, float] = {}
+    for t, item_id, qty, seq in sorted(rec.writes):
+        ch, sku = rec.item_of.get(item_id, (-1, ""))
+        if ch < 0:
+            continue
+        series[(ch, sku)].append((t, qty, seq))
+        if seq in by_seq and seq not in sale_time:
+            sale_time[seq] = t
+    times = {key: [w[0] for w in rows] for key, rows in series.items()}
+    sold: collections.Counter = collections.Counter()
+    order_lags, pair_lags = [], collections.defaultdict(list)
+    unreflected = 0
+    for sale in sales:
+        order = by_seq[sale["seq"]]
+        sku, tk = order["sku"], sale_time.get(sale["seq"], sale["t"])
+        sold[sku] += order["qty"]
+        target = max(0, s0[sku] - sold[sku])
+        worst = 0.0
+        for ch, kind in enumerate(kinds):
+            if ch == sale["ch"] or sku not in listed[ch]:
+                continue
+            rows, ts = series.get((ch, sku), []), times.get((ch, sku), [])
+            start = bisect.bisect_right(ts, tk)
+            current = rows[start - 1][1] if start else s0[sku]
+            reflected_at = tk if current <= target else None
+            local = 0
+            for t, qty, seq in rows[start:] if reflected_at is None else ():
+                if seq in by_seq:  # this channel's own sale after ours: it lowers its number by itself
+                    local += by_seq[seq]["qty"]
+                if qty + local <= target:
+                    reflected_at = t
+                    break
+            if reflected_at is None:
+                unreflected += 1
+                worst = float("inf")
+                continue
+            lag = (reflected_at - order["sched"]) * 1000
+            pair_lags[kind].append(lag)
+            worst = max(worst, lag)
+        if worst != float("inf"):
+            order_lags.append(worst)
+    return {"order_lags": order_lags, "pair_lags": pair_lags, "unreflected": unreflected, "accepted": len(sales),
+            "refused": sum(1 for x in rec.sales if x["status"] == 409 and x["seq"] in by_seq)}
+
+
+# --- hub figures -----------------------------------------------------------------------------------------
+
+
+def hub_availability() -> dict[str, int]:
+    from django.db.models import F, Sum
+
+    from inventory_app.models import StockLevel
+
+    rows = StockLevel.objects.values("sku__code").annotate(avail=Sum(F("on_hand") - F("reserved")))
+    return {row["sku__code"]: row["avail"] for row in rows}
+
+
+def oversold_units() -> int:
+    from django.db.models import Sum
+
+    from inventory_app.models import OrderLine
+
+    return OrderLine.objects.filter(status="short").aggregate(n=Sum("quantity"))["n"] or 0
+
+
+def push_counts() -> dict[int, int]:
+    from django.db.models import Count
+
+    from channels_app.models import PushLog
+
+    return {row["channel_id"]: row["n"] for row in PushLog.objects.filter(ok=True).values("channel_id").annotate(
+        n=Count("id"))}
+
+
+def api_requests(s: stack.Stack) -> list[int]:
+    return [sum(sb.state.snapshot()["requests"].values()) for sb in s.sandboxes]
+
+
+def py_spy(pids: list[int], seconds: int, tag: str) -> list[subprocess.Popen]:
+    spy = stack.BIN / "py-spy"
+    if not spy.exists():
+        print("py-spy not installed (.venv/bin/pip install py-spy); skipping the profile", file=sys.stderr)
+        return []
+    return [subprocess.Popen([str(spy), "record", "-p", str(pid), "-d", str(seconds), "-r", "100", "-f", "raw", "--gil",
+                              "--nonblocking", "-o", f"/tmp/{stack.db_name(NAME)}/spy-{tag}-{pid}.txt"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for pid in pids]
+
+
+def summarize_spy(tag: str, top: int = 25) -> str:
+    inclusive: collections.Counter = collections.Counter()
+    total = 0
+    for path in Path(f"/tmp/{stack.db_name(NAME)}").glob(f"spy-{tag}-*.txt"):
+        for line in path.read_text().splitlines():
+            frames, _, n = line.rpartition(" ")
+            if not n.isdigit():
+                continue
+            total += int(n)
+            for frame in set(frames.split(";")):
+                if "/site-packages/" not in frame and "threading.py" not in frame:
+                    inclusive[frame] += int(n)
+    if not total:
+        return ""
+    return "\n".join(f"{100 * n / total:5.1f}%  {frame[:140]}" for frame, n in inclusive.most_common(top))
+
+
+# --- main ------------------------------------------------------------------------------------------------
+
+
+def run_step(s: stack.Stack, rec: Recorder, rate: float, seconds: float, seq_base: int, rng: random.Random,
+             drain: float, profile: bool) -> dict:
+    skus = [sku.code for sku in s.skus]
+    plan = schedule(rate, seconds, len(s.sandboxes), skus, rng)
+    s0 = hub_availability()
+    requests0, pushes0 = api_requests(s), push_counts()
+    short0 = oversold_units()
+    cpu0, wall0 = s.cpu_breakdown(), time.monotonic()
+    rec.writes.clear()
+    rec.sales.clear()
+    rec.on = True
+    spies = py_spy(s.pids()["celery"][1:] + s.pids()["web"][1:], int(seconds), f"r{rate:.0f}") if profile else []
+    sent = send_orders(s, plan, seq_base)
+    send_wall = time.monotonic() - wall0
+    cpu_mid = s.cpu_breakdown()
+    converged = s.wait_converged(timeout=drain)
+    settle = time.monotonic()
+    while time.monotonic() - settle < 0.5:  # writes already in flight at the sandboxes
+        time.sleep(0.05)
+    rec.on = False
+    total_wall = time.monotonic() - wall0
+    for spy in spies:
+        spy.wait(timeout=30)
+    result = analyse(rec, plan, seq_base, s0, [set(skus)] * len(s.sandboxes), [sb.kind for sb in s.sandboxes])
+    requests1, pushes1 = api_requests(s), push_counts()
+    lags = result["order_lags"]
+    others = max(1, result["accepted"]) * (len(s.sandboxes) - 1) / len(s.sandboxes)
+    per_kind = {}
+    for kind, values in result["pair_lags"].items():
+        per_kind[kind] = (_django.percentile(values, 50), _django.percentile(values, 99))
+    non_amazon = [v for k, vs in result["pair_lags"].items() if k != "amazon" for v in vs]
+    row = {
+        "rate": rate, "seconds": seconds, "orders": len(plan), "accepted": result["accepted"],
+        "refused": result["refused"], "send_status": dict(sent["statuses"]), "late_p99": sent["late_p99"],
+        "throughput": result["accepted"] / send_wall, "p50": _django.percentile(lags, 50),
+        "p95": _django.percentile(lags, 95), "p99": _django.percentile(lags, 99),
+        "max": max(lags) if lags else float("nan"), "unreflected": result["unreflected"],
+        "pair_p50_non_amazon": _django.percentile(non_amazon, 50), "pair_p99_non_amazon": _django.percentile(non_amazon, 99),
+        "per_kind": per_kind, "converged": converged, "drain_s": total_wall - send_wall,
+        "requests_per_order": [(b - a) / others for a, b in zip(requests0, requests1, strict=True)],
+        "pushlogs": {ch.slug: pushes1.get(ch.pk, 0) - pushes0.get(ch.pk, 0) for ch in s.channels},
+        "oversold": oversold_units() - short0,
+        "cpu": {k: (cpu_mid[k] - cpu0[k]) / send_wall for k in cpu0},
+    }
+    kinds = " ".join(f"{k} {v[0]:.0f}/{v[1]:.0f}" for k, v in sorted(per_kind.items()))
+    print(f"  {rate:5.0f}/s: accepted {row['accepted']} refused {row['refused']} thr {row['throughput']:.1f}/s lag "
+          f"p50 {row['p50']:.0f} p95 {row['p95']:.0f} p99 {row['p99']:.0f} max {row['max']:.0f} ms, unreflected "
+          f"{row['unreflected']}, oversold {row['oversold']}, converged {converged} (+{row['drain_s']:.1f}s); "
+          f"per kind p50/p99 {kinds}; cpu " + " ".join(f"{k} {v:.2f}" for k, v in row["cpu"].items()), flush=True)
+    if profile:
+        text = summarize_spy(f"r{rate:.0f}")
+        row["profile"] = text
+        print(text, file=sys.stderr)
+    return row
+
+
+def report(rows: list[dict], s: stack.Stack, args, total: float) -> str:
+    kinds = [sb.kind for sb in s.sandboxes]
+    head = (f"Propagation benchmark · {platform.node()} · {os.cpu_count()} cores · PostgreSQL · "
+            f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}{' · --quick' if args.quick else ''}\n\n"
+            f"{len(kinds)} sandbox channels ({', '.join(f'{kinds.count(k)} {k}' for k in dict.fromkeys(kinds))}), "
+            f"{len(s.skus)} SKUs listed on every channel, orders of 1-2 units (Zipf-like SKU choice, uniform channel) "
+            f"placed open-loop via `POST /_sandbox/orders`; gunicorn {s.web_workers}x{s.web_threads}, "
+            f"{s.n_celery} Celery worker(s) x{s.concurrency}. Lag = scheduled send → the last *other* channel's "
+            f"stock reflects the sale (sandbox write hooks, no polling). CPU = cores used while sending.\n\n")
+    lines = ["| orders/s | s | orders | accepted | refused | throughput/s | lag p50 ms | p95 ms | p99 ms | max ms "
+             "| unreflected | p50/p99 ms w/o Amazon (per channel) | oversold units | CPU web | CPU celery | CPU pg "
+             "| CPU bench | CPU machine |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        c = r["cpu"]
+        lines.append(f"| {r['rate']:.0f} | {r['seconds']:.0f} | {r['orders']} | {r['accepted']} | {r['refused']} | "
+                     f"{r['throughput']:.1f} | {r['p50']:.0f} | {r['p95']:.0f} | {r['p99']:.0f} | {r['max']:.0f} | "
+                     f"{r['unreflected']} | {r['pair_p50_non_amazon']:.0f} / {r['pair_p99_non_amazon']:.0f} | "
+                     f"{r['oversold']} | {c['web']:.2f} | {c['celery']:.2f} | {c['postgres']:.2f} | {c['bench']:.2f} | "
+                     f"{c['machine']:.2f} |")
+    text = head + "\n".join(lines) + "\n\n### Lag per channel kind (order → that channel), p50 / p99 ms\n\n"
+    kind_names = sorted({k for r in rows for k in r["per_kind"]})
+    text += "| orders/s | " + " | ".join(kind_names) + " |\n|---:|" + "---:|" * len(kind_names) + "\n"
+    for r in rows:
+        text += f"| {r['rate']:.0f} | " + " | ".join(
+            f"{r['per_kind'][k][0]:.0f} / {r['per_kind'][k][1]:.0f}" if k in r["per_kind"] else "-" for k in kind_names
+        ) + " |\n"
+    text += "\n### Coalescing: channel API requests per order sold elsewhere (pushes recorded in PushLog)\n\n"
+    text += "| orders/s | " + " | ".join(ch.slug for ch in s.channels) + " |\n|---:|" + "---:|" * len(s.channels) + "\n"
+    for r in rows:
+        text += f"| {r['rate']:.0f} | " + " | ".join(
+            f"{q:.2f} ({r['pushlogs'][ch.slug]})" for q, ch in zip(r["requests_per_order"], s.channels, strict=True)
+        ) + " |\n"
+    text += ("\n`refused` = the sandbox had no stock left (409, no webhook); `oversold` = hub order lines recorded "
+             "`short`; `unreflected` = (order, channel) pairs not reflected before the drain timeout.\n")
+    for r in rows:
+        if r.get("profile"):
+            text += (f"\n<details><summary>py-spy --gil, Celery pool + gunicorn workers at {r['rate']:.0f}/s "
+                     f"(inclusive, app frames)</summary>\n\n```\n{r['profile']}\n```\n</details>\n")
+    text += f"\nTotal run time {total:.0f} s.\n"
+    return text
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="smoke run (< 60 s)")
+    parser.add_argument("--rates", default="10,50,200")
+    parser.add_argument("--seconds", type=float, default=25)
+    parser.add_argument("--drain", type=float, default=60, help="seconds to wait for convergence after each step")
+    parser.add_argument("--skus", type=int, default=50)
+    parser.add_argument("--web", default="2x4", help="gunicorn WORKERSxTHREADS")
+    parser.add_argument("--celery-workers", type=int, default=1)
+    parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--profile", action="store_true", help="py-spy the Celery pool and gunicorn (needs py-spy)")
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+    if args.quick:
+        args.rates, args.seconds, args.drain = "10,50", 4, 8
+    rates = [float(r) for r in args.rates.split(",") if r]
+    workers, _, threads = args.web.partition("x")
+    stack.setup_django(NAME)
+    started = time.monotonic()
+    rng = random.Random(args.seed)
+    # Hot SKUs get little stock so they sell out during the run (oversell races); the rest plenty.
+    stock_of = [40 + 60 * i if i < 4 else 20_000 for i in range(args.skus)]
+    rows = []
+    with stack.Stack(NAME, channels=CHANNELS, skus=args.skus, stock=stock_of, web_workers=int(workers),
+                     web_threads=int(threads), celery_workers=args.celery_workers, concurrency=args.concurrency,
+                     webhook_workers=2) as s:
+        rec = Recorder(s.sandboxes)
+        for n, rate in enumerate(rates):
+            rows.append(run_step(s, rec, rate, args.seconds, (n + 1) * 1_000_000, rng, args.drain,
+                                 args.profile and rate == rates[len(rates) // 2]))
+        text = report(rows, s, args, time.monotonic() - started)
+    print(text)
+    _django.write_result("propagation.md", text)
+
+
+if __name__ == "__main__":
+    main()
