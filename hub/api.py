@@ -5,10 +5,10 @@ from __future__ import annotations
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from inventory_app.errors import StockError
+from hub.errors import DomainError
 
 
 def exception_handler(exc, context):
-    if isinstance(exc, StockError):
+    if isinstance(exc, DomainError):
         return Response(exc.as_dict(), status=exc.http_status)
     return drf_exception_handler(exc, context)

@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
+from hub.errors import DomainError
 
-class StockError(Exception):
+
+class StockError(DomainError):
     code = "stock_error"
-    http_status = 400
-
-    def __init__(self, message: str, **details):
-        super().__init__(message)
-        self.message = message
-        self.details = details
-
-    def as_dict(self) -> dict:
-        return {"code": self.code, "detail": self.message, **self.details}
 
 
 class InsufficientStock(StockError):

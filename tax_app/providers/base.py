@@ -13,6 +13,8 @@ from datetime import date
 from decimal import Decimal
 from typing import TYPE_CHECKING, Protocol
 
+from hub.errors import DomainError
+
 if TYPE_CHECKING:
     from tax_app.models import TaxCode
 
@@ -110,19 +112,10 @@ class ProviderAnswer:
         )
 
 
-class TaxError(Exception):
+class TaxError(DomainError):
     """A calculation that cannot be answered; ``code`` and ``http_status`` go to the API caller."""
 
     code = "tax_error"
-    http_status = 400
-
-    def __init__(self, message: str, **details):
-        super().__init__(message)
-        self.message = message
-        self.details = details
-
-    def as_dict(self) -> dict:
-        return {"code": self.code, "detail": self.message, **self.details}
 
 
 class NoRates(TaxError):
