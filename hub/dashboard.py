@@ -150,8 +150,8 @@ def dashboard_data(now: datetime | None = None) -> dict:
     now = now or timezone.now()
     cards = [channel_card(channel, now) for channel in Channel.objects.order_by("slug")]
     totals = {health: sum(1 for c in cards if c["health"] == health) for health in HEALTH_COLOURS}
-    inbox_totals = dict(InboundEvent.objects.filter(status__in=DEAD_STATUSES).values_list("status").annotate(n=Count("id"))
-                        .values_list("status", "n"))
+    inbox_totals = dict(InboundEvent.objects.filter(status__in=DEAD_STATUSES).order_by().values("status")
+                        .annotate(n=Count("id")).values_list("status", "n"))
     return {"generated_at": now, "refresh_seconds": REFRESH_SECONDS, "flower_url": flower_url(), "channels": cards,
             "totals": totals, "inbox_dead_lettered": inbox_totals}
 

@@ -37,9 +37,13 @@ SECRET = "wc-browser-secret"
 CREDENTIALS = {"consumer_key": "ck_browser", "consumer_secret": "cs_browser"}
 
 _missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not os.path.exists(path)]
+try:
+    import selenium  # noqa: F401
+except ImportError:
+    _missing.append("the selenium package")
 pytestmark = [
-    pytest.mark.skipif(bool(_missing), reason=f"headless browser tests need {' and '.join(_missing)} "
-                                              "(apt-get install chromium chromium-driver)"),
+    pytest.mark.skipif(bool(_missing), reason=f"headless browser tests need {', '.join(_missing)} (apt-get install "
+                                              "chromium chromium-driver; pip install -r requirements.txt)"),
     pytest.mark.django_db(transaction=True),
     pytest.mark.slow,
 ]
