@@ -250,7 +250,7 @@ def apply_command(channel: Channel, command: Command) -> str:
             total=command.total, placed_at=command.placed_at,
             lines=[orders.OrderLineRequest(external_id=line.external_id, sku=listing.sku, quantity=line.quantity,
                                            unit_price=Decimal(line.unit_price)) for line, listing in resolved])
-        note_channel_sale(channel, [(listing, line.quantity) for line, listing in resolved])
+        note_channel_sale(channel, [(listing, line.quantity) for line, listing in resolved], sold_at=command.placed_at)
         if result.get("short"):
             metrics.OVERSOLD_UNITS.labels(channel=channel.slug).inc(result["short"])
             return f"oversold: {result['short']} unit(s) on lines {', '.join(result['short_lines'])}"
@@ -281,10 +281,15 @@ def apply_command(channel: Channel, command: Command) -> str:
     raise PayloadError(f"Unknown command {command!r}")
 
 
-def note_channel_sale(channel: Channel, sold: list[tuple[Listing, int]]) -> None:
+def note_channel_sale(channel: Channel, sold: list[tuple[Listing, int]], *, sold_at=None) -> None:
     """The selling channel already took these units off its own count: remember what it shows now,
-    so the next push does not send it the number it already has (no echo)."""
+    so the next push does not send it the number it already has (no echo).
+
+    Only if the sale came after our last push: a push made after it (say the event was parked and
+    replayed) set an absolute number that no longer carries the channel's own decrement."""
     for listing, quantity in sold:
+        if sold_at is not None and listing.pushed_at is not None and sold_at < listing.pushed_at:
+            continue
         base = listing.remote_quantity if listing.remote_quantity is not None else listing.pushed_quantity
         if base is not None:
             Listing.objects.filter(pk=listing.pk).update(remote_quantity=max(base - quantity, 0),

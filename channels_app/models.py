@@ -149,7 +149,9 @@ class Listing(models.Model):
 
     desired_version = models.BigIntegerField(default=1)
     desired_quantity = models.IntegerField(null=True, blank=True)
-    dirty_since = models.DateTimeField(null=True, blank=True, help_text="Oldest change not yet on the channel.")
+    # A new listing waits for its first push from the moment it exists.
+    dirty_since = models.DateTimeField(null=True, blank=True, default=timezone.now,
+                                       help_text="Oldest change not yet on the channel.")
     pushed_version = models.BigIntegerField(default=0)
     pushed_quantity = models.IntegerField(null=True, blank=True)
     pushed_at = models.DateTimeField(null=True, blank=True)

@@ -200,3 +200,18 @@ def test_a_channel_cannot_touch_another_channels_listings(setup):
     post(Client(), "evil", body, shopify_headers("evil", body, "orders/create", webhook_id=str(uuid.uuid4())))
     assert [inbound.process_event(e.pk) for e in InboundEvent.objects.filter(channel=other)] == ["parked"]
     assert on_hand(tee) == 20
+
+
+def test_a_sale_replayed_after_a_later_push_is_not_assumed_to_be_on_the_channel(setup):
+    """Found by the browser test: a parked sale replayed after a push must not suppress the correcting push."""
+    from django.utils import timezone
+
+    channel, wh, tee, cap = setup
+    listing = Listing.objects.get(sku=tee)
+    Listing.objects.filter(pk=listing.pk).update(pushed_quantity=20, remote_quantity=20, pushed_at=timezone.now())
+    payload = json.loads(shopify_order(12, [(121, "TEE", 111, 2)]))
+    payload["created_at"] = "2020-01-01T00:00:00Z"  # the sale is older than our last push
+    deliver(Client(), "orders/create", payload)
+    process_all()
+    listing.refresh_from_db()
+    assert listing.remote_quantity == 20  # our later absolute push did not carry the channel's decrement
