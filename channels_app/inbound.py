@@ -92,6 +92,24 @@ def _reject(slug: str, reason: str, detail: str, status: int, headers: Mapping[s
     return Receipt(status, {"error": reason, "detail": detail})
 
 
+_channel_cache: dict[str, Channel] = {}
+
+
+def channel_for_receipt(slug: str) -> Channel | None:
+    """The channel, reusing this process's decrypted copy while (id, updated_at, enabled) still match:
+    one indexed read instead of building the model and decrypting its secrets on every webhook."""
+    row = Channel.objects.filter(slug=slug).values_list("id", "updated_at", "enabled").first()
+    if row is None:
+        _channel_cache.pop(slug, None)
+        return None
+    cached = _channel_cache.get(slug)
+    if cached is not None and (cached.pk, cached.updated_at, cached.enabled) == row:
+        return cached
+    channel = Channel.objects.get(pk=row[0])
+    _channel_cache[slug] = channel
+    return channel
+
+
 def reject_oversized(*, slug: str, headers: Mapping[str, str], remote_addr: str = "") -> Receipt:
     return _reject(slug, "too_large", f"Body over {MAX_BODY_BYTES} bytes.", 413, headers, b"", remote_addr)
 
@@ -99,7 +117,7 @@ def reject_oversized(*, slug: str, headers: Mapping[str, str], remote_addr: str 
 def receive_webhook(*, slug: str, headers: Mapping[str, str], body: bytes, remote_addr: str = "") -> Receipt:
     if len(body) > MAX_BODY_BYTES:
         return reject_oversized(slug=slug, headers=headers, remote_addr=remote_addr)
-    channel = Channel.objects.filter(slug=slug).first()
+    channel = channel_for_receipt(slug)
     if channel is None:
         return _reject(slug, "unknown_channel", "No such channel.", 404, headers, body, remote_addr)
     if not channel.enabled:
@@ -163,7 +181,9 @@ def process_event(event_id: int) -> str:
     """Apply one inbox event. Returns its status afterwards; safe to call any number of times."""
     started = time.perf_counter()
     with transaction.atomic():
-        event = (InboundEvent.objects.select_for_update(skip_locked=True).select_related("channel")
+        # of=("self",): lock the event only. Without it PostgreSQL also locks the joined channel row, which
+        # serialises every event of a channel, stalls webhook inserts (KEY SHARE) and can deadlock.
+        event = (InboundEvent.objects.select_for_update(skip_locked=True, of=("self",)).select_related("channel")
                  .filter(pk=event_id).first())
         if event is None:
             return "busy"

@@ -31,6 +31,9 @@ DEFAULT_RATE_LIMITS = {
 }
 
 
+SHOPIFY_GRAPHQL_LIMIT = (100, 10.0)
+
+
 class Channel(models.Model):
     slug = models.SlugField(max_length=64, unique=True)
     name = models.CharField(max_length=255)
@@ -87,6 +90,9 @@ class Channel(models.Model):
     @property
     def rate_limit(self) -> tuple[int, float]:
         capacity, per_second = DEFAULT_RATE_LIMITS[ChannelKind(self.kind)]
+        if self.kind == ChannelKind.SHOPIFY and (self.credentials or {}).get("api", "graphql") == "graphql":
+            # GraphQL: 1,000 cost points restored at 100/s; an inventory mutation costs about 10.
+            capacity, per_second = SHOPIFY_GRAPHQL_LIMIT
         return (self.rate_limit_capacity or capacity,
                 float(self.rate_limit_per_second) if self.rate_limit_per_second else per_second)
 

@@ -40,8 +40,9 @@ LEASE_SECONDS = int(os.environ.get("TALLY_PUSH_LEASE_SECONDS", "20"))
 # of a minute or two heals by itself; longer ones park the listing for the operator.
 MAX_ATTEMPTS = 12
 MAX_BACKOFF_SECONDS = 30
-# A pusher waits this long in-process for rate-limit tokens before handing the wait to a countdown.
-MAX_INLINE_WAIT = 2.0
+# A pusher waits at most this long in-process for rate-limit tokens; longer waits become a countdown,
+# so a throttled channel never holds a worker process that inbound events need.
+MAX_INLINE_WAIT = 0.2
 
 
 @dataclass

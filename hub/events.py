@@ -81,7 +81,7 @@ def deliver(delivery_id: int) -> str:
     from channels_app.adapters.standard import signed_headers
 
     with transaction.atomic():
-        delivery = (EventDelivery.objects.select_for_update(skip_locked=True).select_related("subscription")
+        delivery = (EventDelivery.objects.select_for_update(skip_locked=True, of=("self",)).select_related("subscription")
                     .filter(pk=delivery_id, status=DeliveryStatus.PENDING, next_attempt_at__lte=timezone.now()).first())
         if delivery is None:
             return "not due"

@@ -88,7 +88,9 @@ def _database_config() -> dict:
         config = dj_database_url.parse(url, conn_max_age=int(os.environ.get("DB_CONN_MAX_AGE", "60")))
         if config["ENGINE"].endswith("postgresql"):
             config.setdefault("OPTIONS", {})
-            config["CONN_HEALTH_CHECKS"] = True
+            # No per-request health ping: it costs a round trip on every webhook; a broken connection
+            # errors once and Django drops it at the end of that request.
+            config["CONN_HEALTH_CHECKS"] = False
         return config
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     # Several processes (web, worker, beat) share the file: WAL lets readers run

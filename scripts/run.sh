@@ -58,8 +58,13 @@ ADMIN_PASSWORD=$(cat var/admin-password)
 WEB_BIND=127.0.0.1:$WEB_PORT $BIN/gunicorn -c hub/gunicorn.conf.py hub.wsgi:application \
   --access-logfile var/log/web-access.log --error-logfile var/log/web.log &
 pids+=($!)
-$BIN/celery -A hub worker -Q default,inbound,push,batch --concurrency 2 -n "worker@%h" --loglevel INFO \
-  --logfile var/log/worker.log &
+# Inbound and batch work on processes; pushes are network-bound, so they get a thread pool of their
+# own and a throttled or slow channel never holds the processes inbound events need.
+$BIN/celery -A hub worker -Q inbound,default,batch --concurrency 2 -n "inbound@%h" --loglevel INFO \
+  --logfile var/log/worker-inbound.log &
+pids+=($!)
+$BIN/celery -A hub worker -Q push --pool threads --concurrency 8 -n "push@%h" --loglevel INFO \
+  --logfile var/log/worker-push.log &
 pids+=($!)
 $BIN/celery -A hub beat --loglevel INFO --logfile var/log/beat.log --pidfile var/beat.pid &
 pids+=($!)

@@ -11,6 +11,13 @@ from channels_app.adapters.http import PermanentError
 from channels_app.commands import Command, Ignored, ListingRef, OrderCancelled, OrderLineIn, OrderPlaced
 
 
+def _money(value) -> Decimal:
+    """SP-API money is an object {"CurrencyCode", "Amount"}; tolerate a bare amount too."""
+    if isinstance(value, dict):
+        value = value.get("Amount")
+    return Decimal(str(value or "0"))
+
+
 class AmazonAdapter(ChannelAdapter):
     kind = "amazon"
     max_batch = 1  # patchListingsItem is one SKU per call, 5 per second
@@ -46,7 +53,7 @@ class AmazonAdapter(ChannelAdapter):
                     external_id=order_id, name=order_id, placed_at=parse_time(payload.get("EventTime")),
                     lines=[OrderLineIn(external_id=str(item.get("OrderItemId", item.get("SellerSKU"))),
                                        quantity=int(item.get("Quantity", item.get("QuantityOrdered", 0))),
-                                       unit_price=Decimal(str(item.get("ItemPrice", "0") or "0")),
+                                       unit_price=_money(item.get("ItemPrice")),
                                        listing=ListingRef(sku=str(item["SellerSKU"])))
                            for item in items],
                 )]

@@ -215,3 +215,54 @@ def test_a_sale_replayed_after_a_later_push_is_not_assumed_to_be_on_the_channel(
     process_all()
     listing.refresh_from_db()
     assert listing.remote_quantity == 20  # our later absolute push did not carry the channel's decrement
+
+
+def test_amazon_order_with_money_objects_is_applied():
+    """Regression (found by the propagation bench): SP-API prices are {CurrencyCode, Amount} objects."""
+    amazon = make_channel("amazon", slug="amzn", secret="relay")
+    wh = make_location("wh-amzn")
+    mug = make_sku("MUG", stock_at={wh: 5})
+    list_sku(amazon, mug)
+    envelope = {"NotificationType": "ORDER_CHANGE", "EventTime": "2026-11-23T10:00:00Z",
+                "NotificationMetadata": {"NotificationId": "n-9"},
+                "Payload": {"OrderChangeNotification": {"AmazonOrderId": "111-1", "Summary": {
+                    "OrderStatus": "Unshipped", "OrderItems": [{"OrderItemId": "i1", "SellerSKU": "MUG", "Quantity": 2,
+                                                                 "ItemPrice": {"CurrencyCode": "USD", "Amount": "9.50"}}]}}}}
+    body = json.dumps(envelope).encode()
+    post(Client(), "amzn", body, {"Authorization": "Bearer relay", "Content-Type": "application/json"})
+    assert process_all() == ["processed"]
+    assert on_hand(mug) == 3
+    assert str(OrderLine.objects.get().unit_price) == "9.50"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_events_of_one_channel_do_not_lock_each_other(setup):
+    """Regression (found by the propagation bench): processing locked the joined channel row too, so a second
+    event of the same channel came back 'busy' and webhook inserts waited behind whole transactions."""
+    import threading
+
+    from django.db import connection, transaction
+
+    channel, wh, tee, cap = setup
+    client = Client()
+    deliver(client, "orders/create", json.loads(shopify_order(31, [(311, "TEE", 111, 1)])))
+    deliver(client, "orders/create", json.loads(shopify_order(32, [(321, "CAP", 222, 1)])))
+    first, second = InboundEvent.objects.order_by("id")
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_first_event():
+        # What another worker processing the first event held under the old query: the event and its channel.
+        with transaction.atomic():
+            list(InboundEvent.objects.select_for_update().select_related("channel").filter(pk=first.pk))
+            holding.set()
+            release.wait(10)
+        connection.close()
+
+    holder = threading.Thread(target=hold_first_event)
+    holder.start()
+    holding.wait(5)
+    try:
+        assert inbound.process_event(second.pk) == "processed"
+    finally:
+        release.set()
+        holder.join()
