@@ -33,3 +33,15 @@ bench: venv services
 
 clean-var:
 	rm -rf var
+
+# The Celery-dependent tests (real workers) on RabbitMQ instead of Redis: the broker is chosen by configuration alone.
+RABBITMQ_URL ?= amqp://guest:guest@127.0.0.1:5672//
+.PHONY: test-rabbitmq
+test-rabbitmq: venv services
+	@if ! (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; then \
+		echo "starting rabbitmq-server"; rabbitmq-server -detached; \
+		for i in $$(seq 1 60); do (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null && break; sleep 1; done; \
+		(exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null || { echo "RabbitMQ did not open port 5672"; exit 1; }; \
+	fi
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) CELERY_BROKER_URL=$(RABBITMQ_URL) \
+		$(BIN)/pytest tests/e2e tests/broker $(PYTEST_ARGS)
