@@ -1,0 +1,219 @@
+"""Helpers shared by flash_sale.py, chaos.py and scaling.py (wrapping bench/stack.py, which stays untouched).
+
+* ``use_redis(url)``: point stack.py (and so every process it starts) at another Redis server / db instead of its
+  hard-coded ``redis://127.0.0.1:6379/12``; call before ``stack.setup_django``.
+* ``PrivateRedis``: a throw-away ``redis-server`` (no persistence) on a free port, restartable, always stopped.
+* ``push_now``: one bench-side push of a channel's out-of-date listings *even while it is paused* (the polling
+  baselines' poller), through the same claim → rules → adapter → record path the Celery pusher uses.
+* ``HubSampler``: hub availability per SKU, re-read every few ms in a thread (one 50-row query).
+* ``WriteRecorder``: every sandbox stock write with its time (wraps ``Item.touch`` in this process).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import stack  # noqa: E402
+
+
+def use_redis(url: str) -> None:
+    """Make stack.py use ``url`` (server and db) for everything: broker, cache, wake flags, beat lock."""
+    from urllib.parse import urlsplit
+
+    db = int((urlsplit(url).path or "/0").lstrip("/") or 0)
+    stack.REDIS_URL = url
+    stack.REDIS_DB = db
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+class PrivateRedis:
+    """A private redis-server for one bench run (never the shared 6379 one)."""
+
+    def __init__(self, bind: str = "127.0.0.1", port: int | None = None, tag: str = "bench", netns: str | None = None):
+        self.bind, self.port, self.tag, self.netns = bind, port or free_port(bind), tag, netns
+        self.dir = Path(f"/tmp/tally_bench_redis_{tag}_{self.port}")
+        self.proc: subprocess.Popen | None = None
+
+    def url(self, db: int = 8) -> str:
+        return f"redis://{self.bind}:{self.port}/{db}"
+
+    def start(self) -> PrivateRedis:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        argv = ["redis-server", "--bind", self.bind, "--port", str(self.port), "--save", "", "--appendonly", "no",
+                "--dir", str(self.dir), "--protected-mode", "no", "--loglevel", "warning"]
+        log = open(self.dir / "redis.log", "ab")  # noqa: SIM115 - child owns it
+        self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        deadline = time.monotonic() + 10
+        import redis
+
+        while time.monotonic() < deadline:
+            with contextlib.suppress(Exception):
+                if redis.Redis(host=self.bind, port=self.port, socket_timeout=0.5).ping():
+                    return self
+            time.sleep(0.05)
+        raise RuntimeError(f"private redis on {self.bind}:{self.port} did not start")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=5)
+        self.proc = None
+
+    def restart(self, down_seconds: float = 2.0) -> float:
+        """Kill (SIGKILL: no save, everything in memory is lost) and start again; returns the outage seconds."""
+        t0 = time.monotonic()
+        self.stop()
+        time.sleep(down_seconds)
+        self.start()
+        return time.monotonic() - t0
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> PrivateRedis:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def push_now(channel_id: int, max_rounds: int = 100) -> int:
+    """Push the channel's out-of-date listings now, from this process, whether or not the channel is paused.
+
+    The same steps as ``channels_app.outbound.push_channel`` minus its paused check: lease a batch, compute the
+    hub's current numbers through the channel's rules, send through the adapter, record the version.
+    Returns the number of listings claimed."""
+    from channels_app import outbound
+    from channels_app.adapters import adapter_for
+    from channels_app.models import Channel
+
+    channel = Channel.objects.get(pk=channel_id)
+    adapter = adapter_for(channel)
+    owner = uuid.uuid4()
+    summary = outbound.PushSummary()
+    for _ in range(max_rounds):
+        claimed = outbound.claim(channel, limit=min(adapter.max_batch * 4, channel.push_batch_size or 100), owner=owner)
+        if not claimed:
+            break
+        summary.claimed += len(claimed)
+        outbound._push_claimed(channel, adapter, claimed, owner, summary, "")
+        if summary.retry_in is not None:
+            time.sleep(min(summary.retry_in, 2.0))
+            summary.retry_in = None
+    return summary.claimed
+
+
+def hub_available() -> dict[str, int]:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT s.code, SUM(l.on_hand - l.reserved) FROM inventory_app_stocklevel l "
+                       "JOIN inventory_app_sku s ON s.id = l.sku_id GROUP BY s.code")
+        return {code: int(avail) for code, avail in cursor.fetchall()}
+
+
+class HubSampler:
+    """Hub availability per SKU, refreshed every ``interval`` s by a thread with its own DB connection."""
+
+    def __init__(self, interval: float = 0.05):
+        self.interval = interval
+        self.current: dict[str, int] = {}
+        self.stamp = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="hub-sampler")
+
+    def _run(self) -> None:
+        from django.db import connection
+
+        try:
+            while not self._stop.is_set():
+                with contextlib.suppress(Exception):
+                    self.current = hub_available()
+                    self.stamp = time.perf_counter()
+                self._stop.wait(self.interval)
+        finally:
+            connection.close()
+
+    def __enter__(self) -> HubSampler:
+        self.current = hub_available()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+class WriteRecorder:
+    """Every sandbox stock write (this process): (perf_counter, channel index, sku, quantity, tag), where tag is
+    the order id while a sandbox's own ``place_order`` runs on that thread, else -1 (a push or a restock)."""
+
+    def __init__(self, sandboxes):
+        from channels_app.sandbox.base import Item
+
+        self.on = False
+        self.writes: list[tuple[float, int, str, int, int]] = []
+        self.item_of: dict[int, int] = {}
+        self.local = threading.local()
+        for ch, sandbox in enumerate(sandboxes):
+            for item in sandbox.state.items:
+                self.item_of[id(item)] = ch
+        self._original = original = Item.touch
+        recorder = self
+
+        def touch(item, quantity):
+            original(item, quantity)
+            if recorder.on:
+                recorder.writes.append((time.perf_counter(), recorder.item_of.get(id(item), -1), item.sku, quantity,
+                                        getattr(recorder.local, "oid", -1)))
+
+        Item.touch = touch
+        for sandbox in sandboxes:
+            self._wrap(sandbox.state)
+
+    def _wrap(self, state) -> None:
+        original, recorder = state.place_order, self
+
+        def place_order(lines, **kwargs):
+            oid = kwargs.get("order_id")
+            recorder.local.oid = oid if isinstance(oid, int) else -1
+            try:
+                return original(lines, **kwargs)
+            finally:
+                recorder.local.oid = -1
+
+        state.place_order = place_order
+
+    def close(self) -> None:
+        from channels_app.sandbox.base import Item
+
+        Item.touch = self._original
+
+
+def percentile(values, pct: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))]
