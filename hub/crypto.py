@@ -54,6 +54,9 @@ class EncryptedTextField(models.TextField):
             return value
         return encrypt(value)
 
+    def value_to_string(self, obj):
+        return ""  # never serialise secrets (dumpdata, admin history)
+
 
 class EncryptedJSONField(models.TextField):
     """A JSON object stored encrypted."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet, Sum
 
 from inventory_app.models import Order, Reservation, Sku, StockLedgerEntry, StockLevel
@@ -12,7 +13,7 @@ def reservation_with_lines(reservation_id) -> Reservation | None:
         return Reservation.objects.prefetch_related("lines__sku", "lines__requested_sku", "lines__location").get(
             pk=reservation_id
         )
-    except (Reservation.DoesNotExist, ValueError, TypeError):
+    except (Reservation.DoesNotExist, ValueError, TypeError, ValidationError):
         return None
 
 

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.db import transaction
+from django.utils import timezone
 from rest_framework import serializers
 
 from inventory_app.models import (
@@ -195,6 +198,7 @@ class OrderSerializer(serializers.ModelSerializer):
 
 class PriceSerializer(serializers.ModelSerializer):
     sku = serializers.SlugRelatedField(slug_field="code", queryset=Sku.objects.all())
+    amount = serializers.DecimalField(max_digits=14, decimal_places=2, min_value=Decimal("0"))
 
     class Meta:
         model = Price
@@ -202,7 +206,9 @@ class PriceSerializer(serializers.ModelSerializer):
         read_only_fields = ["updated_at"]
 
     def validate(self, attrs):
-        valid_from, valid_to = attrs.get("valid_from"), attrs.get("valid_to")
-        if valid_from and valid_to and valid_to <= valid_from:
+        # Compare against what the row will hold: a partial update or a default start counts too.
+        valid_from = attrs.get("valid_from") or (self.instance.valid_from if self.instance else timezone.now())
+        valid_to = attrs["valid_to"] if "valid_to" in attrs else (self.instance.valid_to if self.instance else None)
+        if valid_to is not None and valid_to <= valid_from:
             raise serializers.ValidationError({"valid_to": "must be after valid_from."})
         return attrs

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -135,9 +134,7 @@ class ReservationViewSet(viewsets.ViewSet):
 
 class OrderViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = s.OrderSerializer
+    lookup_value_regex = r"\d+"
 
     def get_queryset(self):
         return selectors.orders()
-
-    def get_object(self):
-        return get_object_or_404(self.get_queryset(), pk=self.kwargs["pk"])

@@ -1,6 +1,6 @@
 """Bad input found by the API fuzzer (test_api_fuzz.py), each reproduced exactly: the answer must be a 4xx, not a 500.
 
-Each strict xfail is a known bug (see its reason); the fix turns it into an XPASS, which fails: remove the mark then.
+Each test pins a 5xx the fuzzer once found; all are fixed and must stay fixed.
 """
 
 from __future__ import annotations
@@ -33,8 +33,6 @@ def assert_client_error(response):
     assert 400 <= response.status_code < 500, (response.status_code, response.content[:300])
 
 
-@pytest.mark.xfail(strict=True, reason="inventory_app/api/views.py OrderViewSet.get_object uses django.shortcuts."
-                   "get_object_or_404 with pk='abc': ValueError -> 500 (DRF's get_object_or_404 would give 404)")
 def test_order_detail_with_non_numeric_id(client, tee):
     orders.place_order(channel="web", external_id="bi-1", lines=[orders.OrderLineRequest("bi-1-1", tee, 1)])
     assert_client_error(client.get("/api/v1/orders/null,null/"))
@@ -44,22 +42,15 @@ def test_order_detail_with_unknown_numeric_id_is_404(client):
     assert client.get("/api/v1/orders/999999/").status_code == 404
 
 
-@pytest.mark.xfail(strict=True, reason="inventory_app/api/serializers.py PriceSerializer lets amount < 0 through; "
-                   "the DB CHECK price_not_negative raises IntegrityError -> 500")
 def test_price_with_negative_amount(client, tee):
     assert_client_error(client.post("/api/v1/prices/", {"sku": tee.code, "amount": "-1.00"}, format="json"))
 
 
-@pytest.mark.xfail(strict=True, reason="PriceSerializer.validate compares valid_to with valid_from only when both are "
-                   "in the request: PATCH valid_to alone (before the stored valid_from) -> IntegrityError "
-                   "price_window_ordered -> 500")
 def test_price_window_reversed_by_patch(client, tee):
     price = Price.objects.create(sku=tee, amount=Decimal("5.00"))
     assert_client_error(client.patch(f"/api/v1/prices/{price.pk}/", {"valid_to": "2001-01-01T00:00:00Z"}, format="json"))
 
 
-@pytest.mark.xfail(strict=True, reason="PriceSerializer.validate: a create/PUT without valid_from (model default now()) "
-                   "and a past valid_to -> IntegrityError price_window_ordered -> 500")
 def test_price_window_reversed_without_valid_from(client, tee):
     assert_client_error(client.post("/api/v1/prices/", {"sku": tee.code, "amount": "5.00",
                                                         "valid_to": "2001-01-01T00:00:00Z"}, format="json"))
@@ -68,8 +59,6 @@ def test_price_window_reversed_without_valid_from(client, tee):
 BAD_UUID = "2080c62AABb-52Fb2Fb-acaEd8fEcbea9dcc"  # matches the route's [0-9a-fA-F-]{32,36}, is not a UUID
 
 
-@pytest.mark.xfail(strict=True, reason="inventory_app/selectors.py reservation_with_lines catches ValueError/TypeError "
-                   "but not django.core.exceptions.ValidationError, which UUIDField raises -> 500")
 def test_reservation_id_not_a_uuid_on_detail(client):
     assert_client_error(client.get(f"/api/v1/reservations/{BAD_UUID}/"))
 

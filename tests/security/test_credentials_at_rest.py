@@ -93,9 +93,6 @@ def test_credentials_are_not_serialised(key_a):
     assert_no_plaintext(serializers.serialize("json", Channel.objects.all()))
 
 
-@pytest.mark.xfail(strict=True, reason="hub/crypto.py EncryptedTextField has no value_to_string override (the JSON "
-                   "field returns ''), so Django's serialisers - manage.py dumpdata - write webhook_secret and "
-                   "previous_webhook_secret in plaintext")
 def test_webhook_secrets_are_not_serialised(key_a):
     Channel.objects.create(slug="sec-ser", name="s", kind="shopify", webhook_secret=WEBHOOK_SECRET,
                            previous_webhook_secret=ROTATED_SECRET)
