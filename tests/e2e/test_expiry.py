@@ -39,16 +39,16 @@ def test_expiry_is_on_time_under_load_and_reaches_channels():
 
     try:
         with sandbox:
-            wait_until(lambda: all(remote(sandbox, s) == 400 for s in skus), timeout=30, message="first sync")
+            wait_until(lambda: all(remote(sandbox, s) == 400 for s in skus), timeout=90, message="first sync")
             background = threading.Thread(target=load)
             background.start()
             for i in range(300):
                 stock.reserve(lines=[LineRequest(skus[1 + i % 3].code, 1)], ttl_seconds=10)
-            wait_until(lambda: all(remote(sandbox, s) == 300 for s in skus[1:]), timeout=30,
+            wait_until(lambda: all(remote(sandbox, s) == 300 for s in skus[1:]), timeout=90,
                        message="held stock to reach the channel")
             wait_until(lambda: not Reservation.objects.filter(status=ReservationStatus.ACTIVE, expires_at__isnull=False,
                                                               lines__sku__in=skus[1:]).exists(),
-                       timeout=30, message="every short reservation to expire")
+                       timeout=90, message="every short reservation to expire")
             stop.set()
             background.join()
             lateness = []
@@ -59,7 +59,7 @@ def test_expiry_is_on_time_under_load_and_reaches_channels():
             assert len(lateness) == 300
             print(f"expiry lateness: max {max(lateness):.2f}s, mean {sum(lateness) / len(lateness):.2f}s")
             assert max(lateness) < 3.0  # beat ticks every second; a second or two late at most
-            wait_until(lambda: all(remote(sandbox, s) == 400 for s in skus[1:]), timeout=30,
+            wait_until(lambda: all(remote(sandbox, s) == 400 for s in skus[1:]), timeout=90,
                        message="released stock to reach the channel")
     finally:
         stop.set()

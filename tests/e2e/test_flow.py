@@ -29,7 +29,7 @@ def test_order_webhook_to_other_channels_with_one_correlation_id():
             body = shopify_order(77, [(771, "TEE", 111, 4)])
             response = post(Client(), "shop", body, shopify_headers("shh", body, "orders/create"))
             cid = response.json()["correlation_id"]
-            wait_until(lambda: remote(woo_sandbox, tee) == 26, timeout=30, message="the sale to reach WooCommerce")
+            wait_until(lambda: remote(woo_sandbox, tee) == 26, timeout=90, message="the sale to reach WooCommerce")
             assert InboundEvent.objects.get(channel=shop).status == InboundStatus.PROCESSED
             push = wait_until(lambda: PushLog.objects.filter(channel=woo, ok=True, quantity=26).first(), timeout=10,
                               message="the push record")

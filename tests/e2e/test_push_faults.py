@@ -33,7 +33,7 @@ def test_pusher_killed_mid_push_converges_without_duplicated_deltas():
     beat = Beat()
     try:
         with sandbox:
-            wait_until(lambda: converged(channel, sandbox), timeout=30, message="first sync")
+            wait_until(lambda: converged(channel, sandbox), timeout=90, message="first sync")
             sandbox.state.set_faults({"latency_ms": 4000})
             stock.reserve(lines=[LineRequest(tee.code, 7)])
             wait_until(lambda: sandbox.state.snapshot()["max_in_flight"] >= 1 and sandbox.state.in_flight >= 1,
@@ -59,7 +59,7 @@ def test_one_minute_outage_with_orders_flowing_heals_by_itself():
     beat = Beat()
     try:
         with sandbox:
-            wait_until(lambda: converged(channel, sandbox), timeout=30, message="first sync")
+            wait_until(lambda: converged(channel, sandbox), timeout=90, message="first sync")
             sandbox.state.set_faults({"down_for": 60})
             started = time.monotonic()
             while time.monotonic() - started < 60:
