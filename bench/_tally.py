@@ -47,17 +47,20 @@ def free_port(host: str = "127.0.0.1") -> int:
 class PrivateRedis:
     """A private redis-server for one bench run (never the shared 6379 one)."""
 
-    def __init__(self, bind: str = "127.0.0.1", port: int | None = None, tag: str = "bench", netns: str | None = None):
-        self.bind, self.port, self.tag, self.netns = bind, port or free_port(bind), tag, netns
+    def __init__(self, bind: str = "127.0.0.1", port: int | None = None, tag: str = "bench"):
+        """``bind``: one address or several separated by spaces (the first is the one ``url`` names)."""
+        self.bind, self.tag = bind, tag
+        self.host = bind.split()[0]
+        self.port = port or free_port(self.host)
         self.dir = Path(f"/tmp/tally_bench_redis_{tag}_{self.port}")
         self.proc: subprocess.Popen | None = None
 
     def url(self, db: int = 8) -> str:
-        return f"redis://{self.bind}:{self.port}/{db}"
+        return f"redis://{self.host}:{self.port}/{db}"
 
     def start(self) -> PrivateRedis:
         self.dir.mkdir(parents=True, exist_ok=True)
-        argv = ["redis-server", "--bind", self.bind, "--port", str(self.port), "--save", "", "--appendonly", "no",
+        argv = ["redis-server", "--bind", *self.bind.split(), "--port", str(self.port), "--save", "", "--appendonly", "no",
                 "--dir", str(self.dir), "--protected-mode", "no", "--loglevel", "warning"]
         log = open(self.dir / "redis.log", "ab")  # noqa: SIM115 - child owns it
         self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -67,7 +70,7 @@ class PrivateRedis:
 
         while time.monotonic() < deadline:
             with contextlib.suppress(Exception):
-                if redis.Redis(host=self.bind, port=self.port, socket_timeout=0.5).ping():
+                if redis.Redis(host=self.host, port=self.port, socket_timeout=0.5).ping():
                     return self
             time.sleep(0.05)
         raise RuntimeError(f"private redis on {self.bind}:{self.port} did not start")
@@ -97,6 +100,55 @@ class PrivateRedis:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class Netns:
+    """A network namespace ``name`` joined to the root namespace by a veth pair: root side 10.200.<n>.1/24, namespace
+    side 10.200.<n>.2/24 (default route via the root side). ``close`` deletes it (the veth pair goes with it)."""
+
+    def __init__(self, name: str, n: int):
+        self.name, self.n = name, n
+        self.root_ip, self.ns_ip = f"10.200.{n}.1", f"10.200.{n}.2"
+        self.veth_root, self.veth_ns = f"tly{n}r", f"tly{n}n"
+
+    @staticmethod
+    def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run(["ip", *args], check=check, capture_output=True, text=True, timeout=20)
+
+    def open(self) -> Netns:
+        self.close()  # a leftover of an earlier, killed run of ours (same names)
+        self.ip("netns", "add", self.name)
+        self.ip("link", "add", self.veth_root, "type", "veth", "peer", "name", self.veth_ns)
+        self.ip("link", "set", self.veth_ns, "netns", self.name)
+        self.ip("addr", "add", f"{self.root_ip}/24", "dev", self.veth_root)
+        self.ip("link", "set", self.veth_root, "up")
+        for args in (("link", "set", "lo", "up"), ("addr", "add", f"{self.ns_ip}/24", "dev", self.veth_ns),
+                     ("link", "set", self.veth_ns, "up"), ("route", "add", "default", "via", self.root_ip)):
+            self.ip("netns", "exec", self.name, "ip", *args)
+        return self
+
+    def close(self) -> None:
+        self.ip("netns", "del", self.name, check=False)
+        self.ip("link", "del", self.veth_root, check=False)
+
+    def prefix(self) -> list[str]:
+        return ["ip", "netns", "exec", self.name]
+
+
+class Forwarder:
+    """``socat`` TCP forwarder: listen on ``bind:port`` (root namespace), forward to ``target``."""
+
+    def __init__(self, bind: str, port: int, target: str):
+        self.bind, self.port, self.target = bind, port, target
+        self.proc = subprocess.Popen(["socat", f"TCP-LISTEN:{port},bind={bind},fork,reuseaddr", f"TCP:{target}"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=5)
 
 
 def push_now(channel_id: int, max_rounds: int = 100) -> int:

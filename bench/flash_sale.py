@@ -1,7 +1,8 @@
 """Flash sale: the same seeded sale run three times, event-driven Tally vs. polling every 1 and every 15 minutes.
 
-Whole stack per mode (bench/stack.py, database ``tally_bench_fs``, Redis db 8): gunicorn, one Celery worker, beat,
-eight in-process sandbox channels (2 Shopify, 2 WooCommerce, BigCommerce, Amazon, 2 Standard Webhooks).
+Whole stack per mode (bench/stack.py, database ``tally_bench_fs``, Redis db 8): gunicorn, Celery workers
+(inbound and push pools, as `make run` has), beat, eight in-process sandbox channels
+(2 Shopify, 2 WooCommerce, BigCommerce, Amazon, 2 Standard Webhooks).
 50 SKUs with 5-40 units each; SKU popularity Zipf(1.0) over a seeded random ranking; each attempt is a
 ``POST /_sandbox/orders`` on a uniformly chosen channel for 1 unit (90%) or 2: the sandbox sells only if *it
 shows* enough stock (else 409), then sends its signed webhook to gunicorn. Three restocks (10 SKUs each) are
@@ -83,22 +84,6 @@ def build_sale(count: int, n_skus: int, r0: float, r1: float, seed: int, scale: 
         for sku in rng.sample(range(n_skus), 10):
             restocks.append({"at": frac * duration, "sku": f"B{sku:04d}", "qty": max(1, round(rng.randint(5, 20) * scale))})
     return {"stocks": stocks, "attempts": attempts, "restocks": restocks, "duration": duration}
-
-
-class FlashStack(stack.Stack):
-    """stack.Stack with the Celery workers split by queue when asked: worker 0 takes inbound + default + batch,
-    the others take push (so pushes waiting on a channel's rate limit never hold up order processing)."""
-
-    split = False
-
-    def _worker(self, i: int) -> stack.Proc:
-        if not self.split or self.n_celery < 2:
-            return super()._worker(i)
-        queues = "inbound,default,batch" if i == 0 else "push"
-        return stack.Proc(f"worker{i}", [sys.executable, "-m", "celery", "-A", "hub", "worker", "-Q", queues,
-                                         "-c", str(self.concurrency), "-P", self.pool, "-n", f"bench{i}-{self.name}@%h",
-                                         "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "INFO"],
-                          self.env(), self.log_dir / f"worker{i}.log")
 
 
 # --- one mode ---------------------------------------------------------------------------------------------
@@ -252,10 +237,9 @@ def run_mode(mode: str, sale: dict, args) -> dict:
     print(f"== {mode}: {len(sale['attempts'])} attempts over {sale['duration']:.0f} s"
           + (f", pushes every {interval_real:g} s real ({interval_sim / 60:g} simulated min)" if interval_real else
              ", real-time pushes"), file=sys.stderr, flush=True)
-    FlashStack.split = args.split
-    with FlashStack(NAME, channels=channels, skus=len(sale["stocks"]), stock=sale["stocks"], web_workers=2,
-                    web_threads=4, celery_workers=args.celery_workers, concurrency=args.concurrency, webhook_workers=2,
-                    beat=True) as s:
+    with stack.Stack(NAME, channels=channels, skus=len(sale["stocks"]), stock=sale["stocks"], web_workers=2,
+                     web_threads=4, celery_workers=args.celery_workers, concurrency=args.concurrency, webhook_workers=2,
+                     beat=True, pushers=args.pushers, push_threads=args.push_threads) as s:
         initial = dict(s.stock)
         rec = _tally.WriteRecorder(s.sandboxes)
         stop, counts, pollers = threading.Event(), collections.Counter(), []
@@ -347,7 +331,9 @@ def report(rows: list[dict], sale: dict, args, total: float) -> str:
             f"SKUs during the sale "
             f"({sum(r['qty'] for r in sale['restocks'])} units); Zipf(1.0) SKU popularity, uniform channel, 1-2 units. "
             f"{n:,} attempts, the same sequence in each mode, each a `POST /_sandbox/orders` that the channel accepts "
-            f"only if it shows enough stock. gunicorn 2x4, 1 Celery worker x2, beat.\n\n"
+            f"only if it shows enough stock. gunicorn 2x4, {args.celery_workers} Celery worker(s) x{args.concurrency} "
+            f"(inbound, default, batch){f' + {args.pushers} push worker(s) x{args.push_threads} threads' if args.pushers else ''}"
+            f", beat.\n\n"
             f"**Time compression**: 1 simulated minute = 1 real second. The attempt rate ramps linearly from "
             f"{args.r0:g} to {args.r1:g} per real second (= {args.r0:g} to {args.r1:g} per simulated minute) over "
             f"{sale['duration']:.0f} real s ({sale['duration'] / 60:.1f} simulated hours); the polling modes push every "
@@ -426,10 +412,11 @@ def main() -> None:
     parser.add_argument("--modes", default="event,poll1,poll15")
     parser.add_argument("--threads", type=int, default=16, help="sender threads (open loop)")
     parser.add_argument("--seed", type=int, default=11)
-    parser.add_argument("--celery-workers", type=int, default=2)
+    parser.add_argument("--celery-workers", type=int, default=1, help="workers for inbound, default and batch work")
     parser.add_argument("--concurrency", type=int, default=2)
-    parser.add_argument("--no-split", dest="split", action="store_false",
-                        help="every worker on every queue (default: worker 0 inbound/default/batch, the rest push)")
+    parser.add_argument("--pushers", type=int, default=1,
+                        help="push-queue workers (threads pool) as make run has; 0: every worker on every queue")
+    parser.add_argument("--push-threads", type=int, default=8)
     args = parser.parse_args()
     if args.quick:
         args.count, args.r0, args.r1, args.stock_scale, args.drain = 300, 10, 40, 0.25, 20

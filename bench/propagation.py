@@ -228,7 +228,8 @@ def py_spy(pids: list[int], seconds: int, tag: str) -> list[subprocess.Popen]:
     if not spy.exists():
         print("py-spy not installed (.venv/bin/pip install py-spy); skipping the profile", file=sys.stderr)
         return []
-    return [subprocess.Popen([str(spy), "record", "-p", str(pid), "-d", str(seconds), "-r", "100", "-f", "raw", "--gil",
+    mode = ["--idle"] if os.environ.get("SPY_IDLE") else ["--gil"]  # SPY_IDLE=1: wall clock, waits included
+    return [subprocess.Popen([str(spy), "record", "-p", str(pid), "-d", str(seconds), "-r", "100", "-f", "raw", *mode,
                               "--nonblocking", "-o", f"/tmp/{stack.db_name(NAME)}/spy-{tag}-{pid}.txt"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for pid in pids]
 
@@ -316,7 +317,9 @@ def report(rows: list[dict], s: stack.Stack, args, total: float) -> str:
             f"{len(kinds)} sandbox channels ({', '.join(f'{kinds.count(k)} {k}' for k in dict.fromkeys(kinds))}), "
             f"{len(s.skus)} SKUs listed on every channel, orders of 1-2 units (Zipf-like SKU choice, uniform channel) "
             f"placed open-loop via `POST /_sandbox/orders`; gunicorn {s.web_workers}x{s.web_threads}, "
-            f"{s.n_celery} Celery worker(s) x{s.concurrency}{', celery beat (sweepers)' if s.beat else ', no beat'}. "
+            f"{s.n_celery} Celery worker(s) x{s.concurrency}"
+            f"{f' + {s.n_pushers} push worker(s) x{s.push_threads} threads' if s.n_pushers else ''}"
+            f"{', celery beat (sweepers)' if s.beat else ', no beat'}. "
             f"Lag = scheduled send → the last *other* channel's "
             f"stock reflects the sale (sandbox write hooks, no polling). CPU = cores used while sending.\n\n")
     lines = ["| orders/s | s | orders | accepted | refused | throughput/s | lag p50 ms | p95 ms | p99 ms | max ms "
@@ -363,6 +366,9 @@ def main() -> None:
     parser.add_argument("--web", default="2x4", help="gunicorn WORKERSxTHREADS")
     parser.add_argument("--celery-workers", type=int, default=1)
     parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--pushers", type=int, default=1,
+                        help="push-queue workers (threads pool) beside the others, as make run has; 0: one pool for all")
+    parser.add_argument("--push-threads", type=int, default=8)
     parser.add_argument("--no-beat", action="store_true", help="run without celery beat (no inbox/push sweepers)")
     parser.add_argument("--profile", action="store_true", help="py-spy the Celery pool and gunicorn (needs py-spy)")
     parser.add_argument("--seed", type=int, default=7)
@@ -379,7 +385,8 @@ def main() -> None:
     rows = []
     with stack.Stack(NAME, channels=CHANNELS, skus=args.skus, stock=stock_of, web_workers=int(workers),
                      web_threads=int(threads), celery_workers=args.celery_workers, concurrency=args.concurrency,
-                     webhook_workers=2, beat=not args.no_beat) as s:
+                     webhook_workers=2, beat=not args.no_beat, pushers=args.pushers,
+                     push_threads=args.push_threads) as s:
         rec = Recorder(s.sandboxes)
         for n, rate in enumerate(rates):
             rows.append(run_step(s, rec, rate, args.seconds, (n + 1) * 1_000_000, rng, args.drain,

@@ -227,7 +227,7 @@ class Stack:
                  stock: int | Sequence[int] | Callable[[int], int] = 1000, web_workers: int = 2, web_threads: int = 4,
                  web_args: Sequence[str] = (), celery_workers: int = 1, concurrency: int = 2, pool: str = "prefork",
                  beat: bool = False, extra_env: dict[str, str] | None = None, webhook_workers: int = 1,
-                 quiet: bool = False):
+                 quiet: bool = False, pushers: int = 0, push_threads: int = 8):
         self.name = name
         self.db = db_name(name)
         self.channel_specs = [tuple(c) for c in channels]
@@ -235,6 +235,9 @@ class Stack:
         self.stock_spec = stock
         self.web_workers, self.web_threads, self.web_args = web_workers, web_threads, list(web_args)
         self.n_celery, self.concurrency, self.pool, self.want_beat = celery_workers, concurrency, pool, beat
+        # pushers > 0: the production layout (scripts/run.sh): the Celery workers above take inbound, default and
+        # batch work, and this many more take the push queue in a thread pool (pushes wait on channel I/O).
+        self.n_pushers, self.push_threads = pushers, push_threads
         self.extra_env = dict(extra_env or {})
         self.webhook_workers = webhook_workers
         self.quiet = quiet
@@ -430,6 +433,8 @@ class Stack:
         self.restart_web(wait=False)
         for i in range(self.n_celery):
             self.workers.append(self._worker(i))
+        for i in range(self.n_pushers):
+            self.workers.append(self._pusher(i))
         if self.want_beat:
             subprocess.run([sys.executable, "manage.py", "sync_schedules"], cwd=ROOT, env=self.env(), check=True,
                            stdout=subprocess.DEVNULL, timeout=120)
@@ -438,10 +443,17 @@ class Stack:
         self._wait_ready()
 
     def _worker(self, i: int) -> Proc:
-        return Proc(f"worker{i}", [sys.executable, "-m", "celery", "-A", "hub", "worker", "-Q", ",".join(QUEUES),
+        queues = [q for q in QUEUES if q != "push" or not self.n_pushers]
+        return Proc(f"worker{i}", [sys.executable, "-m", "celery", "-A", "hub", "worker", "-Q", ",".join(queues),
                                    "-c", str(self.concurrency), "-P", self.pool, "-n", f"bench{i}-{self.name}@%h",
                                    "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "INFO"],
                     self.env(), self.log_dir / f"worker{i}.log")
+
+    def _pusher(self, i: int) -> Proc:
+        return Proc(f"pusher{i}", [sys.executable, "-m", "celery", "-A", "hub", "worker", "-Q", "push",
+                                   "-c", str(self.push_threads), "-P", "threads", "-n", f"benchpush{i}-{self.name}@%h",
+                                   "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "INFO"],
+                    self.env(), self.log_dir / f"pusher{i}.log")
 
     def _wait_ready(self, timeout: float = 120) -> None:
         import requests
@@ -497,8 +509,9 @@ class Stack:
         return [worker.pid]
 
     def restart_worker(self, i: int) -> Proc:
-        self.workers[i].stop(grace=5)
-        self.workers[i] = self._worker(i)
+        old = self.workers[i]
+        old.stop(grace=5)
+        self.workers[i] = self._pusher(int(old.role[6:])) if old.role.startswith("pusher") else self._worker(i)
         self._wait_ready()
         return self.workers[i]
 

@@ -10,6 +10,7 @@ to a bundle's components can never leave a half-seen number behind.
 from __future__ import annotations
 
 import logging
+import os
 
 from django.db import connection, transaction
 from django.db.models import F
@@ -20,10 +21,32 @@ from inventory_app.models import BundleComponent
 
 log = logging.getLogger(__name__)
 WAKE_TTL_SECONDS = 5
+# Leading-edge throttle per channel: a change to a quiet channel is pushed at once; while changes keep
+# coming, a channel is pushed at most once per interval, each push carrying everything changed since.
+# Without it every order woke every channel: seven push tasks per order on eight channels, which at
+# 25 orders/s spent the two cores on task overhead and raised the lag to seconds.
+PUSH_INTERVAL_MS = int(os.environ.get("TALLY_PUSH_INTERVAL_MS", "200"))
+
+# KEYS: (wake flag, last push start) per channel. ARGV: interval ms, flag ttl ms. Returns per channel -1
+# when a push is already queued, else the milliseconds to hold the new push back. One round trip for all.
+_WAKE = """
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local out = {}
+for i = 1, #KEYS, 2 do
+  if redis.call('SET', KEYS[i], 1, 'NX', 'PX', ARGV[2]) then
+    local wait = (tonumber(redis.call('GET', KEYS[i + 1])) or 0) + tonumber(ARGV[1]) - now
+    out[#out + 1] = math.max(wait, 0)
+  else
+    out[#out + 1] = -1
+  end
+end
+return out
+"""
 
 
 def mark_listings_dirty(sku_ids: set[int], context: dict) -> None:
-    if not sku_ids:
+    if not sku_ids or not context.get("available_changed", True):
         return
     ids = sorted(sku_ids)
     placeholders = ", ".join(["%s"] * len(ids))
@@ -42,20 +65,39 @@ def mark_listings_dirty(sku_ids: set[int], context: dict) -> None:
         transaction.on_commit(lambda: wake_pushers(channel_ids))
 
 
-def wake_pushers(channel_ids, *, countdown: float | None = None) -> None:
+def wake_pushers(channel_ids, *, countdown: float | None = None, hold: bool = False) -> None:
     """Enqueue one push task per channel unless one is already queued (the flag coalesces bursts).
 
     The pusher clears the flag before it claims, so a change committed after the clear sets the
     flag again and enqueues a new task, and a change committed before it is seen by the claim.
+    ``hold`` (a channel out of rate-limit tokens): the delayed push keeps the flag until it runs.
     """
     from channels_app.tasks import push_channel
 
     redis = get_redis()
-    for channel_id in channel_ids:
+    channel_ids = list(channel_ids)
+    if countdown is None:
         try:
-            if countdown is None and not redis.set(wake_key(channel_id), 1, nx=True, ex=WAKE_TTL_SECONDS):
-                continue
-            push_channel.apply_async(args=[channel_id], countdown=countdown)
+            keys = [key for channel_id in channel_ids for key in (wake_key(channel_id), last_push_key(channel_id))]
+            waits = redis.register_script(_WAKE)(
+                keys=keys, args=[PUSH_INTERVAL_MS, PUSH_INTERVAL_MS + WAKE_TTL_SECONDS * 1000]) if keys else []
+        except Exception:  # noqa: BLE001 - the sweeper finds dirty listings; a lost wake-up costs seconds
+            log.warning("could not wake the pushers", extra={"channels": channel_ids})
+            return
+        # -1: a push is already queued and will claim this change too.
+        plan = [(channel_id, wait / 1000 or None) for channel_id, wait in zip(channel_ids, waits, strict=True)
+                if wait >= 0]
+    else:
+        plan = [(channel_id, countdown) for channel_id in channel_ids]
+    for channel_id, delay in plan:
+        try:
+            if hold:
+                # A push is now scheduled that will claim whatever is committed by then: hold the flag until
+                # it runs, so changes meanwhile coalesce into it instead of each waking a pusher that can
+                # only find the channel's rate limit spent. If the message is lost, the flag expires and
+                # the sweeper wakes the channel.
+                redis.set(wake_key(channel_id), 1, px=int((delay + WAKE_TTL_SECONDS) * 1000))
+            push_channel.apply_async(args=[channel_id], countdown=delay)
         except Exception:  # noqa: BLE001 - the sweeper finds dirty listings; a lost wake-up costs seconds
             log.warning("could not wake the pusher", extra={"channel_id": channel_id})
 
@@ -64,12 +106,28 @@ def wake_key(channel_id: int) -> str:
     return f"tally:push:wake:{channel_id}"
 
 
+def last_push_key(channel_id: int) -> str:
+    return f"tally:push:last:{channel_id}"
+
+
+def start_push(channel_id: int) -> None:
+    """A pusher is about to claim: let changes from now on wake a new push, after the interval."""
+    redis = get_redis()
+    seconds, micros = redis.time()
+    pipe = redis.pipeline(transaction=False)
+    pipe.delete(wake_key(channel_id))
+    pipe.set(last_push_key(channel_id), seconds * 1000 + micros // 1000, px=max(PUSH_INTERVAL_MS * 2, 1000))
+    pipe.execute()
+
+
 def mark_channel_dirty(channel: Channel) -> int:
-    """Force a full resync: every listing of the channel is pushed again."""
+    """Force a full resync: every listing of the channel is pushed again. What we believed the channel
+    shows is forgotten (remote_quantity), so no listing is skipped as "the channel already has it":
+    a resync is how an operator undoes edits made on the channel behind our back."""
     with transaction.atomic():
         count = Listing.objects.filter(channel=channel).update(
             desired_version=F("desired_version") + 1, status="pending", attempts=0, next_attempt_at=None,
-            last_error="")
+            last_error="", remote_quantity=None)
         transaction.on_commit(lambda: wake_pushers([channel.pk]))
     return count
 

@@ -22,12 +22,16 @@ def sweep_inbox() -> int:
 @shared_task(name="push.channel")
 def push_channel(channel_id: int, correlation_id: str = "") -> dict:
     summary = outbound.push_channel(channel_id, correlation_id=correlation_id)
-    channel = Channel.objects.filter(pk=channel_id).first()
-    delay = summary.retry_in if summary.retry_in is not None else (
-        outbound.next_retry_delay(channel) if channel is not None else None)
-    if delay is not None and delay <= 60:
-        # Short waits (rate limit, first retries) as a countdown; longer ones are the sweeper's.
-        wake_pushers([channel_id], countdown=max(delay, 0.05))
+    if summary.retry_in is not None:
+        # Out of rate-limit tokens (or a 429): one delayed push takes everything that changes meanwhile.
+        if summary.retry_in <= 60:
+            wake_pushers([channel_id], countdown=max(summary.retry_in, 0.05), hold=True)
+    else:
+        channel = Channel.objects.filter(pk=channel_id).first()
+        delay = outbound.next_retry_delay(channel) if channel is not None else None
+        if delay is not None and delay <= 60:
+            # Short waits (first retries, another pusher's lease) as a countdown; longer ones are the sweeper's.
+            wake_pushers([channel_id], countdown=max(delay, 0.05))
     return {"claimed": summary.claimed, "pushed": summary.pushed, "failed": summary.failed,
             "no_change": summary.skipped_no_change}
 

@@ -12,6 +12,21 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.task_queues = (Queue("default"), Queue("inbound"), Queue("push"), Queue("batch"))
 app.autodiscover_tasks()
 
+from celery.signals import task_postrun, task_prerun  # noqa: E402
+
 from hub.observability import install_celery_hooks  # noqa: E402
 
 install_celery_hooks()
+
+
+@task_prerun.connect(weak=False)
+@task_postrun.connect(weak=False)
+def close_unusable_connections(sender=None, **_) -> None:
+    """What Django does around each request: drop a connection that errored or outlived CONN_MAX_AGE
+    (the fixup keeps connections open because of CELERY_DB_REUSE_MAX). Not for eager tasks: they run
+    inside the caller's transaction."""
+    if getattr(getattr(sender, "request", None), "is_eager", False):
+        return
+    from django.db import close_old_connections
+
+    close_old_connections()

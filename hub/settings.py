@@ -179,6 +179,10 @@ CELERY_BEAT_SCHEDULER = "hub.beat:SingleBeatScheduler"
 CELERY_TIMEZONE = "UTC"
 # Keep Django's LOGGING (JSON, correlation ids, redaction) in workers instead of Celery's own.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Celery's Django fixup closes the database connection around every task unless told to reuse it, and a
+# fresh PostgreSQL connection costs more than most of our tasks. Reuse it; hub.celery still drops a
+# broken or over-age connection (CONN_MAX_AGE) around each task with close_old_connections.
+CELERY_DB_REUSE_MAX = int(os.environ.get("CELERY_DB_REUSE_MAX", "1000"))
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 
 # Reservations without an explicit TTL hold stock this long.

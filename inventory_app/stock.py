@@ -84,8 +84,10 @@ def on_stock_changed(listener: StockListener) -> StockListener:
     return listener
 
 
-def _stock_changed(sku_ids: set[int], *, source: str, occurred_at: datetime | None = None) -> None:
-    context = {"source": source, "occurred_at": occurred_at or timezone.now()}
+def _stock_changed(sku_ids: set[int], *, source: str, occurred_at: datetime | None = None,
+                   available_changed: bool = True) -> None:
+    # available_changed=False: on_hand and reserved moved together (a commit), so no channel's number moves.
+    context = {"source": source, "occurred_at": occurred_at or timezone.now(), "available_changed": available_changed}
     for listener in _listeners:
         listener(set(sku_ids), context)
 
@@ -685,7 +687,7 @@ def _settle_locked(reservation: Reservation, status: str, kind: str, *, source: 
     _append_ledger(entries)
     Reservation.objects.filter(pk=reservation.pk).update(status=status, updated_at=now)
     reservation.status = status
-    _stock_changed({s for s, _ in per_row}, source=source)
+    _stock_changed({s for s, _ in per_row}, source=source, available_changed=status != ReservationStatus.COMMITTED)
 
 
 def expire_due(*, now: datetime | None = None, limit: int = 500) -> int:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from tax_app.models import CustomerExemption, Nexus, ProviderConfig, RateAlert, RateTable
@@ -71,7 +71,16 @@ def test_tax_import_command(db, tmp_path, capsys):
     path = tmp_path / "TAXRATES_ZIP5_WA202501.csv"
     path.write_text(WA_2025_01)
     call_command("tax_import", str(path))
-    assert "US-WA: 3 rows from 2025-01-01" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "US-WA: 3 rows from 2025-01-01" in out
+    assert "Imported 1 source(s): 1 table(s), 3 rows in" in out
+
+
+def test_tax_import_command_refuses_missing_files_and_nothing_to_do(db, tmp_path):
+    with pytest.raises(CommandError, match="No such file"):
+        call_command("tax_import", str(tmp_path / "nope.csv"))
+    with pytest.raises(CommandError, match="Nothing to import"):
+        call_command("tax_import")
 
 
 def test_tax_sandbox_command_serves_http():

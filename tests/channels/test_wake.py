@@ -1,0 +1,100 @@
+"""Waking pushers: one queued push per channel, pushed at once when quiet, at most once per interval when busy.
+
+Against the real Redis broker: the tests read the push queue's messages, as a worker would receive them.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from channels_app import sync
+from hub.redis import get_redis
+
+CHANNEL = 987_654  # no such channel: nothing here needs one, and no real channel's keys are touched
+
+
+@pytest.fixture
+def push_queue():
+    redis = get_redis()
+    from hub.celery import app
+
+    with app.connection_for_write() as conn:
+        client = conn.default_channel.client
+        client.delete("push")
+        redis.delete(sync.wake_key(CHANNEL), sync.last_push_key(CHANNEL))
+
+        def messages() -> list[dict]:
+            out = [json.loads(raw) for raw in reversed(client.lrange("push", 0, -1))]  # LPUSH: newest first
+            return [m["headers"] for m in out if m["headers"]["argsrepr"].startswith(f"[{CHANNEL}")]
+
+        yield messages
+        client.delete("push")
+    redis.delete(sync.wake_key(CHANNEL), sync.last_push_key(CHANNEL))
+
+
+def test_a_quiet_channel_is_woken_at_once_and_only_once(push_queue):
+    sync.wake_pushers([CHANNEL])
+    sync.wake_pushers([CHANNEL])  # a burst: the queued push will claim this change as well
+    sync.wake_pushers([CHANNEL])
+    queued = push_queue()
+    assert len(queued) == 1 and queued[0]["eta"] is None
+
+
+def test_a_busy_channel_is_pushed_at_most_once_per_interval(push_queue):
+    sync.wake_pushers([CHANNEL])
+    sync.start_push(CHANNEL)  # the pusher starts: later changes need a new push
+    sync.wake_pushers([CHANNEL])
+    sync.wake_pushers([CHANNEL])
+    queued = push_queue()
+    assert len(queued) == 2
+    assert queued[0]["eta"] is None
+    assert queued[1]["eta"] is not None  # held back until the interval since the last push has passed
+    ttl = get_redis().pttl(sync.wake_key(CHANNEL))
+    assert sync.WAKE_TTL_SECONDS * 1000 < ttl <= sync.PUSH_INTERVAL_MS + sync.WAKE_TTL_SECONDS * 1000
+
+
+def test_a_rate_limited_push_holds_the_flag_so_changes_meanwhile_wake_nothing(push_queue):
+    sync.wake_pushers([CHANNEL], countdown=3, hold=True)
+    sync.wake_pushers([CHANNEL])
+    queued = push_queue()
+    assert len(queued) == 1 and queued[0]["eta"] is not None
+    assert get_redis().pttl(sync.wake_key(CHANNEL)) > 3000
+
+
+def test_a_retry_countdown_does_not_hold_the_flag(push_queue):
+    # A backoff retry or another pusher's lease: fresh changes must still be pushed at once.
+    sync.wake_pushers([CHANNEL], countdown=10)
+    sync.wake_pushers([CHANNEL])
+    queued = push_queue()
+    assert len(queued) == 2 and queued[1]["eta"] is None
+
+
+@pytest.mark.django_db
+def test_only_operations_that_move_availability_mark_listings_out_of_date():
+    from channels_app.models import Listing
+    from inventory_app import stock
+    from inventory_app.stock import LineRequest
+    from tests.channels.helpers import list_sku, make_channel
+    from tests.factories import make_bundle, make_location, make_sku
+
+    wh = make_location()
+    tee = make_sku(stock_at={wh: 10})
+    pack = make_bundle({tee: 2})
+    channel = make_channel("standard")
+    single, bundle = list_sku(channel, tee), list_sku(channel, pack)
+
+    def versions() -> list[int]:
+        return list(Listing.objects.filter(pk__in=[single.pk, bundle.pk]).order_by("pk")
+                    .values_list("desired_version", flat=True))
+
+    before = versions()
+    held = stock.reserve(lines=[LineRequest(tee.code, 3)], channel="pos")
+    after_reserve = versions()
+    assert after_reserve == [v + 1 for v in before]  # the SKU and the bundle made of it
+    stock.commit(reservation_id=held["id"])
+    assert versions() == after_reserve  # on_hand and reserved fell together: every channel's number stands
+    again = stock.reserve(lines=[LineRequest(tee.code, 1)], channel="pos")
+    stock.release(reservation_id=again["id"])
+    assert versions() == [v + 2 for v in after_reserve]
