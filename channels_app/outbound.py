@@ -28,7 +28,7 @@ from channels_app.adapters.base import ChannelAdapter, PushItem, PushResult
 from channels_app.adapters.http import ChannelError, PermanentError, RateLimited
 from channels_app.models import Channel, Listing, ListingStatus, PushLog
 from channels_app.rules import desired_quantities
-from channels_app.sync import start_push
+from channels_app.sync import PUSH_INTERVAL_MS, start_push
 from hub.observability import correlation_id as current_correlation_id
 
 log = logging.getLogger(__name__)
@@ -92,11 +92,18 @@ def push_channel(channel_id: int, *, max_rounds: int = 100, correlation_id: str 
     owner = uuid.uuid4()
     limit = min(adapter.max_batch * 4, channel.push_batch_size or 100)
     for _ in range(max_rounds):
+        # One request's token first: a channel out of tokens costs a Redis call, not a claim and a release.
+        wait = adapter.limiter.acquire(1, max_wait=MAX_INLINE_WAIT)
+        if wait:
+            metrics.RATE_LIMIT_WAITS.labels(channel=channel.slug).inc()
+            summary.retry_in = wait
+            break
         claimed = claim(channel, limit=limit, owner=owner)
         if not claimed:
+            adapter.limiter.refund(1)
             break
         summary.claimed += len(claimed)
-        _push_claimed(channel, adapter, claimed, owner, summary, correlation_id)
+        _push_claimed(channel, adapter, claimed, owner, summary, correlation_id, prepaid=1)
         # A short claim took everything due; a change committed since then has woken a new push.
         if summary.retry_in is not None or len(claimed) < limit:
             break
@@ -104,7 +111,7 @@ def push_channel(channel_id: int, *, max_rounds: int = 100, correlation_id: str 
 
 
 def _push_claimed(channel: Channel, adapter: ChannelAdapter, claimed: list[tuple[Listing, int]], owner: uuid.UUID,
-                  summary: PushSummary, correlation_id: str) -> None:
+                  summary: PushSummary, correlation_id: str, *, prepaid: int = 0) -> None:
     started = timezone.now()
     listings = [listing for listing, _ in claimed]
     versions = {listing.id: version for listing, version in claimed}
@@ -124,6 +131,8 @@ def _push_claimed(channel: Channel, adapter: ChannelAdapter, claimed: list[tuple
     if unchanged:
         _record_ok(unchanged, owner, started, channel, correlation_id, sent=False)
     if not to_send:
+        if prepaid:
+            adapter.limiter.refund(prepaid)
         return
     previous_attempts = {item.listing.id: item.listing.attempted_quantity for item in to_send}
     for item in to_send:
@@ -131,7 +140,9 @@ def _push_claimed(channel: Channel, adapter: ChannelAdapter, claimed: list[tuple
     Listing.objects.bulk_update([item.listing for item in to_send], ["attempted_quantity"])
     for start in range(0, len(to_send), adapter.max_batch):
         batch = to_send[start:start + adapter.max_batch]
-        wait = adapter.limiter.acquire(adapter.requests_needed(batch), max_wait=MAX_INLINE_WAIT)
+        needed = adapter.requests_needed(batch) - prepaid
+        prepaid = max(-needed, 0)
+        wait = adapter.limiter.acquire(needed, max_wait=MAX_INLINE_WAIT) if needed > 0 else 0.0
         if wait:
             metrics.RATE_LIMIT_WAITS.labels(channel=channel.slug).inc()
             _release([i.listing for i in to_send[start:]], owner, delay=wait, error="")
@@ -283,8 +294,9 @@ def dirty_listings_all(now: datetime):
 
 
 def next_retry_delay(channel: Channel) -> float | None:
-    """Seconds until the channel's next out-of-date listing becomes claimable (a retry falls due or
-    another pusher's lease runs out), if any."""
+    """Seconds until the channel's next out-of-date listing may become claimable: a retry falls due, or
+    another pusher's lease ends (looked at again after the push interval: a live pusher is done by then,
+    and changes committed during its push are still out of date; a dead one's lease runs out)."""
     waiting = Listing.objects.filter(channel=channel, desired_version__gt=F("pushed_version")).exclude(
         status=ListingStatus.FAILED)
     moments = [
@@ -292,6 +304,8 @@ def next_retry_delay(channel: Channel) -> float | None:
                                                                                              flat=True).first(),
         waiting.filter(lease_until__isnull=False).order_by("lease_until").values_list("lease_until", flat=True).first(),
     ]
+    if moments[1] is not None:
+        moments[1] = min(moments[1], timezone.now() + timedelta(milliseconds=PUSH_INTERVAL_MS))
     moments = [m for m in moments if m is not None]
     if not moments:
         return None

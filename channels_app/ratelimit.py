@@ -96,6 +96,10 @@ class RateLimiter:
                 return wait
             time.sleep(wait)
 
+    def refund(self, tokens: int = 1) -> None:
+        """Give back tokens taken for a request that was not sent (capped at capacity on the next take)."""
+        self._acquire(keys=[self.key], args=[self.capacity, self.per_second, -tokens])
+
     def observe_remaining(self, remaining: float) -> None:
         """The platform says only this many calls are left: never believe we have more."""
         self._observe(keys=[self.key], args=[max(remaining, 0)])

@@ -91,12 +91,13 @@ def wake_pushers(channel_ids, *, countdown: float | None = None, hold: bool = Fa
         plan = [(channel_id, countdown) for channel_id in channel_ids]
     for channel_id, delay in plan:
         try:
-            if hold:
-                # A push is now scheduled that will claim whatever is committed by then: hold the flag until
-                # it runs, so changes meanwhile coalesce into it instead of each waking a pusher that can
-                # only find the channel's rate limit spent. If the message is lost, the flag expires and
-                # the sweeper wakes the channel.
-                redis.set(wake_key(channel_id), 1, px=int((delay + WAKE_TTL_SECONDS) * 1000))
+            # A push held back for rate-limit tokens claims whatever is committed by the time it runs: it
+            # holds the flag until then, so changes meanwhile coalesce into it instead of each waking a
+            # pusher that can only find the tokens spent. If the flag is taken, a push is queued already
+            # (woken since this one started) and one is enough: otherwise every wake during a throttle
+            # would start another chain of retries. A lost message: the flag expires, the sweeper wakes.
+            if hold and not redis.set(wake_key(channel_id), 1, nx=True, px=int((delay + WAKE_TTL_SECONDS) * 1000)):
+                continue
             push_channel.apply_async(args=[channel_id], countdown=delay)
         except Exception:  # noqa: BLE001 - the sweeper finds dirty listings; a lost wake-up costs seconds
             log.warning("could not wake the pusher", extra={"channel_id": channel_id})

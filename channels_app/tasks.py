@@ -26,7 +26,9 @@ def push_channel(channel_id: int, correlation_id: str = "") -> dict:
         # Out of rate-limit tokens (or a 429): one delayed push takes everything that changes meanwhile.
         if summary.retry_in <= 60:
             wake_pushers([channel_id], countdown=max(summary.retry_in, 0.05), hold=True)
-    else:
+    elif summary.failed or not summary.claimed:
+        # Retries falling due, or listings another pusher holds; after a clean push nothing is left waiting
+        # (a change committed meanwhile has woken its own push).
         channel = Channel.objects.filter(pk=channel_id).first()
         delay = outbound.next_retry_delay(channel) if channel is not None else None
         if delay is not None and delay <= 60:

@@ -98,3 +98,10 @@ def test_only_operations_that_move_availability_mark_listings_out_of_date():
     again = stock.reserve(lines=[LineRequest(tee.code, 1)], channel="pos")
     stock.release(reservation_id=again["id"])
     assert versions() == [v + 2 for v in after_reserve]
+
+
+def test_a_rate_limited_push_does_not_start_a_second_chain_when_a_push_is_queued(push_queue):
+    # Woken while the throttled push ran: that queued push will meet the limit and reschedule itself.
+    sync.wake_pushers([CHANNEL])
+    sync.wake_pushers([CHANNEL], countdown=0.5, hold=True)
+    assert len(push_queue()) == 1

@@ -1,0 +1,43 @@
+"""The shared token bucket in Redis (real Redis, db of the test settings)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from channels_app.ratelimit import RateLimiter
+
+
+@pytest.fixture
+def limiter():
+    bucket = RateLimiter(f"test:{uuid.uuid4()}", capacity=3, per_second=1)
+    yield bucket
+    bucket.reset()
+
+
+def test_a_full_bucket_grants_its_capacity_then_says_how_long_to_wait(limiter):
+    assert [limiter.try_acquire() for _ in range(3)] == [0, 0, 0]
+    wait = limiter.try_acquire()
+    assert 0.9 <= wait <= 1.0  # one token a second
+
+
+def test_a_refund_gives_back_a_token_that_was_not_spent(limiter):
+    for _ in range(3):
+        limiter.try_acquire()
+    limiter.refund(1)
+    assert limiter.try_acquire() == 0
+    assert limiter.try_acquire() > 0
+
+
+def test_refunds_never_lift_the_bucket_above_its_capacity(limiter):
+    limiter.refund(10)
+    assert [limiter.try_acquire() for _ in range(3)] == [0, 0, 0]
+    assert limiter.try_acquire() > 0
+
+
+def test_a_block_from_retry_after_stops_every_taker(limiter):
+    limiter.block_for(5)
+    assert limiter.try_acquire() > 4
+    limiter.refund(3)  # nothing given back while the platform says wait
+    assert limiter.try_acquire() > 4
