@@ -35,6 +35,7 @@ from channels_app.commands import (
 )
 from channels_app.models import Channel, ChannelLocation, InboundEvent, InboundStatus, Listing, WebhookRejection
 from channels_app.signatures import SignatureError, verify
+from hub.broker import missing_messages
 from hub.observability import correlation_id
 from inventory_app import orders, stock
 from inventory_app.errors import OrderNotFound, StockError
@@ -338,12 +339,17 @@ def _inventory_reported(channel: Channel, command: InventoryReported) -> str:
 
 
 def sweep_inbox(*, older_than_seconds: float = 5, limit: int = 500) -> int:
-    """Re-enqueue events left pending (lost messages) or due for a retry."""
+    """Re-enqueue events whose message was lost: pending ones beyond what the queue holds (oldest first, as a
+    lost message leaves its event waiting longest), and retries overdue by more than ``older_than_seconds``
+    (their countdown message should have run them)."""
     now = timezone.now()
-    due = list(InboundEvent.objects.filter(
-        Q(status=InboundStatus.PENDING, received_at__lte=now - timedelta(seconds=older_than_seconds))
-        | Q(status=InboundStatus.RETRYING, next_attempt_at__lte=now)
-    ).order_by("id").values_list("id", flat=True)[:limit])
+    pending = InboundEvent.objects.filter(status=InboundStatus.PENDING)
+    missing = missing_messages("inbound", pending.count())
+    due = list(pending.filter(received_at__lte=now - timedelta(seconds=older_than_seconds))
+               .order_by("id").values_list("id", flat=True)[:min(missing, limit)])
+    due += list(InboundEvent.objects.filter(
+        status=InboundStatus.RETRYING, next_attempt_at__lte=now - timedelta(seconds=older_than_seconds))
+        .order_by("next_attempt_at").values_list("id", flat=True)[:limit])
     for event_id in due:
         _enqueue(event_id)
     return len(due)

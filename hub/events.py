@@ -19,6 +19,7 @@ import requests
 from django.db import transaction
 from django.utils import timezone
 
+from hub.broker import missing_messages
 from hub.models import DeliveryAttempt, DeliveryStatus, EventDelivery, Subscription
 
 log = logging.getLogger(__name__)
@@ -129,8 +130,10 @@ def deliver(delivery_id: int) -> str:
 
 
 def sweep(limit: int = 500) -> int:
-    due = list(EventDelivery.objects.filter(status=DeliveryStatus.PENDING, next_attempt_at__lte=timezone.now())
-               .order_by("next_attempt_at").values_list("id", flat=True)[:limit])
+    """Enqueue deliveries that are due and have no message waiting (see hub.broker)."""
+    due_rows = EventDelivery.objects.filter(status=DeliveryStatus.PENDING, next_attempt_at__lte=timezone.now())
+    take = min(missing_messages("batch", due_rows.count()), limit)
+    due = list(due_rows.order_by("next_attempt_at").values_list("id", flat=True)[:take])
     _enqueue(due)
     return len(due)
 
