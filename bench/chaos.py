@@ -1,7 +1,8 @@
 """Chaos: order and cancel events against the whole stack under faults, then correctness checks.
 
 Whole stack (bench/stack.py, database ``tally_bench_chaos``) on a *private* ``redis-server`` (free loopback port,
-db 8, started and stopped here, never the shared 6379 server): gunicorn, 2 Celery workers, beat, 8 sandbox
+db 8, started and stopped here, never the shared 6379 server): gunicorn, Celery workers as `make run` has them
+(inbound pool, push pool), beat, 8 sandbox
 channels (2 Shopify, 2 WooCommerce, BigCommerce, Amazon, 2 Standard Webhooks) that retry failed webhook
 deliveries (up to 6 times, exponential backoff from 1 s, as platforms do). Events, open loop at ``--rate``/s on a
 uniformly chosen channel: 95% orders (``POST /_sandbox/orders``, Zipf SKU choice, 1-2 units; the channel sells
@@ -108,10 +109,11 @@ class Chaos:
                 next_kill += 10
                 w = kills % len(self.s.workers)
                 kills += 1
+                role = self.s.workers[w].role
                 self.s.kill_worker(w, signal.SIGKILL)
                 self.s.workers[w].stop(grace=1)
-                self.note(f"SIGKILL worker{w} (process group), restarted")
-                self.s.workers[w] = self.s._worker(w)
+                self.note(f"SIGKILL {role} (process group), restarted")
+                self.s.respawn_worker(w)
             if not redis_done and now >= redis_at:
                 redis_done = True
                 self.note("private redis: SIGKILL")
@@ -301,8 +303,10 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=40, help="events per second (open loop)")
     parser.add_argument("--down", type=float, default=60, help="seconds the channel is down")
     parser.add_argument("--converge", type=float, default=180, help="max seconds to wait for convergence")
-    parser.add_argument("--celery-workers", type=int, default=2)
+    parser.add_argument("--celery-workers", type=int, default=1, help="workers for inbound, default and batch work")
     parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--pushers", type=int, default=1, help="push-queue workers (threads pool), as make run has")
+    parser.add_argument("--push-threads", type=int, default=8)
     parser.add_argument("--seed", type=int, default=5)
     args = parser.parse_args()
     if args.quick:
@@ -320,7 +324,7 @@ def main() -> None:
         channels = [(kind, n_skus, {"plan": plan, "channel": QUIET}) for kind in KINDS]
         with stack.Stack(NAME, channels=channels, skus=n_skus, stock=stocks, web_workers=2, web_threads=4,
                          celery_workers=args.celery_workers, concurrency=args.concurrency, webhook_workers=2,
-                         beat=True) as s:
+                         beat=True, pushers=args.pushers, push_threads=args.push_threads) as s:
             events = plan_events(args.events, args.rate, len(s.sandboxes), [sku.code for sku in s.skus], args.seed)
             send_seconds = args.events / args.rate
             cpu0 = s.cpu_breakdown()
@@ -377,7 +381,8 @@ def main() -> None:
             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}{' · `--quick`' if args.quick else ''} · seed {args.seed}"
             f"\n\n{args.events:,} events at {args.rate:g}/s ({sent['wall']:.0f} s; 95% orders, 5% cancels) on 8 sandbox "
             f"channels ({', '.join(f'{KINDS.count(k)} {k}' for k in dict.fromkeys(KINDS))}); gunicorn 2x4, "
-            f"{args.celery_workers} Celery workers x{args.concurrency}, beat, {redis_note}. Sandboxes retry failed "
+            f"{args.celery_workers} Celery worker(s) x{args.concurrency} (inbound, default, batch) + {args.pushers} push "
+            f"worker(s) x{args.push_threads} threads, beat, {redis_note}. Sandboxes retry failed "
             f"webhook deliveries 6 times (1, 2, 4 ... 32 s).\n\n"
             f"Faults during the send phase: {sum(1 for _, t in chaos.log if t.startswith('SIGKILL'))} worker SIGKILLs "
             f"(every 10 s, restarted at once), 1 Redis restart (SIGKILL, empty, 3 s down), 5% duplicate deliveries, "

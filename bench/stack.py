@@ -508,10 +508,15 @@ class Stack:
         worker.signal(sig)
         return [worker.pid]
 
-    def restart_worker(self, i: int) -> Proc:
+    def respawn_worker(self, i: int) -> Proc:
+        """Start a fresh process in worker ``i``'s place, same role (after it died or was killed), without waiting."""
         old = self.workers[i]
-        old.stop(grace=5)
         self.workers[i] = self._pusher(int(old.role[6:])) if old.role.startswith("pusher") else self._worker(i)
+        return self.workers[i]
+
+    def restart_worker(self, i: int) -> Proc:
+        self.workers[i].stop(grace=5)
+        self.respawn_worker(i)
         self._wait_ready()
         return self.workers[i]
 
