@@ -107,7 +107,7 @@ def wait_until(predicate, timeout: float = 30, interval: float = 0.1, message: s
 class Beat:
     """A real ``celery beat`` with the database scheduler and the single-beat guard."""
 
-    def __init__(self):
+    def __init__(self, name: str = "beat", **env):
         from hub.beat import LOCK_KEY
         from hub.redis import get_redis
         from hub.schedules import sync_schedules
@@ -115,11 +115,11 @@ class Beat:
         sync_schedules()
         get_redis().delete(LOCK_KEY)  # a beat killed by an earlier test leaves its lock behind
         LOG_DIR.mkdir(parents=True, exist_ok=True)
-        self.log_path = LOG_DIR / "beat.log"
+        self.log_path = LOG_DIR / f"{name}.log"
         self.log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "hub", "beat", "-l", "INFO", "--pidfile="],
-            cwd=ROOT, env=process_env(), stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+            cwd=ROOT, env=process_env(**env), stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
