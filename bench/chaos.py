@@ -31,8 +31,9 @@ When the events are sent, every fault is cleared and the checks run (non-zero ex
 
     .venv/bin/python bench/chaos.py            # 20,000 events
     .venv/bin/python bench/chaos.py --quick    # 2,000 events
+    .venv/bin/python bench/chaos.py --quick --broker amqp://guest:guest@127.0.0.1:5672//   # on RabbitMQ
 
-Writes bench/results/chaos.md.
+Writes bench/results/chaos.md (chaos_rabbitmq.md with --broker).
 """
 
 from __future__ import annotations
@@ -309,12 +310,15 @@ def main() -> None:
     parser.add_argument("--pushers", type=int, default=1, help="push-queue workers (threads pool), as make run has")
     parser.add_argument("--push-threads", type=int, default=8)
     parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument("--broker", default="", help="Celery broker URL, e.g. amqp://guest:guest@127.0.0.1:5672// "
+                        "(default: the private redis-server); Redis still holds flags, buckets and the beat lock")
     args = parser.parse_args()
     if args.quick:
         args.events, args.down, args.converge = 2_000, 20, 120
     started = time.monotonic()
     with _tally.PrivateRedis(tag="chaos") as redis:
         _tally.use_redis(redis.url(8))
+        stack.BROKER_URL = args.broker or None
         stack.setup_django(NAME)
         n_skus = 50
         weights = [1 / (i + 1) ** 0.8 for i in range(n_skus)]
@@ -349,7 +353,8 @@ def main() -> None:
             converge_s = converged_at - stopped if converged_at else None
             checks = run_checks(s, chaos)
             dead = [w.role for w in s.workers if not w.alive()]
-        redis_note = f"private redis-server on port {redis.port}"
+        redis_note = f"private redis-server on port {redis.port}" + (
+            f", broker {args.broker.split('@')[-1]} (RabbitMQ)" if args.broker else " (also the broker)")
     total = time.monotonic() - started
     results = [
         ("no event lost: every sandbox order in the hub, with its lines",
@@ -399,7 +404,7 @@ def main() -> None:
             f"workers only), beat {cpu['beat']:.2f}, postgres {cpu['postgres']:.2f}, bench {cpu['bench']:.2f}, machine "
             f"{cpu['machine']:.2f}.\n\nFault log (s from start of the send phase): "
             + "; ".join(f"{t:.0f} {what}" for t, what in chaos.log) + f"\n\nTotal run time {total:.0f} s.\n")
-    out = Path(__file__).resolve().parent / "results" / "chaos.md"
+    out = Path(__file__).resolve().parent / "results" / ("chaos_rabbitmq.md" if args.broker else "chaos.md")
     out.write_text(text)
     print(text)
     sys.exit(0 if ok else 1)

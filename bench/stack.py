@@ -42,6 +42,8 @@ BIN = ROOT / ".venv" / "bin"
 PG_BASE = "postgres://postgres:postgres@127.0.0.1:5432"
 REDIS_URL = "redis://127.0.0.1:6379/12"
 REDIS_DB = 12
+# None: the broker is REDIS_URL. An amqp:// URL runs the stack on RabbitMQ (Redis keeps flags, buckets, beat lock).
+BROKER_URL: str | None = None
 QUEUES = ("default", "inbound", "push", "batch")
 LOCATION = 65_000_001  # the channels' external location id (Shopify / BigCommerce)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -56,7 +58,7 @@ def db_name(name: str) -> str:
 
 def stack_env(name: str, **extra: str) -> dict[str, str]:
     env = {**os.environ, "DATABASE_URL": f"{PG_BASE}/{db_name(name)}", "REDIS_URL": REDIS_URL,
-           "CELERY_BROKER_URL": REDIS_URL, "DJANGO_SETTINGS_MODULE": "hub.settings", "PYTHONUNBUFFERED": "1",
+           "CELERY_BROKER_URL": BROKER_URL or REDIS_URL, "DJANGO_SETTINGS_MODULE": "hub.settings", "PYTHONUNBUFFERED": "1",
            "LOG_LEVEL": "WARNING"}
     env.update(extra)
     return env
@@ -347,15 +349,28 @@ class Stack:
     def _reset_redis(self) -> None:
         # Redis db 12 belongs to the benchmarks alone: empty it (queues, wake flags, buckets, beat lock).
         self.redis().flushdb()
+        if BROKER_URL:
+            self.purge_queues()
 
     def purge_queues(self) -> None:
-        client = self.redis()
-        for queue in QUEUES:
-            client.delete(queue)
+        from kombu import Connection
+
+        with Connection(BROKER_URL or REDIS_URL) as conn:
+            for queue in QUEUES:
+                with contextlib.suppress(Exception):  # a queue not declared yet holds nothing
+                    conn.default_channel.queue_purge(queue)
 
     def queue_lengths(self) -> dict[str, int]:
-        client = self.redis()
-        return {queue: client.llen(queue) for queue in QUEUES}
+        from kombu import Connection
+
+        out = {}
+        with Connection(BROKER_URL or REDIS_URL) as conn:
+            for queue in QUEUES:
+                try:
+                    out[queue] = conn.default_channel.queue_declare(queue=queue, passive=True).message_count
+                except Exception:  # noqa: BLE001 - not declared yet
+                    out[queue] = 0
+        return out
 
     def hub_db(self):
         """The Django connection of this process, on the stack's database."""
