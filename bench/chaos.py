@@ -33,7 +33,7 @@ When the events are sent, every fault is cleared and the checks run (non-zero ex
     .venv/bin/python bench/chaos.py --quick    # 2,000 events
     .venv/bin/python bench/chaos.py --quick --broker amqp://guest:guest@127.0.0.1:5672//   # on RabbitMQ
 
-Writes bench/results/chaos.md (chaos_rabbitmq.md with --broker).
+Writes bench/results/chaos.md (chaos_quick.md with --quick; _rabbitmq added with --broker).
 """
 
 from __future__ import annotations
@@ -404,7 +404,8 @@ def main() -> None:
             f"workers only), beat {cpu['beat']:.2f}, postgres {cpu['postgres']:.2f}, bench {cpu['bench']:.2f}, machine "
             f"{cpu['machine']:.2f}.\n\nFault log (s from start of the send phase): "
             + "; ".join(f"{t:.0f} {what}" for t, what in chaos.log) + f"\n\nTotal run time {total:.0f} s.\n")
-    out = Path(__file__).resolve().parent / "results" / ("chaos_rabbitmq.md" if args.broker else "chaos.md")
+    name = "chaos" + ("_quick" if args.quick else "") + ("_rabbitmq" if args.broker else "")
+    out = Path(__file__).resolve().parent / "results" / f"{name}.md"
     out.write_text(text)
     print(text)
     sys.exit(0 if ok else 1)
