@@ -15,11 +15,15 @@ log = logging.getLogger(__name__)
 
 def queue_depth(queue: str) -> int | None:
     """Messages waiting in ``queue`` (not those a worker holds), or None when the broker cannot say."""
+    from amqp.exceptions import ChannelError
+
     from hub.celery import app
 
     try:
         with app.connection_for_write() as conn:
             return conn.default_channel.queue_declare(queue=queue, passive=True).message_count
+    except ChannelError:
+        return 0  # no such queue (Redis drops an empty list; RabbitMQ before first use): nothing waiting
     except Exception:  # noqa: BLE001 - unknown depth: the caller falls back to re-enqueueing everything due
         log.warning("could not read the depth of queue %s", queue)
         return None

@@ -59,3 +59,12 @@ def test_overdue_retries_are_re_enqueued_whatever_the_queue_holds(inbound_queue)
     for _ in range(5):
         inbound._enqueue(999_999)  # an unrelated backlog
     assert inbound.sweep_inbox() == 1
+
+
+def test_an_empty_queue_has_depth_zero_not_unknown(inbound_queue):
+    # Redis deletes an empty list: the queue "does not exist", which means nothing waits in it.
+    from hub.broker import queue_depth
+
+    assert queue_depth("inbound") == 0
+    inbound._enqueue(1)
+    assert queue_depth("inbound") == 1
