@@ -301,7 +301,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="2,000 events, channel down 20 s")
     parser.add_argument("--events", type=int, default=20_000)
-    parser.add_argument("--rate", type=float, default=20,
+    parser.add_argument("--rate", type=float, default=12,
                         help="events per second (open loop); the 2-core box sustains about 25 orders/s without faults")
     parser.add_argument("--down", type=float, default=60, help="seconds the channel is down")
     parser.add_argument("--converge", type=float, default=180, help="max seconds to wait for convergence")
