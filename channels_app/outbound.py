@@ -293,11 +293,11 @@ def dirty_listings_all(now: datetime):
         Q(lease_until__isnull=True) | Q(lease_until__lt=now))
 
 
-def next_retry_delay(channel: Channel) -> float | None:
+def next_retry_delay(channel_id: int) -> float | None:
     """Seconds until the channel's next out-of-date listing may become claimable: a retry falls due, or
     another pusher's lease ends (looked at again after the push interval: a live pusher is done by then,
     and changes committed during its push are still out of date; a dead one's lease runs out)."""
-    waiting = Listing.objects.filter(channel=channel, desired_version__gt=F("pushed_version")).exclude(
+    waiting = Listing.objects.filter(channel_id=channel_id, desired_version__gt=F("pushed_version")).exclude(
         status=ListingStatus.FAILED)
     moments = [
         waiting.filter(next_attempt_at__isnull=False).order_by("next_attempt_at").values_list("next_attempt_at",

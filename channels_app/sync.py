@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+from functools import lru_cache
 
 from django.db import connection, transaction
 from django.db.models import F
@@ -43,6 +44,20 @@ for i = 1, #KEYS, 2 do
 end
 return out
 """
+
+# KEYS: wake flag, last push start. ARGV: ttl ms of the start mark. The pusher's start in one round trip.
+_START = """
+local t = redis.call('TIME')
+redis.call('DEL', KEYS[1])
+redis.call('SET', KEYS[2], t[1] * 1000 + math.floor(t[2] / 1000), 'PX', ARGV[1])
+return 1
+"""
+
+
+@lru_cache(maxsize=4)
+def _scripts(client) -> tuple:
+    # Registered once per client: each wake runs on the commit of every stock write.
+    return client.register_script(_WAKE), client.register_script(_START)
 
 
 def mark_listings_dirty(sku_ids: set[int], context: dict) -> None:
@@ -79,7 +94,7 @@ def wake_pushers(channel_ids, *, countdown: float | None = None, hold: bool = Fa
     if countdown is None:
         try:
             keys = [key for channel_id in channel_ids for key in (wake_key(channel_id), last_push_key(channel_id))]
-            waits = redis.register_script(_WAKE)(
+            waits = _scripts(redis)[0](
                 keys=keys, args=[PUSH_INTERVAL_MS, PUSH_INTERVAL_MS + WAKE_TTL_SECONDS * 1000]) if keys else []
         except Exception:  # noqa: BLE001 - the sweeper finds dirty listings; a lost wake-up costs seconds
             log.warning("could not wake the pushers", extra={"channels": channel_ids})
@@ -114,11 +129,7 @@ def last_push_key(channel_id: int) -> str:
 def start_push(channel_id: int) -> None:
     """A pusher is about to claim: let changes from now on wake a new push, after the interval."""
     redis = get_redis()
-    seconds, micros = redis.time()
-    pipe = redis.pipeline(transaction=False)
-    pipe.delete(wake_key(channel_id))
-    pipe.set(last_push_key(channel_id), seconds * 1000 + micros // 1000, px=max(PUSH_INTERVAL_MS * 2, 1000))
-    pipe.execute()
+    _scripts(redis)[1](keys=[wake_key(channel_id), last_push_key(channel_id)], args=[max(PUSH_INTERVAL_MS * 2, 1000)])
 
 
 def mark_channel_dirty(channel: Channel) -> int:

@@ -29,8 +29,7 @@ def push_channel(channel_id: int, correlation_id: str = "") -> dict:
     elif summary.failed or not summary.claimed:
         # Retries falling due, or listings another pusher holds; after a clean push nothing is left waiting
         # (a change committed meanwhile has woken its own push).
-        channel = Channel.objects.filter(pk=channel_id).first()
-        delay = outbound.next_retry_delay(channel) if channel is not None else None
+        delay = outbound.next_retry_delay(channel_id)
         if delay is not None and delay <= 60:
             # Short waits (first retries, another pusher's lease) as a countdown; longer ones are the sweeper's.
             wake_pushers([channel_id], countdown=max(delay, 0.05))

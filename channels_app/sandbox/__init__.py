@@ -113,32 +113,10 @@ def build_sandbox(
     return sandbox
 
 
-def start_sandbox(
-    kind: str,
-    *,
-    host: str = "127.0.0.1",
-    port: int = 0,
-    hub_url: str | None = None,
-    channel_slug: str | None = None,
-    webhook_secret: str | None = None,
-    credentials: dict | None = None,
-    plan: str | dict | None = None,
-    catalog: Iterable[dict] | None = None,
-    verbose: bool = False,
-) -> Sandbox:
-    """Start one sandbox on ``host:port`` (0 picks a free port) serving in a daemon thread."""
-    return build_sandbox(
-        kind,
-        host=host,
-        port=port,
-        hub_url=hub_url,
-        channel_slug=channel_slug,
-        webhook_secret=webhook_secret,
-        credentials=credentials,
-        plan=plan,
-        catalog=catalog,
-        verbose=verbose,
-    ).start()
+def start_sandbox(kind: str, **options) -> Sandbox:
+    """Start one sandbox on ``host:port`` (0 picks a free port) serving in a daemon thread; ``options`` as
+    ``build_sandbox``."""
+    return build_sandbox(kind, **options).start()
 
 
 class SandboxGroup(list):

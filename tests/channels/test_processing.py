@@ -266,3 +266,32 @@ def test_concurrent_events_of_one_channel_do_not_lock_each_other(setup):
     finally:
         release.set()
         holder.join()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_applying_a_one_line_order_stays_within_its_statement_budget():
+    """37 statements today (reserve + commit with idempotency records, ledger, order, inbox row); a regression
+    that adds per-line queries to the hot path shows here first."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from channels_app import inbound
+    from channels_app.models import InboundEvent
+    from tests.channels.helpers import list_sku, make_channel, map_location, shopify_order
+    from tests.factories import make_location, make_sku
+
+    wh = make_location()
+    skus = [make_sku(stock_at={wh: 100}) for _ in range(2)]
+    channel = make_channel("shopify")
+    map_location(channel, wh, "1")
+    for i, sku in enumerate(skus):
+        list_sku(channel, sku, external_variant_id=str(100 + i), external_inventory_item_id=str(200 + i))
+    counts = []
+    for k, sku in enumerate(skus):  # the first also warms per-process caches
+        event = InboundEvent.objects.create(channel=channel, dedup_key=f"d{k}", delivery_id=f"d{k}",
+                                            topic="orders/create", headers={},
+                                            body=shopify_order(5000 + k, [(9000 + k, sku.code, 100 + k, 1)]).decode())
+        with CaptureQueriesContext(connection) as queries:
+            assert inbound.process_event(event.pk) == "processed"
+        counts.append(len(queries.captured_queries))
+    assert counts[-1] <= 37, counts

@@ -105,3 +105,27 @@ def test_a_rate_limited_push_does_not_start_a_second_chain_when_a_push_is_queued
     sync.wake_pushers([CHANNEL])
     sync.wake_pushers([CHANNEL], countdown=0.5, hold=True)
     assert len(push_queue()) == 1
+
+
+@pytest.mark.django_db
+def test_a_listing_another_pusher_holds_is_looked_at_again_after_the_interval_not_the_lease():
+    from datetime import timedelta
+
+    from django.db.models import F
+    from django.utils import timezone
+
+    from channels_app import outbound
+    from channels_app.models import Listing
+    from tests.channels.helpers import list_sku, make_channel
+    from tests.factories import make_location, make_sku
+
+    channel = make_channel("standard")
+    listing = list_sku(channel, make_sku(stock_at={make_location(): 3}))
+    assert outbound.next_retry_delay(channel.pk) is None  # nothing out of date
+    Listing.objects.filter(pk=listing.pk).update(desired_version=F("pushed_version") + 1,
+                                                 lease_until=timezone.now() + timedelta(seconds=20))
+    # A live pusher is done well before its 20 s lease; changes during its push must not wait that long.
+    assert outbound.next_retry_delay(channel.pk) <= sync.PUSH_INTERVAL_MS / 1000 + 0.05
+    Listing.objects.filter(pk=listing.pk).update(lease_until=None,
+                                                 next_attempt_at=timezone.now() + timedelta(seconds=7))
+    assert 6 < outbound.next_retry_delay(channel.pk) <= 7.05  # a backoff retry waits its turn
