@@ -168,6 +168,11 @@ class Listing(models.Model):
     remote_seen_at = models.DateTimeField(null=True, blank=True)
     edited_on_channel_at = models.DateTimeField(null=True, blank=True,
                                                 help_text="The channel changed this stock on its own.")
+    # A compare-and-set conflict published our number less sales the channel made that we had not
+    # applied, as far as we could tell. If one of them was in fact applied already, that number is
+    # low for good; so the listing is pushed again once the sales in flight have had time to arrive.
+    recheck_after = models.DateTimeField(null=True, blank=True,
+                                         help_text="Push again then: a conflict's estimate of unseen sales expires.")
 
     status = models.CharField(max_length=16, choices=ListingStatus.choices, default=ListingStatus.PENDING)
     attempts = models.PositiveIntegerField(default=0)
@@ -185,6 +190,7 @@ class Listing(models.Model):
             models.Index(fields=["channel", "dirty_since"], condition=Q(desired_version__gt=F("pushed_version")),
                          name="listing_dirty"),
             models.Index(fields=["sku"], name="listing_sku"),
+            models.Index(fields=["recheck_after"], condition=Q(recheck_after__isnull=False), name="listing_recheck"),
         ]
 
     def __str__(self) -> str:

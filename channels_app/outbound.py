@@ -44,6 +44,10 @@ MAX_BACKOFF_SECONDS = 30
 # that other channels' pushes or inbound events need. Measured: 0.2 s here left a 2-process pool
 # asleep a third of the time at 10 orders/s with Amazon's 5 requests/s.
 MAX_INLINE_WAIT = float(os.environ.get("TALLY_PUSH_MAX_INLINE_WAIT", "0.02"))
+# How long after a compare-and-set conflict the number it published is pushed again: time enough for
+# the webhooks of the channel's own sales to arrive (platforms deliver in seconds), short enough that a
+# sale counted twice (applied, yet read as unseen) does not hold a unit off the channel for long.
+CONFLICT_RECHECK_SECONDS = float(os.environ.get("TALLY_CONFLICT_RECHECK_SECONDS", "30"))
 
 
 @dataclass
@@ -155,12 +159,13 @@ def _send_batch(channel: Channel, adapter: ChannelAdapter, batch: list[PushItem]
                 owner: uuid.UUID, summary: PushSummary, correlation_id: str, started: datetime,
                 previous_attempts: dict[int, int | None]) -> None:
     t0 = time.perf_counter()
+    hedged: set[int] = set()
     try:
         results = adapter.push(batch)
         conflicts = [r for r in results if r.conflict or (not r.ok and r.retryable and r.error.startswith("batch refused"))]
         if conflicts:
-            results = [r for r in results if r not in conflicts] + _reconcile_conflicts(adapter, batch, conflicts,
-                                                                                         previous_attempts)
+            reconciled, hedged = _reconcile_conflicts(adapter, batch, conflicts, previous_attempts)
+            results = [r for r in results if r not in conflicts] + reconciled
     except RateLimited as exc:
         adapter.limiter.block_for(exc.retry_after)
         metrics.RETRIES.labels(kind="push_429", channel=channel.slug).inc()
@@ -186,6 +191,10 @@ def _send_batch(channel: Channel, adapter: ChannelAdapter, batch: list[PushItem]
     if acknowledged:
         _record_ok(acknowledged, owner, started, channel, correlation_id)
         summary.pushed += len(acknowledged)
+        recheck = [listing.pk for listing, *_ in acknowledged if listing.pk in hedged]
+        if recheck:
+            Listing.objects.filter(pk__in=recheck).update(
+                recheck_after=timezone.now() + timedelta(seconds=CONFLICT_RECHECK_SECONDS))
     for result in results:
         item = by_id[result.listing_id]
         if not result.ok:
@@ -201,14 +210,19 @@ def _send_batch(channel: Channel, adapter: ChannelAdapter, batch: list[PushItem]
 
 
 def _reconcile_conflicts(adapter: ChannelAdapter, batch: list[PushItem], conflicts: list[PushResult],
-                         previous_attempts: dict[int, int | None]) -> list[PushResult]:
+                         previous_attempts: dict[int, int | None]) -> tuple[list[PushResult], set[int]]:
     """A compare-and-set was refused: the channel changed under us, most likely a sale we have not
     been told of yet. Publish our number less what the channel sold meanwhile, compared against what
     it holds now, so a stale higher number never lands over that sale. If the channel holds exactly
     what an earlier, unrecorded attempt of ours sent (its pusher died after the channel applied it),
-    nothing was sold: publish our number as it is."""
+    nothing was sold: publish our number as it is.
+
+    "Sold meanwhile" is an estimate: a sale made while our last push was in flight may be applied here
+    and still be read as unseen. Returns the results and the listings published below our number, which
+    are pushed again after ``CONFLICT_RECHECK_SECONDS`` (``recheck_conflicted``)."""
     by_id = {item.listing.id: item for item in batch}
     retry = []
+    hedged: set[int] = set()
     for result in conflicts:
         item = by_id[result.listing_id]
         actual = result.remote_quantity
@@ -217,12 +231,33 @@ def _reconcile_conflicts(adapter: ChannelAdapter, batch: list[PushItem], conflic
             continue
         ours = actual == previous_attempts.get(item.listing.id)
         unseen = (item.expected_remote - actual) if item.expected_remote is not None and not ours else 0
+        if unseen > 0 and item.quantity > 0:
+            hedged.add(item.listing.id)
         retry.append(PushItem(listing=item.listing, quantity=max(item.quantity - max(unseen, 0), 0),
                               expected_remote=actual))
         metrics.RETRIES.labels(kind="push_conflict", channel=adapter.channel.slug).inc()
     results = adapter.push(retry)
     return [PushResult(listing_id=r.listing_id, ok=False, error=f"compare-and-set conflict twice: {r.error}",
-                       http_status=r.http_status) if r.conflict else r for r in results]
+                       http_status=r.http_status) if r.conflict else r for r in results], hedged
+
+
+def recheck_conflicted(now: datetime | None = None) -> set[int]:
+    """Mark out of date the listings whose conflict estimate has expired; returns their channels.
+
+    By now the channel's sales in flight have been applied (lowering our number, which the push then
+    finds already on the channel) or never will be, and our number goes out as it is."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        due = list(Listing.objects.filter(recheck_after__lte=now).select_for_update(skip_locked=True, of=("self",))
+                   .order_by().values_list("pk", "channel_id")[:1000])
+        if not due:
+            return set()
+        Listing.objects.filter(pk__in=[pk for pk, _ in due]).update(
+            recheck_after=None, desired_version=F("desired_version") + 1,
+            dirty_since=Case(When(dirty_since__isnull=True, then=Value(timezone.now())), default=F("dirty_since")),
+            status=Case(When(status=ListingStatus.FAILED, then=Value(ListingStatus.FAILED)),
+                        default=Value(ListingStatus.PENDING), output_field=CharField()))
+    return {channel_id for _, channel_id in due}
 
 
 def _record_ok(acknowledged: list[tuple[Listing, int, int, int | None]], owner: uuid.UUID, started: datetime,
@@ -248,7 +283,7 @@ def _record_ok(acknowledged: list[tuple[Listing, int, int, int | None]], owner: 
             dirty_since=Case(When(behind, then=Value(started)), default=Value(None), output_field=DateTimeField()),
             status=Case(When(behind, then=Value(ListingStatus.PENDING)), default=Value(ListingStatus.OK),
                         output_field=CharField()))
-        lags = {listing.pk: int((now - listing.dirty_since).total_seconds() * 1000) if listing.dirty_since else None
+        lags = {listing.pk: max(int((now - listing.dirty_since).total_seconds() * 1000), 0) if listing.dirty_since else None
                 for listing, *_ in rows}
         if sent:
             PushLog.objects.bulk_create([

@@ -39,7 +39,8 @@ def push_channel(channel_id: int, correlation_id: str = "") -> dict:
 
 @shared_task(name="push.sweep")
 def sweep_pushes() -> int:
-    channel_ids = outbound.channels_needing_push()
+    recheck = outbound.recheck_conflicted()
+    channel_ids = set(outbound.channels_needing_push()) | recheck
     wake_pushers(channel_ids)
     return len(channel_ids)
 

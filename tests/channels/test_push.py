@@ -137,6 +137,45 @@ def test_compare_and_set_conflict_never_lands_a_stale_higher_number():
         assert log.quantity == 7
 
 
+def test_a_conflict_estimate_that_counted_an_applied_sale_twice_is_undone_by_the_recheck():
+    """A sale the hub already applied is still read as unseen (it landed on the channel while our last
+    push was in flight): the conflict publishes one unit too few, safely, and the recheck restores it."""
+    wh = make_location()
+    tee = make_sku(stock_at={wh: 10})
+    channel, sandbox = connect("shopify", {tee: 0})
+    with sandbox:
+        converge(channel)
+        sandbox.state.patch_inventory([{"sku": tee.code, "quantity": 9}])  # the channel's sale...
+        stock.commit(reservation_id=stock.reserve(lines=[LineRequest(tee.code, 1)])["id"])  # ...applied, remote not noted
+        converge(channel)
+        assert remote(sandbox, tee) == 8  # counted twice: low, never high
+        listing = Listing.objects.get(channel=channel)
+        assert listing.recheck_after is not None and listing.in_sync
+        assert outbound.recheck_conflicted() == set()  # not before the sales in flight had their time
+        assert outbound.recheck_conflicted(listing.recheck_after + timedelta(seconds=1)) == {channel.pk}
+        converge(channel)
+        assert remote(sandbox, tee) == 9
+        assert_converged(channel, sandbox)
+
+
+def test_a_recheck_keeps_a_sale_that_was_really_unseen():
+    wh = make_location()
+    tee = make_sku(stock_at={wh: 10})
+    channel, sandbox = connect("shopify", {tee: 0})
+    with sandbox:
+        converge(channel)
+        sandbox.state.patch_inventory([{"sku": tee.code, "quantity": 9}])  # sold on Shopify, webhook on its way
+        stock.receive(sku=tee, location=wh, quantity=2, reference="delivery")  # any change wakes a push
+        converge(channel)
+        assert remote(sandbox, tee) == 11  # 12 less the unseen sale
+        stock.commit(reservation_id=stock.reserve(lines=[LineRequest(tee.code, 1)])["id"])  # the sale's webhook arrives
+        converge(channel)
+        outbound.recheck_conflicted(timezone.now() + timedelta(hours=1))
+        converge(channel)
+        assert remote(sandbox, tee) == 11
+        assert_converged(channel, sandbox)
+
+
 def test_rate_limit_is_never_exceeded_with_several_pushers_at_once():
     wh = make_location()
     skus = [make_sku(stock_at={wh: i + 1}) for i in range(60)]
