@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from inventory_app.models import BundleComponent, Location, Sku, StockLevel
+from inventory_app.models import BundleComponent, Sku, StockLevel
 
 
 @dataclass
@@ -35,13 +35,23 @@ class SkuAvailability:
     locations: list[LocationAvailability] = field(default_factory=list)
 
 
-def _location_rows(sku_ids: Iterable[int], location_ids: Iterable[int] | None) -> dict[int, dict[int, StockLevel]]:
+@dataclass(frozen=True)
+class _Row:
+    location: str
+    on_hand: int
+    reserved: int
+    allowance: int
+
+
+def _location_rows(sku_ids: Iterable[int], location_ids: Iterable[int] | None) -> dict[int, dict[int, _Row]]:
+    # Plain values with the location's code joined in: this runs on every push of every channel.
     qs = StockLevel.objects.filter(sku_id__in=set(sku_ids), location__is_active=True)
     if location_ids is not None:
         qs = qs.filter(location_id__in=set(location_ids))
-    rows: dict[int, dict[int, StockLevel]] = defaultdict(dict)
-    for row in qs:
-        rows[row.sku_id][row.location_id] = row
+    rows: dict[int, dict[int, _Row]] = defaultdict(dict)
+    for sku_id, location_id, code, on_hand, reserved, allowance in qs.order_by().values_list(
+            "sku_id", "location_id", "location__code", "on_hand", "reserved", "allowance"):
+        rows[sku_id][location_id] = _Row(code, on_hand, reserved, allowance)
     return rows
 
 
@@ -58,14 +68,13 @@ def availability_for_skus(
         components[bundle_id].append((component_id, qty))
     wanted = {s.id for s in skus} | {c for parts in components.values() for c, _ in parts}
     rows = _location_rows(wanted, location_ids)
-    codes = dict(Location.objects.values_list("id", "code"))
 
     def single(sku_id: int, code: str) -> SkuAvailability:
         locs = []
-        for location_id, row in sorted(rows.get(sku_id, {}).items()):
+        for _, row in sorted(rows.get(sku_id, {}).items()):
             free = row.on_hand - row.reserved
             locs.append(LocationAvailability(
-                location=codes[location_id], on_hand=row.on_hand, reserved=row.reserved,
+                location=row.location, on_hand=row.on_hand, reserved=row.reserved,
                 available=max(free, 0), allowance_left=max(row.allowance + min(free, 0), 0),
             ))
         available = sum(loc.available for loc in locs)
