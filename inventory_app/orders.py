@@ -59,12 +59,13 @@ def place_order(
     total: Decimal = Decimal("0"),
     placed_at: datetime | None = None,
 ) -> dict:
-    """Record a channel's order and take its units from stock (reserve + commit per line).
+    """Record a channel's order and take its units from stock (``stock.sell`` per line).
 
     A line the hub cannot cover is recorded as ``short``: the channel already sold it, so the
     order is a fact; the shortfall is what the operator (and the oversell figures) must see.
     """
-    with transaction.atomic():
+    # No savepoint of its own: inside an inbox event's transaction a failure rolls back with the event's.
+    with transaction.atomic(savepoint=False):
         order = _locked_order(channel, external_id)
         if order is None:
             try:
@@ -85,10 +86,9 @@ def place_order(
             key = f"order:{channel}:{external_id}:{line.external_id}"
             reservation_id, status = None, OrderLineStatus.COMMITTED
             try:
-                held = stock.reserve(lines=[LineRequest(line.sku.code, line.quantity)], channel=channel,
-                                     reference=f"{channel}:{external_id}", key=f"{key}:reserve")
-                stock.commit(reservation_id=held["id"], key=f"{key}:commit", source=channel)
-                reservation_id = held["id"]
+                sold = stock.sell(lines=[LineRequest(line.sku.code, line.quantity)], channel=channel,
+                                  reference=f"{channel}:{external_id}", key=f"{key}:sell")
+                reservation_id = sold["id"]
                 applied.append(line)
             except InsufficientStock:
                 status = OrderLineStatus.SHORT

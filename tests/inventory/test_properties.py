@@ -47,6 +47,7 @@ class InventoryMachine(RuleBasedStateMachine):
         self.keyed: dict[str, tuple[list[LineRequest], dict]] = {}
         self.clock = timezone.now()
         self.watermark: dict[tuple[int, int], object] = {}
+        self.sales: list[str] = []
 
     # -- helpers
     def _held(self, result) -> dict[tuple[int, int], int]:
@@ -110,6 +111,22 @@ class InventoryMachine(RuleBasedStateMachine):
         self.active[result["id"]] = held
         if key:
             self.keyed[key] = (lines, result)
+
+    @rule(which=st.lists(st.tuples(st.integers(0, 3), qty), min_size=1, max_size=3), repeat=st.booleans())
+    def sell(self, which, repeat):
+        lines = [LineRequest(self.all_codes[i], n) for i, n in which]
+        key = f"sale-{len(self.sales)}-{id(self)}"
+        try:
+            result = stock.sell(lines=lines, key=key)
+        except InsufficientStock:
+            return
+        self.sales.append(result["id"])
+        for cell, n in self._held(result).items():
+            self.model[cell][0] -= n
+        if repeat:  # a redelivered order: the same key answers the first sale and moves nothing
+            ledger_before = StockLedgerEntry.objects.count()
+            assert stock.sell(lines=lines, key=key)["id"] == result["id"]
+            assert StockLedgerEntry.objects.count() == ledger_before, "a repeated sale changed the ledger"
 
     @precondition(lambda self: self.active)
     @rule(data=st.data(), commit=st.booleans())
