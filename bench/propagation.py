@@ -318,7 +318,7 @@ def report(rows: list[dict], s: stack.Stack, args, total: float) -> str:
             f"{len(s.skus)} SKUs listed on every channel, orders of 1-2 units (Zipf-like SKU choice, uniform channel) "
             f"placed open-loop via `POST /_sandbox/orders`; gunicorn {s.web_workers}x{s.web_threads}, "
             f"{s.n_celery} Celery worker(s) x{s.concurrency}"
-            f"{f' + {s.n_pushers} push worker(s) x{s.push_threads} threads' if s.n_pushers else ''}"
+            f"{f' + {s.n_pushers} push worker(s) x{s.push_threads} {s.push_pool}' if s.n_pushers else ''}"
             f"{', celery beat (sweepers)' if s.beat else ', no beat'}. "
             f"Lag = scheduled send → the last *other* channel's "
             f"stock reflects the sale (sandbox write hooks, no polling). CPU = cores used while sending.\n\n")
@@ -368,7 +368,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--pushers", type=int, default=1,
                         help="push-queue workers (threads pool) beside the others, as make run has; 0: one pool for all")
-    parser.add_argument("--push-threads", type=int, default=8)
+    parser.add_argument("--push-threads", type=int, default=8, help="push pool concurrency")
+    parser.add_argument("--push-pool", default="threads", help="threads (make run) or prefork")
     parser.add_argument("--no-beat", action="store_true", help="run without celery beat (no inbox/push sweepers)")
     parser.add_argument("--profile", action="store_true", help="py-spy the Celery pool and gunicorn (needs py-spy)")
     parser.add_argument("--seed", type=int, default=7)
@@ -386,7 +387,7 @@ def main() -> None:
     with stack.Stack(NAME, channels=CHANNELS, skus=args.skus, stock=stock_of, web_workers=int(workers),
                      web_threads=int(threads), celery_workers=args.celery_workers, concurrency=args.concurrency,
                      webhook_workers=2, beat=not args.no_beat, pushers=args.pushers,
-                     push_threads=args.push_threads) as s:
+                     push_threads=args.push_threads, push_pool=args.push_pool) as s:
         rec = Recorder(s.sandboxes)
         for n, rate in enumerate(rates):
             rows.append(run_step(s, rec, rate, args.seconds, (n + 1) * 1_000_000, rng, args.drain,

@@ -229,7 +229,7 @@ class Stack:
                  stock: int | Sequence[int] | Callable[[int], int] = 1000, web_workers: int = 2, web_threads: int = 4,
                  web_args: Sequence[str] = (), celery_workers: int = 1, concurrency: int = 2, pool: str = "prefork",
                  beat: bool = False, extra_env: dict[str, str] | None = None, webhook_workers: int = 1,
-                 quiet: bool = False, pushers: int = 0, push_threads: int = 8):
+                 quiet: bool = False, pushers: int = 0, push_threads: int = 8, push_pool: str = "threads"):
         self.name = name
         self.db = db_name(name)
         self.channel_specs = [tuple(c) for c in channels]
@@ -239,7 +239,7 @@ class Stack:
         self.n_celery, self.concurrency, self.pool, self.want_beat = celery_workers, concurrency, pool, beat
         # pushers > 0: the production layout (scripts/run.sh): the Celery workers above take inbound, default and
         # batch work, and this many more take the push queue in a thread pool (pushes wait on channel I/O).
-        self.n_pushers, self.push_threads = pushers, push_threads
+        self.n_pushers, self.push_threads, self.push_pool = pushers, push_threads, push_pool
         self.extra_env = dict(extra_env or {})
         self.webhook_workers = webhook_workers
         self.quiet = quiet
@@ -466,7 +466,7 @@ class Stack:
 
     def _pusher(self, i: int) -> Proc:
         return Proc(f"pusher{i}", [sys.executable, "-m", "celery", "-A", "hub", "worker", "-Q", "push",
-                                   "-c", str(self.push_threads), "-P", "threads", "-n", f"benchpush{i}-{self.name}@%h",
+                                   "-c", str(self.push_threads), "-P", self.push_pool, "-n", f"benchpush{i}-{self.name}@%h",
                                    "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "INFO"],
                     self.env(), self.log_dir / f"pusher{i}.log")
 

@@ -26,7 +26,7 @@ from channels_app import metrics
 from channels_app.adapters import adapter_for
 from channels_app.adapters.base import ChannelAdapter, PushItem, PushResult
 from channels_app.adapters.http import ChannelError, PermanentError, RateLimited
-from channels_app.models import Channel, Listing, ListingStatus, PushLog
+from channels_app.models import Channel, InboundEvent, InboundStatus, Listing, ListingStatus, PushLog
 from channels_app.rules import desired_quantities
 from channels_app.sync import PUSH_INTERVAL_MS, start_push
 from hub.observability import correlation_id as current_correlation_id
@@ -83,12 +83,14 @@ def claim(channel: Channel, *, limit: int, owner: uuid.UUID) -> list[tuple[Listi
     skip_locked = " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {LISTINGS} SET lease_owner = %s, lease_until = %s WHERE id IN ("
-            f"SELECT id FROM {LISTINGS} WHERE channel_id = %s AND desired_version > pushed_version AND status <> %s "
+            # MATERIALIZED: picked once; as a plain IN (subquery) the planner may rescan it and lease past the limit.
+            f"WITH picked AS MATERIALIZED (SELECT id FROM {LISTINGS} WHERE channel_id = %s "
+            f"AND desired_version > pushed_version AND status <> %s "
             f"AND (next_attempt_at IS NULL OR next_attempt_at <= %s) AND (lease_until IS NULL OR lease_until < %s) "
-            f"ORDER BY dirty_since ASC NULLS FIRST, id LIMIT %s{skip_locked}) RETURNING id",
-            [_uuid_param(owner), ops.adapt_datetimefield_value(now + timedelta(seconds=LEASE_SECONDS)), channel.pk,
-             ListingStatus.FAILED, ops.adapt_datetimefield_value(now), ops.adapt_datetimefield_value(now), limit])
+            f"ORDER BY dirty_since ASC NULLS FIRST, id LIMIT %s{skip_locked}) "
+            f"UPDATE {LISTINGS} SET lease_owner = %s, lease_until = %s WHERE id IN (SELECT id FROM picked) RETURNING id",
+            [channel.pk, ListingStatus.FAILED, ops.adapt_datetimefield_value(now), ops.adapt_datetimefield_value(now),
+             limit, _uuid_param(owner), ops.adapt_datetimefield_value(now + timedelta(seconds=LEASE_SECONDS))])
         ids = [row[0] for row in cursor.fetchall()]
     if not ids:
         return []
@@ -213,12 +215,8 @@ def _send_batch(channel: Channel, adapter: ChannelAdapter, batch: list[PushItem]
                     for r in results if r.ok]
     channel_ok = bool(acknowledged)
     if acknowledged:
-        _record_ok(acknowledged, owner, started, channel, correlation_id)
+        _record_ok(acknowledged, owner, started, channel, correlation_id, hedged=hedged)
         summary.pushed += len(acknowledged)
-        recheck = [listing.pk for listing, *_ in acknowledged if listing.pk in hedged]
-        if recheck:
-            Listing.objects.filter(pk__in=recheck).update(
-                recheck_after=timezone.now() + timedelta(seconds=CONFLICT_RECHECK_SECONDS))
     for result in results:
         item = by_id[result.listing_id]
         if not result.ok:
@@ -269,25 +267,46 @@ def recheck_conflicted(now: datetime | None = None) -> set[int]:
     """Mark out of date the listings whose conflict estimate has expired; returns their channels.
 
     By now the channel's sales in flight have been applied (lowering our number, which the push then
-    finds already on the channel) or never will be, and our number goes out as it is."""
+    finds already on the channel) or never will be, and our number goes out as it is. Not while that
+    channel still has webhooks received before the conflict waiting to be applied (a backlog, or a cancel
+    waiting for its order): one of them may be the sale, so the recheck waits for them. Not while a
+    pusher holds the listing (its push may be measuring a fresh conflict)."""
     now = now or timezone.now()
+    due = Listing.objects.filter(recheck_after__lte=now).filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+    if not due.exists():  # a plain read first: on SQLite the locking update takes the database's write lock
+        return set()
+    marked: set[int] = set()
     with transaction.atomic():
-        due = list(Listing.objects.filter(recheck_after__lte=now).select_for_update(skip_locked=True, of=("self",))
-                   .order_by().values_list("pk", "channel_id")[:1000])
-        if not due:
-            return set()
-        Listing.objects.filter(pk__in=[pk for pk, _ in due]).update(
-            recheck_after=None, desired_version=F("desired_version") + 1,
-            dirty_since=Case(When(dirty_since__isnull=True, then=Value(timezone.now())), default=F("dirty_since")),
-            status=Case(When(status=ListingStatus.FAILED, then=Value(ListingStatus.FAILED)),
-                        default=Value(ListingStatus.PENDING), output_field=CharField()))
-    return {channel_id for _, channel_id in due}
+        rows = list(due.select_for_update(skip_locked=True, of=("self",)).order_by()
+                    .values_list("pk", "channel_id", "recheck_after")[:1000])
+        conflicts_at: dict[int, datetime] = {}
+        for _, channel_id, recheck_after in rows:
+            at = recheck_after - timedelta(seconds=CONFLICT_RECHECK_SECONDS)
+            conflicts_at[channel_id] = max(at, conflicts_at.get(channel_id, at))
+        waiting = {channel_id for channel_id, at in conflicts_at.items() if InboundEvent.objects.filter(
+            channel_id=channel_id, status__in=[InboundStatus.PENDING, InboundStatus.RETRYING],
+            received_at__lte=at).exists()}
+        later = [pk for pk, channel_id, _ in rows if channel_id in waiting]
+        if later:
+            Listing.objects.filter(pk__in=later).update(recheck_after=now + timedelta(seconds=5))
+        ready = [(pk, channel_id) for pk, channel_id, _ in rows if channel_id not in waiting]
+        if ready:
+            Listing.objects.filter(pk__in=[pk for pk, _ in ready]).update(
+                recheck_after=None, desired_version=F("desired_version") + 1,
+                dirty_since=Case(When(dirty_since__isnull=True, then=Value(timezone.now())), default=F("dirty_since")),
+                status=Case(When(status=ListingStatus.FAILED, then=Value(ListingStatus.FAILED)),
+                            default=Value(ListingStatus.PENDING), output_field=CharField()))
+            marked = {channel_id for _, channel_id in ready}
+    return marked
 
 
 def _record_ok(acknowledged: list[tuple[Listing, int, int, int | None]], owner: uuid.UUID, started: datetime,
-               channel: Channel, correlation_id: str, *, sent: bool = True) -> None:
+               channel: Channel, correlation_id: str, *, sent: bool = True, hedged: set[int] = frozenset()) -> None:
     """Record what the channel now holds, for a whole batch in two statements: (listing, version carried,
-    quantity acknowledged, HTTP status) each. A listing whose lease we lost is left to the pusher that took it."""
+    quantity acknowledged, HTTP status) each. A listing whose lease we lost is left to the pusher that took it.
+
+    ``hedged``: listings published below our number after a compare-and-set conflict get their recheck time;
+    on the others any pending recheck is dropped (what they show now needs none)."""
     now = timezone.now()
     ops = connection.ops
     by_pk = {listing.pk: (listing, version, quantity, status) for listing, version, quantity, status in acknowledged}
@@ -297,6 +316,10 @@ def _record_ok(acknowledged: list[tuple[Listing, int, int, int | None]], owner: 
     quantity = f"CAST(CASE id {cases} END AS INTEGER)"
     quantities = [v for pk, (_, _, q, _) in by_pk.items() for v in (pk, q)]
     at = ops.adapt_datetimefield_value(now)
+    hedged = [pk for pk in by_pk if pk in hedged]
+    recheck = (f"CASE WHEN id IN ({', '.join(['%s'] * len(hedged))}) THEN %s ELSE NULL END" if hedged else "NULL")
+    recheck_params = [*hedged, ops.adapt_datetimefield_value(now + timedelta(seconds=CONFLICT_RECHECK_SECONDS))] \
+        if hedged else []
     with transaction.atomic():
         # One UPDATE for the batch, in plain SQL (the ORM spent more time building it than PostgreSQL running it).
         # Only rows we still lease; changes committed after our claim keep a listing out of date, its lag
@@ -307,11 +330,11 @@ def _record_ok(acknowledged: list[tuple[Listing, int, int, int | None]], owner: 
                 f"desired_quantity = {quantity}, remote_quantity = {quantity}, pushed_at = %s, remote_seen_at = %s, "
                 f"attempts = 0, next_attempt_at = NULL, last_error = '', lease_owner = NULL, lease_until = NULL, "
                 f"dirty_since = CASE WHEN desired_version > {version} THEN %s ELSE NULL END, "
-                f"status = CASE WHEN desired_version > {version} THEN %s ELSE %s END "
+                f"status = CASE WHEN desired_version > {version} THEN %s ELSE %s END, recheck_after = {recheck} "
                 f"WHERE id IN ({', '.join(['%s'] * len(by_pk))}) AND lease_owner = %s RETURNING id",
                 [*versions, *quantities, *quantities, *quantities, at, at, *versions,
                  ops.adapt_datetimefield_value(started), *versions, ListingStatus.PENDING, ListingStatus.OK,
-                 *by_pk, _uuid_param(owner)])
+                 *recheck_params, *by_pk, _uuid_param(owner)])
             mine = {row[0] for row in cursor.fetchall()}
         rows = [by_pk[pk] for pk in by_pk if pk in mine]
         if not rows:

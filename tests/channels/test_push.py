@@ -11,7 +11,7 @@ from django.db import connection
 from django.utils import timezone
 
 from channels_app import outbound
-from channels_app.models import Channel, Listing, ListingStatus, PushLog
+from channels_app.models import Channel, InboundEvent, InboundStatus, Listing, ListingStatus, PushLog
 from channels_app.rules import desired_quantities
 from inventory_app import stock
 from inventory_app.stock import LineRequest
@@ -156,6 +156,46 @@ def test_a_conflict_estimate_that_counted_an_applied_sale_twice_is_undone_by_the
         converge(channel)
         assert remote(sandbox, tee) == 9
         assert_converged(channel, sandbox)
+
+
+def test_a_recheck_waits_while_webhooks_from_before_the_conflict_are_unapplied():
+    """The sale read as unseen may sit in the inbox (a backlog, a retry): republishing our number before it
+    is applied would offer a unit that is gone."""
+    wh = make_location()
+    tee = make_sku(stock_at={wh: 10})
+    channel, sandbox = connect("shopify", {tee: 0})
+    with sandbox:
+        converge(channel)
+        sandbox.state.patch_inventory([{"sku": tee.code, "quantity": 9}])
+        stock.receive(sku=tee, location=wh, quantity=2, reference="delivery")
+        converge(channel)
+        assert remote(sandbox, tee) == 11
+        listing = Listing.objects.get(channel=channel)
+        conflict_at = listing.recheck_after - timedelta(seconds=outbound.CONFLICT_RECHECK_SECONDS)
+        sale = InboundEvent.objects.create(channel=channel, dedup_key="late-sale", topic="orders/create", headers={},
+                                           body="{}", received_at=conflict_at - timedelta(seconds=1))
+        due = listing.recheck_after + timedelta(seconds=1)
+        assert outbound.recheck_conflicted(due) == set()  # the sale may be in there: keep the estimate
+        assert Listing.objects.get(pk=listing.pk).recheck_after > listing.recheck_after
+        InboundEvent.objects.filter(pk=sale.pk).update(status=InboundStatus.PROCESSED)
+        assert outbound.recheck_conflicted(due + timedelta(minutes=1)) == {channel.pk}
+        converge(channel)
+        assert remote(sandbox, tee) == 12
+
+
+def test_a_clean_push_drops_a_pending_recheck():
+    wh = make_location()
+    tee = make_sku(stock_at={wh: 10})
+    channel, sandbox = connect("shopify", {tee: 0})
+    with sandbox:
+        converge(channel)
+        sandbox.state.patch_inventory([{"sku": tee.code, "quantity": 9}])
+        stock.receive(sku=tee, location=wh, quantity=2, reference="delivery")
+        converge(channel)
+        assert Listing.objects.get(channel=channel).recheck_after is not None
+        stock.receive(sku=tee, location=wh, quantity=1, reference="delivery")  # pushed without a conflict
+        converge(channel)
+        assert Listing.objects.get(channel=channel).recheck_after is None
 
 
 def test_a_recheck_keeps_a_sale_that_was_really_unseen():

@@ -6,6 +6,7 @@ database must agree with it, with the ledger, and with the CHECK invariants.
 
 from __future__ import annotations
 
+import uuid
 from collections import defaultdict
 from datetime import timedelta
 
@@ -115,7 +116,7 @@ class InventoryMachine(RuleBasedStateMachine):
     @rule(which=st.lists(st.tuples(st.integers(0, 3), qty), min_size=1, max_size=3), repeat=st.booleans())
     def sell(self, which, repeat):
         lines = [LineRequest(self.all_codes[i], n) for i, n in which]
-        key = f"sale-{len(self.sales)}-{id(self)}"
+        key = f"sale-{uuid.uuid4()}"  # the database outlives each example's machine: keys must never repeat
         try:
             result = stock.sell(lines=lines, key=key)
         except InsufficientStock:
