@@ -58,12 +58,14 @@ ADMIN_PASSWORD=$(cat var/admin-password)
 WEB_BIND=127.0.0.1:$WEB_PORT $BIN/gunicorn -c hub/gunicorn.conf.py hub.wsgi:application \
   --access-logfile var/log/web-access.log --error-logfile var/log/web.log &
 pids+=($!)
-# Inbound and batch work on processes; pushes are network-bound, so they get a thread pool of their
-# own and a throttled or slow channel never holds the processes inbound events need.
+# Inbound and batch work on processes; pushes are network-bound, so they get a pool of their own (threads:
+# many requests in flight to slow platforms) and a throttled or slow channel never holds the processes inbound
+# events need. PUSH_POOL=prefork PUSH_CONCURRENCY=3 did better against the loopback sandboxes (README).
 $BIN/celery -A hub worker -Q inbound,default,batch --concurrency 2 -n "inbound@%h" --loglevel INFO \
   --logfile var/log/worker-inbound.log &
 pids+=($!)
-$BIN/celery -A hub worker -Q push --pool threads --concurrency 8 -n "push@%h" --loglevel INFO \
+$BIN/celery -A hub worker -Q push --pool "${PUSH_POOL:-threads}" --concurrency "${PUSH_CONCURRENCY:-8}" -n "push@%h" \
+  --loglevel INFO \
   --logfile var/log/worker-push.log &
 pids+=($!)
 $BIN/celery -A hub beat --loglevel INFO --logfile var/log/beat.log --pidfile var/beat.pid &
