@@ -239,7 +239,8 @@ def run_mode(mode: str, sale: dict, args) -> dict:
              ", real-time pushes"), file=sys.stderr, flush=True)
     with stack.Stack(NAME, channels=channels, skus=len(sale["stocks"]), stock=sale["stocks"], web_workers=2,
                      web_threads=4, celery_workers=args.celery_workers, concurrency=args.concurrency, webhook_workers=2,
-                     beat=True, pushers=args.pushers, push_threads=args.push_threads) as s:
+                     beat=True, pushers=args.pushers, push_threads=args.push_threads,
+                     push_pool=args.push_pool) as s:
         initial = dict(s.stock)
         rec = _tally.WriteRecorder(s.sandboxes)
         stop, counts, pollers = threading.Event(), collections.Counter(), []
@@ -332,7 +333,7 @@ def report(rows: list[dict], sale: dict, args, total: float) -> str:
             f"({sum(r['qty'] for r in sale['restocks'])} units); Zipf(1.0) SKU popularity, uniform channel, 1-2 units. "
             f"{n:,} attempts, the same sequence in each mode, each a `POST /_sandbox/orders` that the channel accepts "
             f"only if it shows enough stock. gunicorn 2x4, {args.celery_workers} Celery worker(s) x{args.concurrency} "
-            f"(inbound, default, batch){f' + {args.pushers} push worker(s) x{args.push_threads} threads' if args.pushers else ''}"
+            f"(inbound, default, batch){f' + {args.pushers} push worker(s) x{args.push_threads} {args.push_pool}' if args.pushers else ''}"
             f", beat.\n\n"
             f"**Time compression**: 1 simulated minute = 1 real second. The attempt rate ramps linearly from "
             f"{args.r0:g} to {args.r1:g} per real second (= {args.r0:g} to {args.r1:g} per simulated minute) over "
@@ -416,7 +417,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--pushers", type=int, default=1,
                         help="push-queue workers (threads pool) as make run has; 0: every worker on every queue")
-    parser.add_argument("--push-threads", type=int, default=8)
+    parser.add_argument("--push-threads", type=int, default=8, help="push pool concurrency")
+    parser.add_argument("--push-pool", default="threads", help="threads (make run) or prefork")
     args = parser.parse_args()
     if args.quick:
         args.count, args.r0, args.r1, args.stock_scale, args.drain = 300, 10, 40, 0.25, 20
