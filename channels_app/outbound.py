@@ -68,6 +68,7 @@ def backoff(attempts: int) -> float:
 
 
 def dirty_listings(channel: Channel, now: datetime):
+    # ``claim`` states the same rule in plain SQL; test_the_claim_takes_exactly_what_dirty_listings_names.
     return Listing.objects.filter(channel=channel, desired_version__gt=F("pushed_version")).exclude(
         status=ListingStatus.FAILED).filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)).filter(
         Q(lease_until__isnull=True) | Q(lease_until__lt=now))
@@ -316,10 +317,10 @@ def _record_ok(acknowledged: list[tuple[Listing, int, int, int | None]], owner: 
     quantity = f"CAST(CASE id {cases} END AS INTEGER)"
     quantities = [v for pk, (_, _, q, _) in by_pk.items() for v in (pk, q)]
     at = ops.adapt_datetimefield_value(now)
-    hedged = [pk for pk in by_pk if pk in hedged]
-    recheck = (f"CASE WHEN id IN ({', '.join(['%s'] * len(hedged))}) THEN %s ELSE NULL END" if hedged else "NULL")
-    recheck_params = [*hedged, ops.adapt_datetimefield_value(now + timedelta(seconds=CONFLICT_RECHECK_SECONDS))] \
-        if hedged else []
+    low = [pk for pk in by_pk if pk in hedged]
+    recheck = f"CASE WHEN id IN ({', '.join(['%s'] * len(low))}) THEN %s ELSE NULL END" if low else "NULL"
+    recheck_params = [*low, ops.adapt_datetimefield_value(now + timedelta(seconds=CONFLICT_RECHECK_SECONDS))] \
+        if low else []
     with transaction.atomic():
         # One UPDATE for the batch, in plain SQL (the ORM spent more time building it than PostgreSQL running it).
         # Only rows we still lease; changes committed after our claim keep a listing out of date, its lag

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.db.models import F
 from django.utils import timezone
 
 from channels_app import outbound
@@ -214,6 +216,29 @@ def test_a_recheck_keeps_a_sale_that_was_really_unseen():
         converge(channel)
         assert remote(sandbox, tee) == 11
         assert_converged(channel, sandbox)
+
+
+def test_the_claim_takes_exactly_what_dirty_listings_names():
+    """The claim is plain SQL for speed; ``dirty_listings`` is the same rule in the ORM (sweeper, tests):
+    they must agree on failed, leased, waiting, clean and out-of-date listings."""
+    wh = make_location()
+    skus = [make_sku(stock_at={wh: 5}) for _ in range(6)]
+    channel, sandbox = connect("woocommerce", {s: 0 for s in skus})
+    with sandbox:
+        now = timezone.now()
+        rows = list(Listing.objects.filter(channel=channel).order_by("id"))
+        Listing.objects.filter(pk=rows[0].pk).update(pushed_version=F("desired_version"))  # clean
+        Listing.objects.filter(pk=rows[1].pk).update(status=ListingStatus.FAILED)
+        Listing.objects.filter(pk=rows[2].pk).update(lease_until=now + timedelta(seconds=30))  # another pusher's
+        Listing.objects.filter(pk=rows[3].pk).update(next_attempt_at=now + timedelta(seconds=30))  # backing off
+        Listing.objects.filter(pk=rows[4].pk).update(lease_until=now - timedelta(seconds=1))  # a dead pusher's
+        expected = set(outbound.dirty_listings(channel, timezone.now()).values_list("pk", flat=True))
+        assert expected == {rows[4].pk, rows[5].pk}
+        first = outbound.claim(channel, limit=1, owner=uuid.uuid4())
+        rest = outbound.claim(channel, limit=10, owner=uuid.uuid4())
+        assert len(first) == 1  # never past the limit
+        assert {listing.pk for listing, _ in first + rest} == expected
+        assert outbound.claim(channel, limit=10, owner=uuid.uuid4()) == []  # all leased now
 
 
 def test_rate_limit_is_never_exceeded_with_several_pushers_at_once():

@@ -1,0 +1,104 @@
+"""CPU and statements of the two hot paths, in one process, without Celery or gunicorn around them.
+
+* apply one channel order: ``inbound.process_event`` on a stored one-line Shopify ``orders/create``;
+* one push: a reservation on one of 50 SKUs, then ``outbound.push_channel`` to a Shopify or WooCommerce
+  sandbox served over HTTP by a thread of this process (so its CPU is counted in the figure too).
+
+Prints a markdown table and writes bench/results/hot_paths.md. CPU is this process's ``process_time``.
+
+    .venv/bin/python bench/hot_paths.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import _django
+
+_django.setup()
+
+from django.db import connection  # noqa: E402
+from django.test.utils import CaptureQueriesContext  # noqa: E402
+
+from channels_app import inbound, outbound  # noqa: E402
+from channels_app.models import InboundEvent, Listing  # noqa: E402
+from inventory_app import stock  # noqa: E402
+from inventory_app.stock import LineRequest  # noqa: E402
+from tests.channels.helpers import list_sku, make_channel, map_location, shopify_order  # noqa: E402
+from tests.channels.sandboxed import connect  # noqa: E402
+from tests.factories import make_location, make_sku  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def measure(step, count: int) -> tuple[int, float, float]:
+    step(0)  # warms per-process caches
+    with CaptureQueriesContext(connection) as queries:
+        step(1)
+    wall, cpu = time.perf_counter(), time.process_time()
+    for i in range(2, count + 2):
+        step(i)
+    return (len(queries.captured_queries), (time.process_time() - cpu) / count * 1000,
+            (time.perf_counter() - wall) / count * 1000)
+
+
+def orders(count: int) -> tuple[int, float, float]:
+    wh = make_location()
+    skus = [make_sku(stock_at={wh: 1_000_000}) for _ in range(20)]
+    channel = make_channel("shopify")
+    map_location(channel, wh, "1")
+    for i, sku in enumerate(skus):
+        list_sku(channel, sku, external_variant_id=str(100 + i), external_inventory_item_id=str(200 + i))
+    base = int(time.time() * 1000) % 10**9
+    events = [InboundEvent.objects.create(
+        channel=channel, dedup_key=f"hp{k}", delivery_id=f"hp{k}", topic="orders/create", headers={},
+        body=shopify_order(base + k, [(base + k, skus[k % 20].code, 100 + k % 20, 1)]).decode()).pk
+        for k in range(count + 2)]
+
+    def step(i: int) -> None:
+        assert inbound.process_event(events[i]) == "processed"
+
+    return measure(step, count)
+
+
+def pushes(kind: str, count: int) -> tuple[int, float, float]:
+    wh = make_location()
+    skus = [make_sku(stock_at={wh: 1_000_000}) for _ in range(50)]
+    channel, sandbox = connect(kind, {sku: 0 for sku in skus},
+                               channel_fields={"rate_limit_capacity": 10_000, "rate_limit_per_second": 10_000},
+                               plan={"rest_bucket": 10_000, "rest_leak": 10_000, "graphql_bucket": 1_000_000,
+                                     "graphql_restore": 1_000_000})
+    with sandbox:
+        outbound.push_channel(channel.pk)
+
+        def step(i: int) -> None:
+            stock.reserve(lines=[LineRequest(skus[i % 50].code, 1)])
+            outbound.push_channel(channel.pk)
+
+        result = measure(step, count)
+        assert not Listing.objects.filter(channel=channel, status="failed").exists()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--count", type=int, default=300)
+    args = parser.parse_args()
+    rows = [("apply a one-line channel order (process_event)", *orders(args.count))]
+    for kind in ("shopify", "woocommerce"):
+        rows.append((f"reserve one unit + push it to {kind} (sandbox in process)", *pushes(kind, args.count)))
+    text = (f"Hot paths · {platform.node()} · {datetime.now(UTC):%Y-%m-%d %H:%M} UTC · {args.count} each · "
+            f"run {uuid.uuid4().hex[:6]}\n\n| path | statements | CPU ms | wall ms |\n|---|---:|---:|---:|\n")
+    text += "".join(f"| {name} | {n} | {cpu:.1f} | {wall:.1f} |\n" for name, n, cpu, wall in rows)
+    print(text)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "hot_paths.md").write_text(text)
+
+
+if __name__ == "__main__":
+    main()
