@@ -99,6 +99,13 @@ def claim(channel: Channel, *, limit: int, owner: uuid.UUID) -> list[tuple[Listi
     return [(listing, listing.desired_version) for listing in listings]
 
 
+def _locked_ids(where: str) -> str:
+    """A CTE naming the listings ``where`` selects, row-locked in id order: every multi-row write of listings
+    that waits for locks takes them in one order, so two of them never deadlock."""
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    return f"WITH locked AS MATERIALIZED (SELECT id FROM {LISTINGS} WHERE {where} ORDER BY id{lock}) "
+
+
 def _uuid_param(value: uuid.UUID):
     return Listing._meta.get_field("lease_owner").get_db_prep_value(value, connection)
 
@@ -178,8 +185,9 @@ def _set_attempted(items: list[PushItem]) -> None:
     cases = " ".join(["WHEN %s THEN %s"] * len(items))
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {LISTINGS} SET attempted_quantity = CASE id {cases} END WHERE id IN ({', '.join(['%s'] * len(items))})",
-            [*[v for item in items for v in (item.listing.id, item.quantity)], *[item.listing.id for item in items]])
+            _locked_ids(f"id IN ({', '.join(['%s'] * len(items))})")
+            + f"UPDATE {LISTINGS} SET attempted_quantity = CASE id {cases} END WHERE id IN (SELECT id FROM locked)",
+            [*[item.listing.id for item in items], *[v for item in items for v in (item.listing.id, item.quantity)]])
 
 
 def _send_batch(channel: Channel, adapter: ChannelAdapter, batch: list[PushItem], versions: dict[int, int],
@@ -327,15 +335,16 @@ def _record_ok(acknowledged: list[tuple[Listing, int, int, int | None]], owner: 
         # counted from the claim.
         with connection.cursor() as cursor:
             cursor.execute(
-                f"UPDATE {LISTINGS} SET pushed_version = {version}, pushed_quantity = {quantity}, "
+                _locked_ids(f"id IN ({', '.join(['%s'] * len(by_pk))}) AND lease_owner = %s")
+                + f"UPDATE {LISTINGS} SET pushed_version = {version}, pushed_quantity = {quantity}, "
                 f"desired_quantity = {quantity}, remote_quantity = {quantity}, pushed_at = %s, remote_seen_at = %s, "
                 f"attempts = 0, next_attempt_at = NULL, last_error = '', lease_owner = NULL, lease_until = NULL, "
                 f"dirty_since = CASE WHEN desired_version > {version} THEN %s ELSE NULL END, "
                 f"status = CASE WHEN desired_version > {version} THEN %s ELSE %s END, recheck_after = {recheck} "
-                f"WHERE id IN ({', '.join(['%s'] * len(by_pk))}) AND lease_owner = %s RETURNING id",
-                [*versions, *quantities, *quantities, *quantities, at, at, *versions,
+                f"WHERE id IN (SELECT id FROM locked) RETURNING id",
+                [*by_pk, _uuid_param(owner), *versions, *quantities, *quantities, *quantities, at, at, *versions,
                  ops.adapt_datetimefield_value(started), *versions, ListingStatus.PENDING, ListingStatus.OK,
-                 *recheck_params, *by_pk, _uuid_param(owner)])
+                 *recheck_params])
             mine = {row[0] for row in cursor.fetchall()}
         rows = [by_pk[pk] for pk in by_pk if pk in mine]
         if not rows:
@@ -370,8 +379,15 @@ def _record_failure(listing: Listing, owner: uuid.UUID, channel: Channel, error:
 
 
 def _release(listings: list[Listing], owner: uuid.UUID, *, delay: float, error: str) -> None:
-    Listing.objects.filter(pk__in=[x.pk for x in listings], lease_owner=owner).update(
-        lease_owner=None, lease_until=None, next_attempt_at=timezone.now() + timedelta(seconds=delay))
+    if not listings:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _locked_ids(f"id IN ({', '.join(['%s'] * len(listings))}) AND lease_owner = %s")
+            + f"UPDATE {LISTINGS} SET lease_owner = NULL, lease_until = NULL, next_attempt_at = %s "
+            "WHERE id IN (SELECT id FROM locked)",
+            [*[x.pk for x in listings], _uuid_param(owner),
+             connection.ops.adapt_datetimefield_value(timezone.now() + timedelta(seconds=delay))])
 
 
 def channels_needing_push(now: datetime | None = None) -> list[int]:

@@ -8,7 +8,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -249,11 +249,18 @@ def test_rate_limit_is_never_exceeded_with_several_pushers_at_once():
     channel.rate_limit_capacity, channel.rate_limit_per_second = 10, 10
     channel.save()
 
+    errors = []
+
     def pusher():
         try:
             for _ in range(20):
                 outbound.push_channel(channel.pk, max_rounds=5)
-                Listing.objects.filter(channel=channel).update(next_attempt_at=None)
+                with transaction.atomic():  # rows locked in id order, as the pushers' own writes take them
+                    ids = list(Listing.objects.select_for_update(of=("self",)).filter(channel=channel)
+                               .order_by("id").values_list("id", flat=True))
+                    Listing.objects.filter(pk__in=ids).update(next_attempt_at=None)
+        except Exception as exc:  # noqa: BLE001 - a pusher thread that dies must fail the test, not vanish
+            errors.append(exc)
         finally:
             connection.close()
 
@@ -263,6 +270,7 @@ def test_rate_limit_is_never_exceeded_with_several_pushers_at_once():
             t.start()
         for t in threads:
             t.join()
+        assert errors == []
         converge(channel, rounds=300)  # REST: one listing per request, 10 requests a second
         snapshot = sandbox.state.snapshot()
         assert snapshot["rate_limited"] == 0, snapshot
