@@ -139,6 +139,15 @@ def test_compare_and_set_conflict_never_lands_a_stale_higher_number():
         assert log.quantity == 7
 
 
+def conflict_over_an_unseen_sale(channel: Channel, sandbox, tee, wh) -> None:
+    """The channel sells one unit we have not heard of (10 -> 9), then a delivery of 2 wakes a push: the
+    compare-and-set conflicts and publishes 12 less the unseen sale."""
+    sandbox.state.patch_inventory([{"sku": tee.code, "quantity": 9}])  # sold on Shopify, webhook on its way
+    stock.receive(sku=tee, location=wh, quantity=2, reference="delivery")  # any change wakes a push
+    converge(channel)
+    assert remote(sandbox, tee) == 11
+
+
 def test_a_conflict_estimate_that_counted_an_applied_sale_twice_is_undone_by_the_recheck():
     """A sale the hub already applied is still read as unseen (it landed on the channel while our last
     push was in flight): the conflict publishes one unit too few, safely, and the recheck restores it."""
@@ -168,10 +177,7 @@ def test_a_recheck_waits_while_webhooks_from_before_the_conflict_are_unapplied()
     channel, sandbox = connect("shopify", {tee: 0})
     with sandbox:
         converge(channel)
-        sandbox.state.patch_inventory([{"sku": tee.code, "quantity": 9}])
-        stock.receive(sku=tee, location=wh, quantity=2, reference="delivery")
-        converge(channel)
-        assert remote(sandbox, tee) == 11
+        conflict_over_an_unseen_sale(channel, sandbox, tee, wh)
         listing = Listing.objects.get(channel=channel)
         conflict_at = listing.recheck_after - timedelta(seconds=outbound.CONFLICT_RECHECK_SECONDS)
         sale = InboundEvent.objects.create(channel=channel, dedup_key="late-sale", topic="orders/create", headers={},
@@ -191,9 +197,7 @@ def test_a_clean_push_drops_a_pending_recheck():
     channel, sandbox = connect("shopify", {tee: 0})
     with sandbox:
         converge(channel)
-        sandbox.state.patch_inventory([{"sku": tee.code, "quantity": 9}])
-        stock.receive(sku=tee, location=wh, quantity=2, reference="delivery")
-        converge(channel)
+        conflict_over_an_unseen_sale(channel, sandbox, tee, wh)
         assert Listing.objects.get(channel=channel).recheck_after is not None
         stock.receive(sku=tee, location=wh, quantity=1, reference="delivery")  # pushed without a conflict
         converge(channel)
@@ -206,10 +210,7 @@ def test_a_recheck_keeps_a_sale_that_was_really_unseen():
     channel, sandbox = connect("shopify", {tee: 0})
     with sandbox:
         converge(channel)
-        sandbox.state.patch_inventory([{"sku": tee.code, "quantity": 9}])  # sold on Shopify, webhook on its way
-        stock.receive(sku=tee, location=wh, quantity=2, reference="delivery")  # any change wakes a push
-        converge(channel)
-        assert remote(sandbox, tee) == 11  # 12 less the unseen sale
+        conflict_over_an_unseen_sale(channel, sandbox, tee, wh)
         stock.commit(reservation_id=stock.reserve(lines=[LineRequest(tee.code, 1)])["id"])  # the sale's webhook arrives
         converge(channel)
         outbound.recheck_conflicted(timezone.now() + timedelta(hours=1))
