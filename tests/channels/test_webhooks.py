@@ -78,6 +78,30 @@ def test_disabled_channel_is_refused(client, shop):
     assert post(client, "shop", body, shopify_headers("shh", body, "orders/create")).status_code == 403
 
 
+def test_a_known_channel_takes_one_statement_and_a_change_behind_its_copy_is_still_seen(client, shop):
+    """After the first delivery a process answers from its copy of the channel in one INSERT that checks
+    the channel row; an update that skips save() (so updated_at stays) or a new secret is still honoured."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    first = shopify_order(1010, [(1, "TEE", 111, 1)])
+    assert post(client, "shop", first, shopify_headers("shh", first, "orders/create")).status_code == 200
+    second = shopify_order(1011, [(1, "TEE", 111, 1)])
+    with CaptureQueriesContext(connection) as queries:
+        assert post(client, "shop", second, shopify_headers("shh", second, "orders/create")).json()["status"] == "accepted"
+    assert len(queries) == 1 and queries[0]["sql"].startswith("INSERT")
+
+    shop.webhook_secret = "rotated"
+    shop.save()
+    third = shopify_order(1012, [(1, "TEE", 111, 1)])
+    assert post(client, "shop", third, shopify_headers("rotated", third, "orders/create")).status_code == 200
+
+    Channel.objects.filter(pk=shop.pk).update(enabled=False)
+    fourth = shopify_order(1013, [(1, "TEE", 111, 1)])
+    assert post(client, "shop", fourth, shopify_headers("rotated", fourth, "orders/create")).status_code == 403
+    assert InboundEvent.objects.filter(channel=shop).count() == 3
+
+
 def test_signed_but_broken_json_is_recorded_as_failed_and_400(client, shop):
     body = b'{"id": 1, "line_items": ['
     response = post(client, "shop", body, shopify_headers("shh", body, "orders/create"))
