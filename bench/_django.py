@@ -12,7 +12,10 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hub.settings")
 os.environ.setdefault("DATABASE_URL", "postgres://postgres:postgres@127.0.0.1:5432/tally_bench")
 
 
-def setup(migrate: bool = True) -> None:
+def setup(migrate: bool = True, fresh: bool = False) -> None:
+    """``fresh``: drop and recreate the bench database first. Figures taken on a database grown by earlier
+    runs drift (a third run of bench/contention.py on the same database measured 662 reserves/s against
+    903 on a new one), so a benchmark that should be reproducible starts from an empty one."""
     import django
     import psycopg
 
@@ -20,6 +23,8 @@ def setup(migrate: bool = True) -> None:
     if url.startswith("postgres"):
         base, _, name = url.rpartition("/")
         with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
+            if fresh:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
                 conn.execute(f'CREATE DATABASE "{name}"')
     django.setup()

@@ -22,7 +22,7 @@ import uuid
 
 import _django
 
-_django.setup()
+_django.setup(fresh=True)
 
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.db import OperationalError, connection  # noqa: E402

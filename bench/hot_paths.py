@@ -20,7 +20,7 @@ from pathlib import Path
 
 import _django
 
-_django.setup()
+_django.setup(fresh=True)
 
 from django.db import connection  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402

@@ -28,7 +28,7 @@ from channels_app.adapters.base import ChannelAdapter, PushItem, PushResult
 from channels_app.adapters.http import ChannelError, PermanentError, RateLimited
 from channels_app.models import Channel, InboundEvent, InboundStatus, Listing, ListingStatus, PushLog
 from channels_app.rules import desired_quantities
-from channels_app.sync import PUSH_INTERVAL_MS, start_push
+from channels_app.sync import PUSH_INTERVAL_MS, locked_listings, start_push
 from hub.observability import correlation_id as current_correlation_id
 
 log = logging.getLogger(__name__)
@@ -97,13 +97,6 @@ def claim(channel: Channel, *, limit: int, owner: uuid.UUID) -> list[tuple[Listi
         return []
     listings = list(Listing.objects.filter(pk__in=ids, lease_owner=owner).select_related("sku").order_by())
     return [(listing, listing.desired_version) for listing in listings]
-
-
-def _locked_ids(where: str) -> str:
-    """A CTE naming the listings ``where`` selects, row-locked in id order: every multi-row write of listings
-    that waits for locks takes them in one order, so two of them never deadlock."""
-    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
-    return f"WITH locked AS MATERIALIZED (SELECT id FROM {LISTINGS} WHERE {where} ORDER BY id{lock}) "
 
 
 def _uuid_param(value: uuid.UUID):
@@ -185,7 +178,7 @@ def _set_attempted(items: list[PushItem]) -> None:
     cases = " ".join(["WHEN %s THEN %s"] * len(items))
     with connection.cursor() as cursor:
         cursor.execute(
-            _locked_ids(f"id IN ({', '.join(['%s'] * len(items))})")
+            locked_listings(f"id IN ({', '.join(['%s'] * len(items))})")
             + f"UPDATE {LISTINGS} SET attempted_quantity = CASE id {cases} END WHERE id IN (SELECT id FROM locked)",
             [*[item.listing.id for item in items], *[v for item in items for v in (item.listing.id, item.quantity)]])
 
@@ -335,7 +328,7 @@ def _record_ok(acknowledged: list[tuple[Listing, int, int, int | None]], owner: 
         # counted from the claim.
         with connection.cursor() as cursor:
             cursor.execute(
-                _locked_ids(f"id IN ({', '.join(['%s'] * len(by_pk))}) AND lease_owner = %s")
+                locked_listings(f"id IN ({', '.join(['%s'] * len(by_pk))}) AND lease_owner = %s")
                 + f"UPDATE {LISTINGS} SET pushed_version = {version}, pushed_quantity = {quantity}, "
                 f"desired_quantity = {quantity}, remote_quantity = {quantity}, pushed_at = %s, remote_seen_at = %s, "
                 f"attempts = 0, next_attempt_at = NULL, last_error = '', lease_owner = NULL, lease_until = NULL, "
@@ -383,7 +376,7 @@ def _release(listings: list[Listing], owner: uuid.UUID, *, delay: float, error: 
         return
     with connection.cursor() as cursor:
         cursor.execute(
-            _locked_ids(f"id IN ({', '.join(['%s'] * len(listings))}) AND lease_owner = %s")
+            locked_listings(f"id IN ({', '.join(['%s'] * len(listings))}) AND lease_owner = %s")
             + f"UPDATE {LISTINGS} SET lease_owner = NULL, lease_until = NULL, next_attempt_at = %s "
             "WHERE id IN (SELECT id FROM locked)",
             [*[x.pk for x in listings], _uuid_param(owner),

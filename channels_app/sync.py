@@ -21,6 +21,7 @@ from hub.redis import get_redis
 from inventory_app.models import BundleComponent
 
 log = logging.getLogger(__name__)
+LISTINGS = Listing._meta.db_table
 WAKE_TTL_SECONDS = 5
 # Leading-edge throttle per channel: a change to a quiet channel is pushed at once; while changes keep
 # coming, a channel is pushed at most once per interval, each push carrying everything changed since.
@@ -65,19 +66,30 @@ def mark_listings_dirty(sku_ids: set[int], context: dict) -> None:
         return
     ids = sorted(sku_ids)
     placeholders = ", ".join(["%s"] * len(ids))
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {Listing._meta.db_table} SET desired_version = desired_version + 1, "
-            f"dirty_since = COALESCE(dirty_since, %s), "
-            f"status = CASE WHEN status = 'failed' THEN status ELSE 'pending' END "
-            f"WHERE sku_id IN ({placeholders}) OR sku_id IN "
-            f"(SELECT bundle_id FROM {BundleComponent._meta.db_table} WHERE component_id IN ({placeholders})) "
-            f"RETURNING channel_id",
-            [context["occurred_at"], *ids, *ids],
-        )
-        channel_ids = {row[0] for row in cursor.fetchall()}
-    if channel_ids:
-        transaction.on_commit(lambda: wake_pushers(channel_ids))
+
+    def wake(rows: list[tuple]) -> None:
+        channel_ids = {row[0] for row in rows}
+        if channel_ids:
+            transaction.on_commit(lambda: wake_pushers(channel_ids))
+
+    # Sent with the stock operation's other writes (one round trip). Rows are locked in id order, the order
+    # of every multi-row write of listings, so this never deadlocks with a pusher or a bulk update.
+    context["writes"].add(
+        locked_listings(f"sku_id IN ({placeholders}) OR sku_id IN "
+                        f"(SELECT bundle_id FROM {BundleComponent._meta.db_table} WHERE component_id IN ({placeholders}))")
+        + f"UPDATE {LISTINGS} SET desired_version = desired_version + 1, dirty_since = COALESCE(dirty_since, %s), "
+        f"status = CASE WHEN status = 'failed' THEN status ELSE 'pending' END "
+        f"WHERE id IN (SELECT id FROM locked) RETURNING channel_id",
+        [*ids, *ids, connection.ops.adapt_datetimefield_value(context["occurred_at"])],
+        on_rows=wake,
+    )
+
+
+def locked_listings(where: str) -> str:
+    """A CTE naming the listings ``where`` selects, row-locked in id order: every multi-row write of listings
+    that waits for locks takes them in one order, so two of them never deadlock."""
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    return f"WITH locked AS MATERIALIZED (SELECT id FROM {LISTINGS} WHERE {where} ORDER BY id{lock}) "
 
 
 def wake_pushers(channel_ids, *, countdown: float | None = None, hold: bool = False) -> None:

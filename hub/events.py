@@ -152,7 +152,11 @@ def on_stock_changed(sku_ids: set[int], context: dict) -> None:
     from inventory_app.availability import availability_for_skus
     from inventory_app.models import Sku
 
-    for availability in availability_for_skus(Sku.objects.filter(pk__in=sku_ids)).values():
-        emit("stock.changed", {"sku": availability.sku, "on_hand": availability.on_hand,
-                               "reserved": availability.reserved, "available": availability.available,
-                               "sellable": availability.sellable, "source": context.get("source", "")})
+    def emit_changes() -> None:
+        for availability in availability_for_skus(Sku.objects.filter(pk__in=sku_ids)).values():
+            emit("stock.changed", {"sku": availability.sku, "on_hand": availability.on_hand,
+                                   "reserved": availability.reserved, "available": availability.available,
+                                   "sellable": availability.sellable, "source": context.get("source", "")})
+
+    # The numbers are read once the operation's writes have run (still inside its transaction).
+    context["writes"].after(emit_changes)

@@ -27,7 +27,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, connection, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from hub import events
@@ -56,6 +56,7 @@ from inventory_app.models import (
     StockLevel,
     StockPolicy,
 )
+from inventory_app.statements import Statements
 
 __all__ = [
     "LineRequest",
@@ -79,16 +80,21 @@ _listeners: list[StockListener] = []
 
 
 def on_stock_changed(listener: StockListener) -> StockListener:
-    """Register ``listener(sku_ids, context)``; it runs inside each operation's transaction."""
+    """Register ``listener(sku_ids, context)``; it runs inside each operation's transaction.
+
+    ``context["writes"]`` is the operation's batch (``inventory_app.statements``): a listener adds its
+    statements there, and reads current numbers only in ``writes.after`` (before it, this operation's
+    own writes have not run yet)."""
     if listener not in _listeners:
         _listeners.append(listener)
     return listener
 
 
-def _stock_changed(sku_ids: set[int], *, source: str, occurred_at: datetime | None = None,
+def _stock_changed(sku_ids: set[int], *, writes: Statements, source: str, occurred_at: datetime | None = None,
                    available_changed: bool = True) -> None:
     # available_changed=False: on_hand and reserved moved together (a commit), so no channel's number moves.
-    context = {"source": source, "occurred_at": occurred_at or timezone.now(), "available_changed": available_changed}
+    context = {"source": source, "occurred_at": occurred_at or timezone.now(), "available_changed": available_changed,
+               "writes": writes}
     for listener in _listeners:
         listener(set(sku_ids), context)
 
@@ -107,32 +113,44 @@ def _fingerprint(operation: str, payload: dict) -> str:
     return hashlib.sha256(body.encode()).hexdigest()
 
 
-def _idempotent(operation: str, key: str | None, payload: dict, work: Callable[[], dict]) -> dict:
+class _KeyTaken(Exception):
+    """Another call recorded this key while ours worked: our work is rolled back and theirs answers."""
+
+
+def _idempotent(operation: str, key: str | None, payload: dict, work: Callable[[Statements], dict]) -> dict:
+    """Run ``work(writes)`` in one transaction; its batched writes and the caller's key go in one round trip.
+
+    The key is written, not looked up first: a new key (nearly every call) costs no read. A key already
+    recorded rolls the work back and answers with the first result, as does a key whose work now fails
+    (a retry of a reservation that took the last unit must get that reservation, not "insufficient stock").
+    A concurrent call with the same key waits on the key's index entry and then answers with the winner's."""
     if not key:
         with transaction.atomic():
-            return work()
+            writes = Statements()
+            result = work(writes)
+            writes.run()
+            return result
     fingerprint = _fingerprint(operation, payload)
-    for attempt in range(2):
-        try:
-            with transaction.atomic():
-                previous = _previous_result(key)
-                if previous is not None:
-                    return _replay(previous, operation, fingerprint, key)
-                result = work()
-                with connection.cursor() as cursor:
-                    cursor.execute(
-                        f"INSERT INTO {OperationRecord._meta.db_table} (key, operation, request_hash, result, created_at) "
-                        "VALUES (%s, %s, %s, %s, %s)",
-                        [key, operation, fingerprint, json.dumps(result), timezone.now()],
-                    )
-                return result
-        except IntegrityError:
-            # A concurrent caller with the same key committed first; our whole
-            # savepoint rolled back, so read theirs and answer with it.
-            if attempt == 0 and _previous_result(key) is not None:
-                continue
+    try:
+        with transaction.atomic():
+            writes = Statements()
+            result = work(writes)
+            recorded: list[tuple] = []
+            writes.add(
+                f"INSERT INTO {OperationRecord._meta.db_table} (key, operation, request_hash, result, created_at) "
+                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (key) DO NOTHING RETURNING key",
+                [key, operation, fingerprint, json.dumps(result), _db_time(timezone.now())],
+                on_rows=recorded.extend,
+            )
+            writes.run()
+            if not recorded:
+                raise _KeyTaken(key)
+            return result
+    except (StockError, _KeyTaken):
+        previous = _previous_result(key)
+        if previous is None:
             raise
-    raise AssertionError("unreachable")  # pragma: no cover
+        return _replay(previous, operation, fingerprint, key)
 
 
 def _previous_result(key: str) -> tuple[str, str, dict] | None:
@@ -190,6 +208,7 @@ def _get_location(code: str | Location) -> Location:
 
 def _write(
     row: LockedRow,
+    writes: Statements,
     *,
     kind: str,
     on_hand_delta: int = 0,
@@ -201,15 +220,13 @@ def _write(
     occurred_at: datetime | None = None,
     now: datetime,
 ) -> StockLedgerEntry:
-    """Apply deltas to a locked row and return its ledger entry (saved by ``_append_ledger``)."""
+    """Apply deltas to a locked row (the UPDATE joins ``writes``) and return its ledger entry (saved by
+    ``_append_ledger``)."""
     row.on_hand += on_hand_delta
     row.reserved += reserved_delta
     if on_hand_delta or reserved_delta:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"UPDATE {StockLevel._meta.db_table} SET on_hand = %s, reserved = %s, updated_at = %s WHERE id = %s",
-                [row.on_hand, row.reserved, now, row.id],
-            )
+        writes.add(f"UPDATE {StockLevel._meta.db_table} SET on_hand = %s, reserved = %s, updated_at = %s WHERE id = %s",
+                   [row.on_hand, row.reserved, _db_time(now), row.id])
     return StockLedgerEntry(
         sku_id=row.sku_id,
         location_id=row.location_id,
@@ -231,16 +248,19 @@ _LEDGER_COLUMNS = ("sku_id", "location_id", "kind", "on_hand_delta", "reserved_d
                    "reserved_after", "reference", "reason", "source", "operation_key", "occurred_at", "recorded_at")
 
 
-def _append_ledger(entries: Iterable[StockLedgerEntry]) -> None:
-    rows = [[getattr(entry, column) for column in _LEDGER_COLUMNS] for entry in entries]
+def _append_ledger(entries: Iterable[StockLedgerEntry], writes: Statements) -> None:
+    rows = [[_db_time(value) if isinstance(value, datetime) else value
+             for value in (getattr(entry, column) for column in _LEDGER_COLUMNS)] for entry in entries]
     if not rows:
         return
-    with connection.cursor() as cursor:
-        cursor.executemany(
-            f"INSERT INTO {StockLedgerEntry._meta.db_table} ({', '.join(_LEDGER_COLUMNS)}) "
-            f"VALUES ({', '.join(['%s'] * len(_LEDGER_COLUMNS))})",
-            rows,
-        )
+    row_sql = f"({', '.join(['%s'] * len(_LEDGER_COLUMNS))})"
+    writes.add(f"INSERT INTO {StockLedgerEntry._meta.db_table} ({', '.join(_LEDGER_COLUMNS)}) "
+               f"VALUES {', '.join([row_sql] * len(rows))}", [value for row in rows for value in row])
+
+
+def _db_time(value: datetime):
+    # Raw statements bypass the ORM's conversion: SQLite stores naive UTC text, PostgreSQL takes the datetime.
+    return connection.ops.adapt_datetimefield_value(value)
 
 
 def _positive(quantity: int, what: str = "quantity") -> int:
@@ -319,7 +339,7 @@ def _change_on_hand(kind: str, *, sku, location, delta: int, reason: str, refere
     sku_obj, location_obj = _get_sku(sku), _get_location(location)
     payload = {"sku": sku_obj.code, "location": location_obj.code, "delta": delta, "reference": reference}
 
-    def work() -> dict:
+    def work(writes: Statements) -> dict:
         now = timezone.now()
         row = _single_row(sku_obj, location_obj)
         if row.on_hand + delta < row.reserved - row.allowance:
@@ -328,9 +348,9 @@ def _change_on_hand(kind: str, *, sku, location, delta: int, reason: str, refere
                 f"{row.on_hand} on hand, {row.reserved} reserved.",
                 sku=sku_obj.code, location=location_obj.code, available=max(row.on_hand - row.reserved, 0),
             )
-        _append_ledger([_write(row, kind=kind, on_hand_delta=delta, reference=reference, reason=reason,
-                               source=source, key=key, occurred_at=occurred_at, now=now)])
-        _stock_changed({sku_obj.id}, source=source, occurred_at=occurred_at)
+        _append_ledger([_write(row, writes, kind=kind, on_hand_delta=delta, reference=reference, reason=reason,
+                               source=source, key=key, occurred_at=occurred_at, now=now)], writes)
+        _stock_changed({sku_obj.id}, writes=writes, source=source, occurred_at=occurred_at)
         return _row_result(row, sku_obj, location_obj)
 
     return _idempotent(kind, key, payload, work)
@@ -360,16 +380,16 @@ def count(
     payload = {"sku": sku_obj.code, "location": location_obj.code, "on_hand": on_hand,
                "as_of": as_of.isoformat(), "source": source}
 
-    def work() -> dict:
+    def work(writes: Statements) -> dict:
         now = timezone.now()
         row = _single_row(sku_obj, location_obj)
         # The stock row lock serialises counts for this pair, so reading the
         # watermark after it is race-free.
         watermark = CountWatermark.objects.filter(sku=sku_obj, location=location_obj, source=source).first()
         if watermark is not None and as_of <= watermark.last_as_of:
-            _append_ledger([_write(row, kind=LedgerKind.COUNT_STALE, reference=reference, source=source, key=key,
+            _append_ledger([_write(row, writes, kind=LedgerKind.COUNT_STALE, reference=reference, source=source, key=key,
                                    reason=f"count {on_hand} as of {as_of.isoformat()} is older than "
-                                          f"{watermark.last_as_of.isoformat()}", occurred_at=as_of, now=now)])
+                                          f"{watermark.last_as_of.isoformat()}", occurred_at=as_of, now=now)], writes)
             return {**_row_result(row, sku_obj, location_obj), "applied": False, "stale": True}
         delta = on_hand - row.on_hand
         if on_hand < row.reserved - row.allowance:
@@ -382,10 +402,10 @@ def count(
             CountWatermark.objects.create(sku=sku_obj, location=location_obj, source=source, last_as_of=as_of)
         else:
             CountWatermark.objects.filter(pk=watermark.pk).update(last_as_of=as_of)
-        _append_ledger([_write(row, kind=LedgerKind.COUNT, on_hand_delta=delta, reference=reference, source=source,
-                               key=key, reason=f"counted {on_hand}", occurred_at=as_of, now=now)])
+        _append_ledger([_write(row, writes, kind=LedgerKind.COUNT, on_hand_delta=delta, reference=reference, source=source,
+                               key=key, reason=f"counted {on_hand}", occurred_at=as_of, now=now)], writes)
         if delta:
-            _stock_changed({sku_obj.id}, source=source, occurred_at=as_of)
+            _stock_changed({sku_obj.id}, writes=writes, source=source, occurred_at=as_of)
         return {**_row_result(row, sku_obj, location_obj), "applied": True, "stale": False}
 
     return _idempotent("count", key, payload, work)
@@ -409,7 +429,7 @@ def transfer(
         raise StockError("A transfer needs two different locations.", field="to_location")
     payload = {"sku": sku_obj.code, "from": origin.code, "to": destination.code, "quantity": quantity}
 
-    def work() -> dict:
+    def work(writes: Statements) -> dict:
         now = timezone.now()
         if sku_obj.components.exists():
             raise StockError(f"{sku_obj.code} is a bundle; transfer its components.", sku=sku_obj.code)
@@ -423,12 +443,12 @@ def transfer(
                 sku=sku_obj.code, location=origin.code, available=max(out_row.on_hand - out_row.reserved, 0),
             )
         _append_ledger([
-            _write(out_row, kind=LedgerKind.TRANSFER_OUT, on_hand_delta=-quantity, reference=reference,
+            _write(out_row, writes, kind=LedgerKind.TRANSFER_OUT, on_hand_delta=-quantity, reference=reference,
                    reason=f"to {destination.code}", source=source, key=key, now=now),
-            _write(in_row, kind=LedgerKind.TRANSFER_IN, on_hand_delta=quantity, reference=reference,
+            _write(in_row, writes, kind=LedgerKind.TRANSFER_IN, on_hand_delta=quantity, reference=reference,
                    reason=f"from {origin.code}", source=source, key=key, now=now),
-        ])
-        _stock_changed({sku_obj.id}, source=source)
+        ], writes)
+        _stock_changed({sku_obj.id}, writes=writes, source=source)
         return {"sku": sku_obj.code, "from": _row_result(out_row, sku_obj, origin),
                 "to": _row_result(in_row, sku_obj, destination)}
 
@@ -466,7 +486,7 @@ def set_stock_policy(*, sku: str | Sku, policy: str, limit: int = 0, location: s
         if location_obj is not None and policy != StockPolicy.DENY:
             ensure_stock_rows([(sku_obj, location_obj)])
             StockLevel.objects.filter(sku=sku_obj, location=location_obj).update(allowance=limit)
-        _stock_changed({sku_obj.id}, source="policy")
+        _stock_changed({sku_obj.id}, writes=Statements(immediate=True), source="policy")
         return sku_obj
 
 
@@ -548,7 +568,7 @@ def _take(lines: Sequence[LineRequest], *, channel: str, reference: str, ttl: in
         raise StockError("A reservation needs at least one line.", field="lines")
     payload = {"lines": [[line.sku, line.quantity] for line in lines], "channel": channel, "reference": reference}
 
-    def work() -> dict:
+    def work(writes: Statements) -> dict:
         now = timezone.now()
         needs = _expand(lines)
         by_sku: dict[int, list[LockedRow]] = defaultdict(list)
@@ -595,27 +615,28 @@ def _take(lines: Sequence[LineRequest], *, channel: str, reference: str, ttl: in
             merged[(requested.id, row.sku_id, row.id)] += take
             rows[row.id] = row
             stock_codes[row.sku_id] = stock_code
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"INSERT INTO {Reservation._meta.db_table} "
-                "(id, status, channel, reference, expires_at, created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                [reservation_id.hex if connection.vendor == "sqlite" else reservation_id, status,
-                 channel[:64], reference[:255], expires_at, now, now],
-            )
-            cursor.executemany(
-                f"INSERT INTO {ReservationLine._meta.db_table} "
-                "(reservation_id, requested_sku_id, sku_id, location_id, quantity) VALUES (%s, %s, %s, %s, %s)",
-                [[reservation_id.hex if connection.vendor == "sqlite" else reservation_id, req_id, stock_id,
-                  rows[row_id].location_id, qty] for (req_id, stock_id, row_id), qty in merged.items()],
-            )
+        reservation_pk = reservation_id.hex if connection.vendor == "sqlite" else reservation_id
+        writes.add(
+            f"INSERT INTO {Reservation._meta.db_table} "
+            "(id, status, channel, reference, expires_at, created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            [reservation_pk, status, channel[:64], reference[:255], expires_at and _db_time(expires_at), _db_time(now),
+             _db_time(now)],
+        )
+        writes.add(
+            f"INSERT INTO {ReservationLine._meta.db_table} "
+            f"(reservation_id, requested_sku_id, sku_id, location_id, quantity) VALUES "
+            + ", ".join(["(%s, %s, %s, %s, %s)"] * len(merged)),
+            [value for (req_id, stock_id, row_id), qty in merged.items()
+             for value in (reservation_pk, req_id, stock_id, rows[row_id].location_id, qty)],
+        )
         _append_ledger([
-            _write(rows[row_id], kind=LedgerKind.COMMIT, on_hand_delta=-qty, reference=str(reservation_id),
+            _write(rows[row_id], writes, kind=LedgerKind.COMMIT, on_hand_delta=-qty, reference=str(reservation_id),
                    source=channel, key=key, now=now) if sold else
-            _write(rows[row_id], kind=LedgerKind.RESERVE, reserved_delta=qty, reference=str(reservation_id),
+            _write(rows[row_id], writes, kind=LedgerKind.RESERVE, reserved_delta=qty, reference=str(reservation_id),
                    source=channel, key=key, now=now)
             for row_id, qty in sorted(planned.items()) if qty
-        ])
-        _stock_changed({stock_id for _, stock_id, _, _ in needs}, source=channel or "api")
+        ], writes)
+        _stock_changed({stock_id for _, stock_id, _, _ in needs}, writes=writes, source=channel or "api")
         RESERVATIONS.labels(outcome="sold" if sold else "reserved").inc()
         requested_codes = {requested.id: requested.code for requested, _, _, _ in allocation}
         location_codes = _location_codes({row.location_id for row in rows.values()})
@@ -671,7 +692,7 @@ def release(*, reservation_id, reason: str = "released", key: str | None = None,
 def _settle(reservation_id, status: str, kind: str, *, key: str | None, source: str, reason: str = "") -> dict:
     payload = {"reservation": str(reservation_id), "status": status}
 
-    def work() -> dict:
+    def work(writes: Statements) -> dict:
         now = timezone.now()
         reservation = _locked_reservation(reservation_id)
         if reservation.status == status:
@@ -681,14 +702,14 @@ def _settle(reservation_id, status: str, kind: str, *, key: str | None, source: 
                 f"Reservation {reservation.id} is {reservation.status}; it cannot become {status}.",
                 reservation=str(reservation.id), status=reservation.status,
             )
-        _settle_locked(reservation, status, kind, source=source or reservation.channel, reason=reason,
+        _settle_locked(reservation, status, kind, writes, source=source or reservation.channel, reason=reason,
                        key=key, now=now)
         return _reservation_result(reservation)
 
     return _idempotent(f"settle:{status}", key, payload, work)
 
 
-def _settle_locked(reservation: Reservation, status: str, kind: str, *, source: str, reason: str,
+def _settle_locked(reservation: Reservation, status: str, kind: str, writes: Statements, *, source: str, reason: str,
                    key: str | None, now: datetime) -> None:
     per_row: dict[tuple[int, int], int] = defaultdict(int)
     for sku_id, location_id, quantity in reservation.lines.values_list("sku_id", "location_id", "quantity"):
@@ -700,12 +721,12 @@ def _settle_locked(reservation: Reservation, status: str, kind: str, *, source: 
         if not qty:
             continue
         on_hand_delta = -qty if status == ReservationStatus.COMMITTED else 0
-        entries.append(_write(row, kind=kind, on_hand_delta=on_hand_delta, reserved_delta=-qty,
+        entries.append(_write(row, writes, kind=kind, on_hand_delta=on_hand_delta, reserved_delta=-qty,
                               reference=str(reservation.id), reason=reason, source=source, key=key, now=now))
-    _append_ledger(entries)
+    _append_ledger(entries, writes)
     Reservation.objects.filter(pk=reservation.pk).update(status=status, updated_at=now)
     reservation.status = status
-    _stock_changed({s for s, _ in per_row}, source=source, available_changed=status != ReservationStatus.COMMITTED)
+    _stock_changed({s for s, _ in per_row}, writes=writes, source=source, available_changed=status != ReservationStatus.COMMITTED)
 
 
 def expire_due(*, now: datetime | None = None, limit: int = 500) -> int:
@@ -720,8 +741,11 @@ def expire_due(*, now: datetime | None = None, limit: int = 500) -> int:
             .order_by("expires_at")[:limit]
         )
         for reservation in due:
-            _settle_locked(reservation, ReservationStatus.EXPIRED, LedgerKind.EXPIRE, source="expiry",
+            # Run each reservation's writes before the next locks (and reads) rows they may share.
+            writes = Statements()
+            _settle_locked(reservation, ReservationStatus.EXPIRED, LedgerKind.EXPIRE, writes, source="expiry",
                            reason=f"expired at {reservation.expires_at.isoformat()}", key=None, now=now)
+            writes.run()
             events.emit("reservation.expired", {"reservation": str(reservation.id), "channel": reservation.channel,
                                                 "reference": reservation.reference,
                                                 "expires_at": reservation.expires_at.isoformat()})

@@ -187,6 +187,25 @@ def test_same_key_same_request_returns_first_result_once():
         stock.adjust(sku=sku, location=wh, delta=1, reason="x", key="order-1:line-1")
 
 
+def test_a_retried_key_answers_with_its_first_result_even_when_the_work_would_now_fail():
+    """Keys are recorded with the writes, not read first: a repeat whose work fails (the last units are
+    gone, the reservation settled) must still replay, and a repeat that succeeds must roll back."""
+    wh = make_location()
+    sku = make_sku(stock_at={wh: 2})
+    first = stock.sell(lines=[LineRequest(sku.code, 2)], channel="shop", key="shop:order-9:sell")
+    again = stock.sell(lines=[LineRequest(sku.code, 2)], channel="shop", key="shop:order-9:sell")
+    assert again["id"] == first["id"] and again["replayed"]
+    stock.receive(sku=sku, location=wh, quantity=5)
+    held = stock.reserve(lines=[LineRequest(sku.code, 1)], key="cart-7")
+    assert stock.reserve(lines=[LineRequest(sku.code, 1)], key="cart-7")["replayed"]
+    assert level(sku, wh).on_hand == 5 and level(sku, wh).reserved == 1
+    assert StockLedgerEntry.objects.filter(operation_key="cart-7").count() == 1
+    stock.commit(reservation_id=held["id"], key="cart-7:commit")
+    assert stock.commit(reservation_id=held["id"], key="cart-7:commit")["replayed"]
+    with pytest.raises(IdempotencyMismatch):
+        stock.sell(lines=[LineRequest(sku.code, 9)], channel="shop", key="shop:order-9:sell")
+
+
 def test_backorder_policy_allows_promising_up_to_the_limit():
     wh = make_location()
     sku = make_sku(stock_at={wh: 2})
