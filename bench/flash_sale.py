@@ -29,7 +29,8 @@ reflects it, from sandbox write hooks), throughput, pushes, CPU.
     .venv/bin/python bench/flash_sale.py            # 20,000 attempts per mode
     .venv/bin/python bench/flash_sale.py --quick    # 1,200 attempts per mode (smoke run)
 
-Writes bench/results/flash_sale.md and bench/results/flash_sale.png.
+Writes bench/results/flash_sale.md and bench/results/flash_sale.png (``_buffer<N>`` in the names with
+``--safety-buffer N``).
 """
 
 from __future__ import annotations
@@ -232,7 +233,8 @@ def run_mode(mode: str, sale: dict, args) -> dict:
 
     interval_sim = MODES[mode]
     interval_real = interval_sim / COMPRESSION if interval_sim else None
-    channels = [(kind, len(sale["stocks"]), {"channel": {**QUIET, "paused": interval_real is not None}})
+    rules = {"safety_buffer": args.safety_buffer}
+    channels = [(kind, len(sale["stocks"]), {"channel": {**QUIET, **rules, "paused": interval_real is not None}})
                 for kind in KINDS]
     print(f"== {mode}: {len(sale['attempts'])} attempts over {sale['duration']:.0f} s"
           + (f", pushes every {interval_real:g} s real ({interval_sim / 60:g} simulated min)" if interval_real else
@@ -322,6 +324,14 @@ def label(row: dict) -> str:
     return "Tally event-driven" if row["interval_sim"] is None else f"polling every {row['interval_sim'] / 60:g} min"
 
 
+def buffer_note(units: int) -> str:
+    return f" Every channel holds back {units} unit(s) per SKU (`safety_buffer`), in every mode." if units else ""
+
+
+def result_stem(args) -> str:
+    return "flash_sale" + (f"_buffer{args.safety_buffer}" if args.safety_buffer else "")
+
+
 def report(rows: list[dict], sale: dict, args, total: float) -> str:
     n = len(sale["attempts"])
     head = (f"# Flash sale: event-driven vs. polling\n\n{platform.node()} · {os.cpu_count()} cores · PostgreSQL · "
@@ -335,7 +345,9 @@ def report(rows: list[dict], sale: dict, args, total: float) -> str:
             f"only if it shows enough stock. gunicorn 2x4, {args.celery_workers} Celery worker(s) x{args.concurrency} "
             f"(inbound, default, batch)"
             f"{f' + {args.pushers} push worker(s) x{args.push_threads} {args.push_pool}' if args.pushers else ''}"
-            f", beat.\n\n"
+            f", beat."
+            f"{buffer_note(args.safety_buffer)}"
+            f"\n\n"
             f"**Time compression**: 1 simulated minute = 1 real second. The attempt rate ramps linearly from "
             f"{args.r0:g} to {args.r1:g} per real second (= {args.r0:g} to {args.r1:g} per simulated minute) over "
             f"{sale['duration']:.0f} real s ({sale['duration'] / 60:.1f} simulated hours); the polling modes push every "
@@ -365,7 +377,7 @@ def report(rows: list[dict], sale: dict, args, total: float) -> str:
              "(`unreflected`: not before the end of the drain); attempts/s over the send phase; orders/s = accepted "
              "orders / (send + until every webhook was applied and every listing pushed); CPU in cores during the "
              "send phase.\n")
-    text += f"\n![oversold, lost sales and lag CDF](flash_sale.png)\n\nTotal run time {total:.0f} s.\n"
+    text += f"\n![oversold, lost sales and lag CDF]({result_stem(args)}.png)\n\nTotal run time {total:.0f} s.\n"
     return text
 
 
@@ -412,6 +424,8 @@ def main() -> None:
     parser.add_argument("--r0", type=float, default=20)
     parser.add_argument("--r1", type=float, default=200)
     parser.add_argument("--modes", default="event,poll1,poll15")
+    parser.add_argument("--safety-buffer", type=int, default=0,
+                        help="units every channel holds back per SKU (the channel rule), in every mode")
     parser.add_argument("--threads", type=int, default=16, help="sender threads (open loop)")
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--celery-workers", type=int, default=1, help="workers for inbound, default and batch work")
@@ -431,8 +445,8 @@ def main() -> None:
     text = report(rows, sale, args, time.monotonic() - started)
     out = Path(__file__).resolve().parent / "results"
     out.mkdir(exist_ok=True)
-    (out / "flash_sale.md").write_text(text)
-    chart(rows, out / "flash_sale.png")
+    (out / f"{result_stem(args)}.md").write_text(text)
+    chart(rows, out / f"{result_stem(args)}.png")
     print(text)
 
 

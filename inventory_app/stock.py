@@ -124,30 +124,25 @@ def _idempotent(operation: str, key: str | None, payload: dict, work: Callable[[
     recorded rolls the work back and answers with the first result, as does a key whose work now fails
     (a retry of a reservation that took the last unit must get that reservation, not "insufficient stock").
     A concurrent call with the same key waits on the key's index entry and then answers with the winner's."""
-    if not key:
-        with transaction.atomic():
-            writes = Statements()
-            result = work(writes)
-            writes.run()
-            return result
-    fingerprint = _fingerprint(operation, payload)
+    fingerprint = _fingerprint(operation, payload) if key else ""
     try:
         with transaction.atomic():
             writes = Statements()
             result = work(writes)
             recorded: list[tuple] = []
-            writes.add(
-                f"INSERT INTO {OperationRecord._meta.db_table} (key, operation, request_hash, result, created_at) "
-                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (key) DO NOTHING RETURNING key",
-                [key, operation, fingerprint, json.dumps(result), _db_time(timezone.now())],
-                on_rows=recorded.extend,
-            )
+            if key:
+                writes.add(
+                    f"INSERT INTO {OperationRecord._meta.db_table} (key, operation, request_hash, result, created_at) "
+                    "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (key) DO NOTHING RETURNING key",
+                    [key, operation, fingerprint, json.dumps(result), _db_time(timezone.now())],
+                    on_rows=recorded.extend,
+                )
             writes.run()
-            if not recorded:
+            if key and not recorded:
                 raise _KeyTaken(key)
             return result
     except (StockError, _KeyTaken):
-        previous = _previous_result(key)
+        previous = _previous_result(key) if key else None
         if previous is None:
             raise
         return _replay(previous, operation, fingerprint, key)
