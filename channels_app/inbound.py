@@ -40,6 +40,7 @@ from hub.broker import missing_messages
 from hub.observability import correlation_id
 from inventory_app import orders, stock
 from inventory_app.errors import OrderNotFound, StockError
+from inventory_app.models import OrderLine
 
 log = logging.getLogger(__name__)
 
@@ -329,9 +330,11 @@ def apply_command(channel: Channel, command: Command) -> str:
         return ""
     if isinstance(command, OrderCancelled):
         try:
-            orders.cancel_order(channel=channel.slug, external_id=command.external_id, restock=command.restock)
+            result = orders.cancel_order(channel=channel.slug, external_id=command.external_id, restock=command.restock)
         except OrderNotFound as exc:
             raise WaitForOrder(exc.message) from None
+        if command.restock and not result.get("already"):
+            forget_what_channel_shows(channel, result["order"])
         return ""
     if isinstance(command, RefundCreated):
         lines = []
@@ -341,12 +344,14 @@ def apply_command(channel: Channel, command: Command) -> str:
             lines.append(orders.RefundLineRequest(external_line_id=line.external_line_id, quantity=line.quantity,
                                                   restock=line.restock, location=location))
         try:
-            orders.refund(channel=channel.slug, external_order_id=command.external_order_id,
-                          refund_id=command.refund_id, lines=lines)
+            result = orders.refund(channel=channel.slug, external_order_id=command.external_order_id,
+                                   refund_id=command.refund_id, lines=lines)
         except OrderNotFound as exc:
             raise WaitForOrder(exc.message) from None
         except StockError as exc:
             raise ParkEvent(exc.message) from None
+        if any(line.restock for line in command.lines):
+            forget_what_channel_shows(channel, result["order"])
         return ""
     if isinstance(command, InventoryReported):
         return _inventory_reported(channel, command)
@@ -366,6 +371,16 @@ def note_channel_sale(channel: Channel, sold: list[tuple[Listing, int]], *, sold
         if base is not None:
             Listing.objects.filter(pk=listing.pk).update(remote_quantity=max(base - quantity, 0),
                                                           remote_seen_at=timezone.now())
+
+
+def forget_what_channel_shows(channel: Channel, order_id: int) -> None:
+    """A cancel or refund the channel made may have put units back on its own count, by an amount its
+    settings decide (WooCommerce restocks a cancelled order, Shopify only if asked). Our idea of what it
+    shows for the order's SKUs is no longer sure, so the next push for them is sent, never skipped as
+    "the channel already has it": skipped, a sale elsewhere that brought our number back to the last one
+    pushed left the channel showing the units its cancel had put back."""
+    Listing.objects.filter(channel=channel, sku__in=OrderLine.objects.filter(order_id=order_id).values("sku_id")).update(
+        remote_quantity=None)
 
 
 def _inventory_reported(channel: Channel, command: InventoryReported) -> str:

@@ -334,3 +334,30 @@ def test_our_own_orphaned_write_is_not_mistaken_for_a_channel_sale():
         stock.reserve(lines=[LineRequest(tee.code, 2)])
         converge(channel)
         assert remote(sandbox, tee) == 41
+
+
+@pytest.mark.parametrize("undo", ["cancel", "refund"])
+def test_a_channel_that_restocked_its_own_cancel_is_pushed_even_when_our_number_returns_to_the_last_pushed(undo):
+    """Found by the quick chaos run: WooCommerce restocks a cancelled order on its own count. When a sale
+    elsewhere then brings our number back to the one last pushed, that push must still be sent: skipped as
+    "the channel already shows it", the channel kept showing the unit its cancel had put back."""
+    from channels_app import inbound
+    from channels_app.commands import ListingRef, OrderCancelled, OrderLineIn, OrderPlaced, RefundCreated, RefundLineIn
+
+    wh = make_location()
+    tee = make_sku(stock_at={wh: 10})
+    channel, sandbox = connect("woocommerce", {tee: 0})
+    with sandbox:
+        converge(channel)
+        sandbox.state.patch_inventory([{"sku": tee.code, "quantity": 9}])  # sold on the channel...
+        inbound.apply_command(channel, OrderPlaced(external_id="77", placed_at=timezone.now(), lines=[
+            OrderLineIn(external_id="1", listing=ListingRef(sku=tee.code), quantity=1)]))  # ...and heard of
+        converge(channel)
+        assert remote(sandbox, tee) == 9 and not PushLog.objects.filter(channel=channel, quantity=9).exists()  # no echo
+        sandbox.state.patch_inventory([{"sku": tee.code, "quantity": 10}])  # the channel puts the unit back itself
+        inbound.apply_command(channel, OrderCancelled(external_id="77") if undo == "cancel" else RefundCreated(
+            external_order_id="77", refund_id="r1", lines=[RefundLineIn(external_line_id="1", quantity=1, restock=True)]))
+        stock.sell(lines=[LineRequest(tee.code, 1)], channel="pos", key="pos-1")  # a sale elsewhere: 10 -> 9
+        converge(channel)
+        assert remote(sandbox, tee) == 9
+        assert_converged(channel, sandbox)
