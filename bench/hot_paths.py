@@ -4,7 +4,8 @@
 * one push: a reservation on one of 50 SKUs, then ``outbound.push_channel`` to a Shopify or WooCommerce
   sandbox served over HTTP by a thread of this process (so its CPU is counted in the figure too).
 
-Prints a markdown table and writes bench/results/hot_paths.md. CPU is this process's ``process_time``.
+Prints a markdown table and writes bench/results/hot_paths.md. CPU is this process's ``process_time`` and,
+separately, its PostgreSQL backend's (from /proc: the database must run on this machine).
 
     .venv/bin/python bench/hot_paths.py
 """
@@ -12,6 +13,7 @@ Prints a markdown table and writes bench/results/hot_paths.md. CPU is this proce
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import time
 import uuid
@@ -36,15 +38,25 @@ from tests.factories import make_location, make_sku  # noqa: E402
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def measure(step, count: int) -> tuple[int, float, float]:
+def backend_cpu() -> float:
+    """CPU seconds of this connection's PostgreSQL backend (same machine: /proc)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(step, count: int) -> tuple[int, float, float, float]:
     step(0)  # warms per-process caches
     with CaptureQueriesContext(connection) as queries:
         step(1)
+    pg = backend_cpu()
     wall, cpu = time.perf_counter(), time.process_time()
     for i in range(2, count + 2):
         step(i)
     return (len(queries.captured_queries), (time.process_time() - cpu) / count * 1000,
-            (time.perf_counter() - wall) / count * 1000)
+            (backend_cpu() - pg) / count * 1000, (time.perf_counter() - wall) / count * 1000)
 
 
 def orders(count: int) -> tuple[int, float, float]:
@@ -62,6 +74,17 @@ def orders(count: int) -> tuple[int, float, float]:
 
     def step(i: int) -> None:
         assert inbound.process_event(events[i]) == "processed"
+
+    return measure(step, count)
+
+
+def reservations(count: int) -> tuple[int, float, float, float]:
+    wh = make_location()
+    skus = [make_sku(stock_at={wh: 1_000_000}) for _ in range(50)]
+    run = uuid.uuid4().hex[:6]
+
+    def step(i: int) -> None:
+        stock.reserve(lines=[LineRequest(skus[i % 50].code, 1)], key=f"hp-{run}-{i}")
 
     return measure(step, count)
 
@@ -89,12 +112,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, default=300)
     args = parser.parse_args()
-    rows = [("apply a one-line channel order (process_event)", *orders(args.count))]
+    rows = [("apply a one-line channel order (process_event)", *orders(args.count)),
+            ("reserve one unit with a caller key (stock.reserve)", *reservations(args.count))]
     for kind in ("shopify", "woocommerce"):
         rows.append((f"reserve one unit + push it to {kind} (sandbox in process)", *pushes(kind, args.count)))
     text = (f"Hot paths · {platform.node()} · {datetime.now(UTC):%Y-%m-%d %H:%M} UTC · {args.count} each · "
-            f"run {uuid.uuid4().hex[:6]}\n\n| path | statements | CPU ms | wall ms |\n|---|---:|---:|---:|\n")
-    text += "".join(f"| {name} | {n} | {cpu:.1f} | {wall:.1f} |\n" for name, n, cpu, wall in rows)
+            f"run {uuid.uuid4().hex[:6]}\n\n| path | statements | CPU ms (this process) | CPU ms (PostgreSQL backend) "
+            f"| wall ms |\n|---|---:|---:|---:|---:|\n")
+    text += "".join(f"| {name} | {n} | {cpu:.2f} | {pg:.2f} | {wall:.1f} |\n" for name, n, cpu, pg, wall in rows)
     print(text)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "hot_paths.md").write_text(text)
