@@ -59,7 +59,7 @@ def measure(step, count: int) -> tuple[int, float, float, float]:
             (backend_cpu() - pg) / count * 1000, (time.perf_counter() - wall) / count * 1000)
 
 
-def orders(count: int) -> tuple[int, float, float]:
+def orders(count: int) -> tuple[int, float, float, float]:
     wh = make_location()
     skus = [make_sku(stock_at={wh: 1_000_000}) for _ in range(20)]
     channel = make_channel("shopify")
@@ -89,7 +89,7 @@ def reservations(count: int) -> tuple[int, float, float, float]:
     return measure(step, count)
 
 
-def pushes(kind: str, count: int) -> tuple[int, float, float]:
+def pushes(kind: str, count: int) -> tuple[int, float, float, float]:
     wh = make_location()
     skus = [make_sku(stock_at={wh: 1_000_000}) for _ in range(50)]
     channel, sandbox = connect(kind, {sku: 0 for sku in skus},
