@@ -19,23 +19,17 @@ RowsCallback = Callable[[list[tuple]], None]
 
 
 class Statements:
-    def __init__(self, *, immediate: bool = False):
-        # immediate: each statement runs as it is added (for callers with nothing to batch).
-        self.immediate = immediate
+    def __init__(self):
         self._pending: list[tuple[str, Sequence[Any], RowsCallback | None]] = []
         self._after: list[Callable[[], None]] = []
 
     def add(self, sql: str, params: Sequence[Any] = (), on_rows: RowsCallback | None = None) -> None:
         """Queue a statement; ``on_rows`` receives its rows (for RETURNING or SELECT) when it runs."""
         self._pending.append((sql, params, on_rows))
-        if self.immediate:
-            self.run()
 
     def after(self, callback: Callable[[], None]) -> None:
-        """Run ``callback`` once the queued statements have run (at once when immediate)."""
+        """Run ``callback`` once the queued statements have run."""
         self._after.append(callback)
-        if self.immediate:
-            self.run()
 
     def run(self) -> None:
         pending, self._pending = self._pending, []

@@ -481,7 +481,9 @@ def set_stock_policy(*, sku: str | Sku, policy: str, limit: int = 0, location: s
         if location_obj is not None and policy != StockPolicy.DENY:
             ensure_stock_rows([(sku_obj, location_obj)])
             StockLevel.objects.filter(sku=sku_obj, location=location_obj).update(allowance=limit)
-        _stock_changed({sku_obj.id}, writes=Statements(immediate=True), source="policy")
+        writes = Statements()
+        _stock_changed({sku_obj.id}, writes=writes, source="policy")
+        writes.run()
         return sku_obj
 
 

@@ -114,3 +114,22 @@ def test_mixed_operations_on_two_skus_never_deadlock():
     outcomes = hammer(op, attempts=len(plan))
     assert set(outcomes) <= {"ok", "insufficient"}, outcomes
     assert ledger_consistent()
+
+
+def test_one_key_sent_by_many_threads_at_once_reserves_once_and_answers_alike():
+    """The key is written with the work, not read first: the losers of the race wait on the key's index
+    entry, roll their own work back and answer with the winner's reservation."""
+    wh = make_location()
+    sku = make_sku(stock_at={wh: 100})
+    answers: list[str] = []
+    lock = threading.Lock()
+
+    def same_key(_):
+        result = stock.reserve(lines=[LineRequest(sku.code, 2)], key="cart-race")
+        with lock:
+            answers.append(result["id"])
+
+    outcomes = hammer(same_key, attempts=THREADS)
+    assert outcomes == Counter(ok=THREADS)
+    assert len(set(answers)) == 1 and Reservation.objects.count() == 1
+    assert StockLevel.objects.get(sku=sku).reserved == 2 and ledger_consistent()

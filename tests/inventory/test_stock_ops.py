@@ -141,6 +141,19 @@ def test_expire_due_releases_only_past_reservations():
     assert StockLedgerEntry.objects.filter(kind=LedgerKind.EXPIRE).count() == 1
 
 
+def test_expiring_several_reservations_of_one_stock_row_gives_back_every_unit():
+    """Each reservation's batched writes run before the next one locks and reads the shared row; read
+    before, the second release would start from the first one's stale numbers."""
+    wh = make_location()
+    sku = make_sku(stock_at={wh: 10})
+    for units in (1, 2, 3):
+        stock.reserve(lines=[LineRequest(sku.code, units)], ttl_seconds=1)
+    assert stock.expire_due(now=timezone.now() + timedelta(seconds=5)) == 3
+    assert (level(sku, wh).on_hand, level(sku, wh).reserved) == (10, 0)
+    assert list(StockLedgerEntry.objects.filter(kind=LedgerKind.EXPIRE).order_by("id").values_list(
+        "reserved_delta", "reserved_after")) == [(-1, 5), (-2, 3), (-3, 0)]
+
+
 def test_count_applies_newer_and_records_stale():
     store = make_location()
     sku = make_sku(stock_at={store: 10})
