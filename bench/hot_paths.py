@@ -1,5 +1,6 @@
-"""CPU and statements of the two hot paths, in one process, without Celery or gunicorn around them.
+"""CPU and statements of the hot paths, in one process, without Celery or gunicorn around them.
 
+* receive one webhook: a signed Shopify ``orders/create`` through Django's WSGI handler;
 * apply one channel order: ``inbound.process_event`` on a stored one-line Shopify ``orders/create``;
 * one push: a reservation on one of 50 SKUs, then ``outbound.push_channel`` to a Shopify or WooCommerce
   sandbox served over HTTP by a thread of this process (so its CPU is counted in the figure too).
@@ -13,8 +14,10 @@ separately, its PostgreSQL backend's (from /proc: the database must run on this 
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import platform
+import sys
 import time
 import uuid
 from datetime import UTC, datetime
@@ -22,6 +25,8 @@ from pathlib import Path
 
 import _django
 
+# Its own Redis database: the receipt row enqueues one task per webhook and no worker takes them.
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/13")
 _django.setup(fresh=True)
 
 from django.db import connection  # noqa: E402
@@ -31,7 +36,7 @@ from channels_app import inbound, outbound  # noqa: E402
 from channels_app.models import InboundEvent, Listing  # noqa: E402
 from inventory_app import stock  # noqa: E402
 from inventory_app.stock import LineRequest  # noqa: E402
-from tests.channels.helpers import list_sku, make_channel, map_location, shopify_order  # noqa: E402
+from tests.channels.helpers import list_sku, make_channel, map_location, shopify_headers, shopify_order  # noqa: E402
 from tests.channels.sandboxed import connect  # noqa: E402
 from tests.factories import make_location, make_sku  # noqa: E402
 
@@ -78,6 +83,44 @@ def orders(count: int) -> tuple[int, float, float, float]:
     return measure(step, count)
 
 
+def receipts(count: int) -> tuple[int, float, float, float]:
+    """A signed Shopify orders/create through Django's WSGI handler (what gunicorn calls), for a channel the
+    process has seen: verify, store in the inbox, enqueue, answer."""
+    from django.core.handlers.wsgi import WSGIHandler
+
+    from hub.redis import get_redis
+
+    app, secret = WSGIHandler(), "hot-paths"
+    channel = make_channel("shopify", secret=secret)
+    bodies = [shopify_order(9_000_000 + i, [(1, "TEE", 111, 1)]) for i in range(count + 3)]
+
+    def step(i: int) -> None:
+        headers = shopify_headers(secret, bodies[i], "orders/create")
+        environ = {"REQUEST_METHOD": "POST", "PATH_INFO": f"/webhooks/{channel.slug}/", "SERVER_NAME": "127.0.0.1",
+                   "SERVER_PORT": "8000", "HTTP_HOST": "127.0.0.1", "wsgi.url_scheme": "http", "wsgi.errors": sys.stderr,
+                   "REMOTE_ADDR": "127.0.0.1", "wsgi.input": io.BytesIO(bodies[i]), "CONTENT_TYPE": "application/json",
+                   "CONTENT_LENGTH": str(len(bodies[i])),
+                   **{f"HTTP_{k.upper().replace('-', '_')}": v for k, v in headers.items()}}
+        status = []
+        b"".join(app(environ, lambda s, h: status.append(s)))
+        assert status == ["200 OK"], status
+
+    try:
+        _, cpu, pg, wall = measure(step, count)
+        # The request cycle resets Django's query log, so count this path's statements as they execute.
+        executed: list[str] = []
+
+        def counting(execute, sql, params, many, context):
+            executed.append(sql)
+            return execute(sql, params, many, context)
+
+        with connection.execute_wrapper(counting):
+            step(count + 2)
+        return len(executed), cpu, pg, wall
+    finally:
+        get_redis().flushdb()  # the bench's own database (above): the queued tasks nobody will run
+
+
 def reservations(count: int) -> tuple[int, float, float, float]:
     wh = make_location()
     skus = [make_sku(stock_at={wh: 1_000_000}) for _ in range(50)]
@@ -112,7 +155,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, default=300)
     args = parser.parse_args()
-    rows = [("apply a one-line channel order (process_event)", *orders(args.count)),
+    rows = [("receive a webhook for a known channel (WSGI handler, in process)", *receipts(args.count)),
+            ("apply a one-line channel order (process_event)", *orders(args.count)),
             ("reserve one unit with a caller key (stock.reserve)", *reservations(args.count))]
     for kind in ("shopify", "woocommerce"):
         rows.append((f"reserve one unit + push it to {kind} (sandbox in process)", *pushes(kind, args.count)))
