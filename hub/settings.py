@@ -91,6 +91,11 @@ def _database_config() -> dict:
             # No per-request health ping: it costs a round trip on every webhook; a broken connection
             # errors once and Django drops it at the end of that request.
             config["CONN_HEALTH_CHECKS"] = False
+            # The stock operations' statements (inventory_app/statements.py) are prepared once per connection
+            # (Django's own queries never are: its cursors bind client-side). DB_PREPARED_STATEMENTS=false
+            # for a transaction-pooling pgbouncer older than 1.21, which cannot follow prepared statements.
+            if os.environ.get("DB_PREPARED_STATEMENTS", "true").lower() in ("1", "true", "yes", "on"):
+                config["OPTIONS"]["prepare_threshold"] = 1
         return config
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     # Several processes (web, worker, beat) share the file: WAL lets readers run

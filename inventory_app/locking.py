@@ -16,6 +16,7 @@ from django.db import connection
 from django.utils import timezone
 
 from inventory_app.models import Location, Sku, StockLevel
+from inventory_app.statements import fetch
 
 
 @dataclass
@@ -63,6 +64,4 @@ def lock_stock_rows(*, sku_ids: Iterable[int], location_ids: Iterable[int] | Non
     if connection.features.has_select_for_update_of:
         sql += " FOR UPDATE OF sl"
     # SQLite has no row locks: its IMMEDIATE transactions serialise writers instead.
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return [LockedRow(*row) for row in cursor.fetchall()]
+    return [LockedRow(*row) for row in fetch(sql, params)]

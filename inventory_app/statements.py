@@ -1,15 +1,25 @@
-"""The writes of one stock operation, sent to the database together.
+"""The statements of one stock operation, sent to the database together and prepared once per connection.
 
 A reservation writes six tables (reservation, lines, stock rows, ledger, listings, the caller's key).
 One statement per round trip cost more CPU in the driver and the server than the writes themselves,
-so each operation collects its statements here and sends them at the end: on PostgreSQL as one
-multi-statement query (psycopg's client-side binding sends it in one round trip and returns one result
-per statement), on SQLite one by one. Rows read after a write must wait for ``run()``: nothing in an
-operation reads a row it has written, and ``after`` callbacks (which may read) run once the batch has.
+so each operation collects its statements here and sends them at the end. On PostgreSQL they go in one
+pipeline (libpq pipeline mode: one round trip for all of them, a result per statement) as prepared
+statements, so the server parses and plans each distinct statement once per connection rather than on
+every call; ``fetch`` does the same for the reads on the hot path, and the first statement of a
+transaction carries its BEGIN in the same round trip. SQLite runs them one by one.
+
+Rows read after a write must wait for ``run()``: nothing in an operation reads a row it has written, and
+``after`` callbacks (which may read) run once the batch has.
+
+These statements bypass Django's cursor wrapper (its client-side binding cannot prepare), so this module
+does what the wrapper would: database errors become Django's, ``connection.execute_wrapper`` hooks run,
+and the query log (``CaptureQueriesContext``, ``DEBUG``) records each statement.
 """
 
 from __future__ import annotations
 
+import functools
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -34,16 +44,13 @@ class Statements:
     def run(self) -> None:
         pending, self._pending = self._pending, []
         if pending:
-            with connection.cursor() as cursor:
-                if connection.vendor == "postgresql" and len(pending) > 1:
-                    cursor.execute("; ".join(sql for sql, _, _ in pending),
-                                   [value for _, params, _ in pending for value in params])
-                    for index, (_, _, on_rows) in enumerate(pending):
-                        if index:
-                            cursor.nextset()
-                        if on_rows is not None:
-                            on_rows(cursor.fetchall())
-                else:
+            if connection.vendor == "postgresql":
+                rows = _pipelined([(sql, params, on_rows is not None) for sql, params, on_rows in pending])
+                for (_, _, on_rows), result in zip(pending, rows, strict=True):
+                    if on_rows is not None:
+                        on_rows(result)
+            else:
+                with connection.cursor() as cursor:
                     for sql, params, on_rows in pending:
                         cursor.execute(sql, params)
                         if on_rows is not None:
@@ -51,3 +58,56 @@ class Statements:
         callbacks, self._after = self._after, []
         for callback in callbacks:
             callback()
+
+
+def fetch(sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+    """The rows of one read on a hot path (prepared on PostgreSQL)."""
+    if connection.vendor == "postgresql":
+        import psycopg
+
+        connection.ensure_connection()
+        raw = connection.connection
+        if raw.info.transaction_status == psycopg.pq.TransactionStatus.IDLE and not raw.autocommit:
+            # The transaction's first statement: pipelined, its BEGIN travels with it.
+            return _pipelined([(sql, params, True)])[0]
+        connection.validate_no_broken_transaction()
+        with connection.wrap_database_errors, psycopg.Cursor(raw) as cursor:
+            _execute(cursor, sql, params)
+            return cursor.fetchall()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def _pipelined(statements: list[tuple[str, Sequence[Any], bool]]) -> list[list[tuple]]:
+    import psycopg
+
+    connection.ensure_connection()
+    connection.validate_no_broken_transaction()
+    raw = connection.connection
+    cursors: list = []
+    results: list[list[tuple]] = []
+    with connection.wrap_database_errors:
+        with raw.pipeline():
+            for sql, params, wants_rows in statements:
+                cursor = psycopg.Cursor(raw)
+                cursors.append(cursor)
+                _execute(cursor, sql, params)
+            # Fetching the first result sends the whole pipeline; the others are then read in order.
+            for cursor, (_, _, wants_rows) in zip(cursors, statements, strict=True):
+                results.append(cursor.fetchall() if wants_rows else [])
+        for cursor in cursors:
+            cursor.close()
+    return results
+
+
+def _execute(cursor, sql: str, params: Sequence[Any]) -> None:
+    def execute(sql, params, many, context):
+        return cursor.execute(sql, params, prepare=True)
+
+    for wrapper in reversed(connection.execute_wrappers):
+        execute = functools.partial(wrapper, execute)
+    started = time.monotonic()
+    execute(sql, params, False, {"connection": connection, "cursor": cursor})
+    if connection.queries_logged:
+        connection.queries_log.append({"sql": sql, "time": f"{time.monotonic() - started:.3f}"})

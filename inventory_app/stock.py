@@ -56,7 +56,7 @@ from inventory_app.models import (
     StockLevel,
     StockPolicy,
 )
-from inventory_app.statements import Statements
+from inventory_app.statements import Statements, fetch
 
 __all__ = [
     "LineRequest",
@@ -504,19 +504,18 @@ def _expand(lines: Sequence[LineRequest]) -> list[tuple[_SkuRef, int, str, int]]
         _positive(line.quantity)
     codes = sorted({line.sku for line in lines})
     skus: dict[str, _SkuRef] = {}
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT s.id, s.code, s.is_active, bc.component_id, c.code, bc.quantity "
-            f"FROM {Sku._meta.db_table} s "
-            f"LEFT JOIN {BundleComponent._meta.db_table} bc ON bc.bundle_id = s.id "
-            f"LEFT JOIN {Sku._meta.db_table} c ON c.id = bc.component_id "
-            f"WHERE s.code IN ({', '.join(['%s'] * len(codes))}) ORDER BY s.id, bc.component_id",
-            codes,
-        )
-        for sku_id, code, is_active, component_id, component_code, units in cursor.fetchall():
-            ref = skus.setdefault(code, _SkuRef(sku_id, code, bool(is_active), []))
-            if component_id is not None:
-                ref.components.append((component_id, component_code, units))
+    rows = fetch(
+        f"SELECT s.id, s.code, s.is_active, bc.component_id, c.code, bc.quantity "
+        f"FROM {Sku._meta.db_table} s "
+        f"LEFT JOIN {BundleComponent._meta.db_table} bc ON bc.bundle_id = s.id "
+        f"LEFT JOIN {Sku._meta.db_table} c ON c.id = bc.component_id "
+        f"WHERE s.code IN ({', '.join(['%s'] * len(codes))}) ORDER BY s.id, bc.component_id",
+        codes,
+    )
+    for sku_id, code, is_active, component_id, component_code, units in rows:
+        ref = skus.setdefault(code, _SkuRef(sku_id, code, bool(is_active), []))
+        if component_id is not None:
+            ref.components.append((component_id, component_code, units))
     needs = []
     for line in lines:
         ref = skus.get(line.sku)

@@ -1,0 +1,91 @@
+"""The statement batch and prepared reads every stock operation goes through (inventory_app/statements.py).
+
+They bypass Django's cursor wrapper on PostgreSQL, so these tests hold them to what that wrapper gives:
+Django's exceptions, a rolled-back transaction on error, the query log, execute wrappers."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from django.db import IntegrityError, connection, transaction
+from django.test.utils import CaptureQueriesContext
+
+from inventory_app import stock
+from inventory_app.models import StockLevel
+from inventory_app.statements import Statements, fetch
+from inventory_app.stock import LineRequest
+from tests.factories import make_location, make_sku
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def prepared_statements() -> list[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        return [row[0] for row in cursor.fetchall()]
+
+
+def test_the_stock_path_is_prepared_once_per_connection():
+    wh = make_location()
+    sku = make_sku(stock_at={wh: 10})
+    stock.reserve(lines=[LineRequest(sku.code, 1)], key=uuid.uuid4().hex)
+    after_first = prepared_statements()
+    for _ in range(3):
+        stock.reserve(lines=[LineRequest(sku.code, 1)], key=uuid.uuid4().hex)
+    # Later calls reuse what the first one prepared: the locked read, the writes, the caller's key.
+    assert sorted(prepared_statements()) == sorted(after_first)
+    for statement in ("FOR UPDATE OF sl", "UPDATE inventory_app_stocklevel", "INSERT INTO inventory_app_operationrecord"):
+        assert any(statement in sql for sql in after_first), statement
+    assert StockLevel.objects.get(sku=sku).reserved == 4
+
+
+def test_a_failing_statement_in_a_batch_raises_djangos_error_and_rolls_the_batch_back():
+    wh = make_location()
+    sku = make_sku(stock_at={wh: 5})
+    row = StockLevel.objects.get(sku=sku)
+    writes = Statements()
+    writes.add("UPDATE inventory_app_stocklevel SET on_hand = %s WHERE id = %s", [4, row.id])
+    writes.add("UPDATE inventory_app_stocklevel SET reserved = %s WHERE id = %s", [9, row.id])  # CHECK: reserved <= on_hand
+    with pytest.raises(IntegrityError), transaction.atomic():
+        writes.run()
+    row.refresh_from_db()
+    assert (row.on_hand, row.reserved) == (5, 0)
+    # The connection is usable afterwards, in and out of a transaction.
+    assert fetch("SELECT on_hand FROM inventory_app_stocklevel WHERE id = %s", [row.id]) == [(5,)]
+    with transaction.atomic():
+        assert fetch("SELECT on_hand FROM inventory_app_stocklevel WHERE id = %s", [row.id]) == [(5,)]
+
+
+def test_rows_reach_each_statements_callback_in_order_and_after_runs_last():
+    wh = make_location()
+    sku = make_sku(stock_at={wh: 5})
+    row = StockLevel.objects.get(sku=sku)
+    seen: list = []
+    with transaction.atomic():
+        writes = Statements()
+        writes.add("SELECT 1", [], on_rows=seen.append)
+        writes.add("UPDATE inventory_app_stocklevel SET on_hand = %s WHERE id = %s RETURNING on_hand", [7, row.id],
+                   on_rows=seen.append)
+        writes.add("SELECT %s::int", [3], on_rows=seen.append)
+        writes.after(lambda: seen.append(fetch("SELECT on_hand FROM inventory_app_stocklevel WHERE id = %s", [row.id])))
+        writes.run()
+    assert seen == [[(1,)], [(7,)], [(3,)], [(7,)]]
+
+
+def test_the_query_log_and_execute_wrappers_see_every_statement():
+    wh = make_location()
+    sku = make_sku(stock_at={wh: 10})
+    wrapped: list[str] = []
+
+    def wrapper(execute, sql, params, many, context):
+        wrapped.append(sql)
+        return execute(sql, params, many, context)
+
+    with CaptureQueriesContext(connection) as queries, connection.execute_wrapper(wrapper):
+        stock.reserve(lines=[LineRequest(sku.code, 1)], key=uuid.uuid4().hex)
+    logged = [q["sql"] for q in queries.captured_queries]
+    for statement in ("FOR UPDATE OF sl", "INSERT INTO inventory_app_reservation ", "INSERT INTO inventory_app_stockledgerentry",
+                      "INSERT INTO inventory_app_operationrecord"):
+        assert any(statement in sql for sql in logged), statement
+        assert any(statement in sql for sql in wrapped), statement
