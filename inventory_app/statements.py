@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connections
 
 RowsCallback = Callable[[list[tuple]], None]
 
@@ -44,13 +44,14 @@ class Statements:
     def run(self) -> None:
         pending, self._pending = self._pending, []
         if pending:
-            if connection.vendor == "postgresql":
-                rows = _pipelined([(sql, params, on_rows is not None) for sql, params, on_rows in pending])
+            db = connections[DEFAULT_DB_ALIAS]
+            if db.vendor == "postgresql":
+                rows = _pipelined(db, [(sql, params, on_rows is not None) for sql, params, on_rows in pending])
                 for (_, _, on_rows), result in zip(pending, rows, strict=True):
                     if on_rows is not None:
                         on_rows(result)
             else:
-                with connection.cursor() as cursor:
+                with db.cursor() as cursor:
                     for sql, params, on_rows in pending:
                         cursor.execute(sql, params)
                         if on_rows is not None:
@@ -62,52 +63,55 @@ class Statements:
 
 def fetch(sql: str, params: Sequence[Any] = ()) -> list[tuple]:
     """The rows of one read on a hot path (prepared on PostgreSQL)."""
-    if connection.vendor == "postgresql":
+    db = connections[DEFAULT_DB_ALIAS]
+    if db.vendor == "postgresql":
         import psycopg
 
-        connection.ensure_connection()
-        raw = connection.connection
+        db.ensure_connection()
+        raw = db.connection
         if raw.info.transaction_status == psycopg.pq.TransactionStatus.IDLE and not raw.autocommit:
             # The transaction's first statement: pipelined, its BEGIN travels with it.
-            return _pipelined([(sql, params, True)])[0]
-        connection.validate_no_broken_transaction()
-        with connection.wrap_database_errors, psycopg.Cursor(raw) as cursor:
-            _execute(cursor, sql, params)
+            return _pipelined(db, [(sql, params, True)])[0]
+        db.validate_no_broken_transaction()
+        with db.wrap_database_errors, psycopg.Cursor(raw) as cursor:
+            _execute(db, cursor, sql, params)
             return cursor.fetchall()
-    with connection.cursor() as cursor:
+    with db.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall()
 
 
-def _pipelined(statements: list[tuple[str, Sequence[Any], bool]]) -> list[list[tuple]]:
+def _pipelined(db, statements: list[tuple[str, Sequence[Any], bool]]) -> list[list[tuple]]:
     import psycopg
 
-    connection.ensure_connection()
-    connection.validate_no_broken_transaction()
-    raw = connection.connection
+    db.ensure_connection()
+    db.validate_no_broken_transaction()
+    raw = db.connection
+    shared = psycopg.Cursor(raw)  # for statements whose rows nobody reads
     cursors: list = []
-    results: list[list[tuple]] = []
-    with connection.wrap_database_errors:
+    with db.wrap_database_errors:
         with raw.pipeline():
             for sql, params, wants_rows in statements:
-                cursor = psycopg.Cursor(raw)
+                cursor = psycopg.Cursor(raw) if wants_rows else shared
                 cursors.append(cursor)
-                _execute(cursor, sql, params)
+                _execute(db, cursor, sql, params)
             # Fetching the first result sends the whole pipeline; the others are then read in order.
-            for cursor, (_, _, wants_rows) in zip(cursors, statements, strict=True):
-                results.append(cursor.fetchall() if wants_rows else [])
-        for cursor in cursors:
+            results = [cursor.fetchall() if wants_rows else []
+                       for cursor, (_, _, wants_rows) in zip(cursors, statements, strict=True)]
+        for cursor in {id(c): c for c in cursors}.values():
             cursor.close()
     return results
 
 
-def _execute(cursor, sql: str, params: Sequence[Any]) -> None:
+def _execute(db, cursor, sql: str, params: Sequence[Any]) -> None:
+    # ``db`` is the connection itself, not django.db.connection: each attribute of that proxy is a
+    # context-local lookup, and these run several times per stock operation.
     def execute(sql, params, many, context):
         return cursor.execute(sql, params, prepare=True)
 
-    for wrapper in reversed(connection.execute_wrappers):
+    for wrapper in reversed(db.execute_wrappers):
         execute = functools.partial(wrapper, execute)
     started = time.monotonic()
-    execute(sql, params, False, {"connection": connection, "cursor": cursor})
-    if connection.queries_logged:
-        connection.queries_log.append({"sql": sql, "time": f"{time.monotonic() - started:.3f}"})
+    execute(sql, params, False, {"connection": db, "cursor": cursor})
+    if db.queries_logged:
+        db.queries_log.append({"sql": sql, "time": f"{time.monotonic() - started:.3f}"})
