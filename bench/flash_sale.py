@@ -168,8 +168,10 @@ def send_sale(s: stack.Stack, sale: dict, sampler: _tally.HubSampler, seq_base: 
 
 
 def reflection_lags(rec: _tally.WriteRecorder, accepted: list[dict], initial: dict[str, int],
-                    restocked: list[tuple[float, str, int]], n_channels: int) -> tuple[list[float], int]:
-    """Per accepted order: scheduled send → the moment the last other channel shows a number reflecting it."""
+                    restocked: list[tuple[float, str, int]], n_channels: int,
+                    by_channel: dict[int, list[float]] | None = None) -> tuple[list[float], int]:
+    """Per accepted order: scheduled send → the moment the last other channel shows a number reflecting it
+    (and into ``by_channel``, per channel index, when that channel did, for orders it had to reflect)."""
     series: dict[tuple[int, str], list[tuple[float, int, int]]] = collections.defaultdict(list)
     sale_time: dict[int, float] = {}
     for t, ch, sku, qty, oid in sorted(rec.writes):
@@ -211,6 +213,8 @@ def reflection_lags(rec: _tally.WriteRecorder, accepted: list[dict], initial: di
                 worst = float("inf")
                 break
             worst = max(worst, reflected - a["sched"])
+            if by_channel is not None:
+                by_channel.setdefault(ch, []).append((reflected - a["sched"]) * 1000)
         if worst == float("inf"):
             unreflected += 1
         else:
@@ -233,9 +237,9 @@ def run_mode(mode: str, sale: dict, args) -> dict:
 
     interval_sim = MODES[mode]
     interval_real = interval_sim / COMPRESSION if interval_sim else None
-    rules = {"safety_buffer": args.safety_buffer}
-    channels = [(kind, len(sale["stocks"]), {"channel": {**QUIET, **rules, "paused": interval_real is not None}})
-                for kind in KINDS]
+    channels = [(kind, len(sale["stocks"]), {"channel": {
+        **QUIET, "safety_buffer": 0 if index == args.last_units_channel else args.safety_buffer,
+        "paused": interval_real is not None}}) for index, kind in enumerate(KINDS)]
     print(f"== {mode}: {len(sale['attempts'])} attempts over {sale['duration']:.0f} s"
           + (f", pushes every {interval_real:g} s real ({interval_sim / 60:g} simulated min)" if interval_real else
              ", real-time pushes"), file=sys.stderr, flush=True)
@@ -280,7 +284,11 @@ def run_mode(mode: str, sale: dict, args) -> dict:
         beyond = sum(max(0, sold[sku] - supply[sku]) for sku in sold)
         short = OrderLine.objects.filter(status="short", order__external_id__isnull=False)
         short_units = short.aggregate(n=Sum("quantity"))["n"] or 0
-        lags, unreflected = reflection_lags(rec, accepted, initial, sent["restocked"], len(s.sandboxes))
+        lag_by_channel: dict[int, list[float]] = {}
+        lags, unreflected = reflection_lags(rec, accepted, initial, sent["restocked"], len(s.sandboxes), lag_by_channel)
+        lag_by_kind: dict[str, list[float]] = collections.defaultdict(list)
+        for index, values in lag_by_channel.items():
+            lag_by_kind[s.channels[index].kind].extend(values)
         pushes = PushLog.objects.filter(ok=True).count()
         unprocessed = InboundEvent.objects.exclude(status__in=["processed", "ignored"]).count()
         hub_final = _tally.hub_available()
@@ -297,7 +305,10 @@ def run_mode(mode: str, sale: dict, args) -> dict:
             "lost_units": sum(r["qty"] for r in lost),
             "lost_true": len(lost_true), "lost_true_units": sum(r["qty"] for r in lost_true),
             "short_units": short_units, "short_orders": short.count(),
-            "short_by_kind": dict(short_by_kind), "beyond_supply": beyond, "supply": sum(supply.values()),
+            "short_by_kind": dict(short_by_kind),
+            "lag_by_kind": {kind: (_tally.percentile(v, 50), _tally.percentile(v, 95))
+                            for kind, v in sorted(lag_by_kind.items())},
+            "beyond_supply": beyond, "supply": sum(supply.values()),
             "lags": lags, "unreflected": unreflected, "p50": _tally.percentile(lags, 50),
             "p95": _tally.percentile(lags, 95), "p99": _tally.percentile(lags, 99), "send_wall": send_wall,
             "done_wall": done_wall, "converged": converged, "attempts_per_s": len(results) / send_wall,
@@ -324,12 +335,20 @@ def label(row: dict) -> str:
     return "Tally event-driven" if row["interval_sim"] is None else f"polling every {row['interval_sim'] / 60:g} min"
 
 
-def buffer_note(units: int) -> str:
-    return f" Every channel holds back {units} unit(s) per SKU (`safety_buffer`), in every mode." if units else ""
+def buffer_note(args) -> str:
+    if not args.safety_buffer:
+        return ""
+    if args.last_units_channel is None:
+        return f" Every channel holds back {args.safety_buffer} unit(s) per SKU (`safety_buffer`), in every mode."
+    keeper = f"{KINDS[args.last_units_channel]} channel #{args.last_units_channel + 1}"
+    return (f" Every channel but one ({keeper}) holds back {args.safety_buffer} unit(s) per SKU (`safety_buffer`), "
+            f"in every mode: the last units of a SKU are sold on that channel only.")
 
 
 def result_stem(args) -> str:
-    return "flash_sale" + (f"_buffer{args.safety_buffer}" if args.safety_buffer else "")
+    stem = "flash_sale" + (f"_buffer{args.safety_buffer}" if args.safety_buffer else "")
+    return stem + (f"_keeper{args.last_units_channel + 1}" if args.safety_buffer and args.last_units_channel is not None
+                   else "")
 
 
 def report(rows: list[dict], sale: dict, args, total: float) -> str:
@@ -346,7 +365,7 @@ def report(rows: list[dict], sale: dict, args, total: float) -> str:
             f"(inbound, default, batch)"
             f"{f' + {args.pushers} push worker(s) x{args.push_threads} {args.push_pool}' if args.pushers else ''}"
             f", beat."
-            f"{buffer_note(args.safety_buffer)}"
+            f"{buffer_note(args)}"
             f"\n\n"
             f"**Time compression**: 1 simulated minute = 1 real second. The attempt rate ramps linearly from "
             f"{args.r0:g} to {args.r1:g} per real second (= {args.r0:g} to {args.r1:g} per simulated minute) over "
@@ -369,6 +388,10 @@ def report(rows: list[dict], sale: dict, args, total: float) -> str:
     text += ("Oversold units by the channel kind that sold them: " + "; ".join(
         f"{label(r)}: " + (", ".join(f"{k} {v}" for k, v in sorted(r["short_by_kind"].items())) or "none")
         for r in rows) + ".\n\n")
+    text += ("Lag p50/p95 ms until each channel kind reflected a sale it had to (a channel already showing no more "
+             "than was left is not counted): " + "; ".join(
+                 f"{label(r)}: " + ", ".join(f"{k} {p50:.0f}/{p95:.0f}" for k, (p50, p95) in r["lag_by_kind"].items())
+                 for r in rows) + ".\n\n")
     text += ("`oversold` = units of hub order lines recorded `short` (the channel sold what the hub no longer had); "
              "`sandbox units beyond supply` = units the sandboxes accepted per SKU beyond initial stock + restocks "
              "(the same figure seen from the channels); `sales lost` = attempts refused (409) while the hub's "
@@ -426,6 +449,9 @@ def main() -> None:
     parser.add_argument("--modes", default="event,poll1,poll15")
     parser.add_argument("--safety-buffer", type=int, default=0,
                         help="units every channel holds back per SKU (the channel rule), in every mode")
+    parser.add_argument("--last-units-channel", type=int, default=None,
+                        help="index into the channel list (0 = the first Shopify) of the one channel that holds nothing "
+                             "back: with --safety-buffer, it sells the last units of each SKU alone")
     parser.add_argument("--threads", type=int, default=16, help="sender threads (open loop)")
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--celery-workers", type=int, default=1, help="workers for inbound, default and batch work")

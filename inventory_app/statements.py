@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import psycopg
 from django.db import DEFAULT_DB_ALIAS, connections
 
 RowsCallback = Callable[[list[tuple]], None]
@@ -65,8 +66,6 @@ def fetch(sql: str, params: Sequence[Any] = ()) -> list[tuple]:
     """The rows of one read on a hot path (prepared on PostgreSQL)."""
     db = connections[DEFAULT_DB_ALIAS]
     if db.vendor == "postgresql":
-        import psycopg
-
         db.ensure_connection()
         raw = db.connection
         if raw.info.transaction_status == psycopg.pq.TransactionStatus.IDLE and not raw.autocommit:
@@ -82,25 +81,21 @@ def fetch(sql: str, params: Sequence[Any] = ()) -> list[tuple]:
 
 
 def _pipelined(db, statements: list[tuple[str, Sequence[Any], bool]]) -> list[list[tuple]]:
-    import psycopg
-
     db.ensure_connection()
     db.validate_no_broken_transaction()
     raw = db.connection
     shared = psycopg.Cursor(raw)  # for statements whose rows nobody reads
-    cursors: list = []
-    with db.wrap_database_errors:
-        with raw.pipeline():
-            for sql, params, wants_rows in statements:
-                cursor = psycopg.Cursor(raw) if wants_rows else shared
-                cursors.append(cursor)
+    cursors = [psycopg.Cursor(raw) if wants_rows else shared for _, _, wants_rows in statements]
+    try:
+        with db.wrap_database_errors, raw.pipeline():
+            for cursor, (sql, params, _) in zip(cursors, statements, strict=True):
                 _execute(db, cursor, sql, params)
             # Fetching the first result sends the whole pipeline; the others are then read in order.
-            results = [cursor.fetchall() if wants_rows else []
-                       for cursor, (_, _, wants_rows) in zip(cursors, statements, strict=True)]
-        for cursor in {id(c): c for c in cursors}.values():
+            return [cursor.fetchall() if wants_rows else []
+                    for cursor, (_, _, wants_rows) in zip(cursors, statements, strict=True)]
+    finally:
+        for cursor in {id(c): c for c in [shared, *cursors]}.values():
             cursor.close()
-    return results
 
 
 def _execute(db, cursor, sql: str, params: Sequence[Any]) -> None:
