@@ -30,6 +30,7 @@ from channels_app.models import Channel, InboundEvent, InboundStatus, Listing, L
 from channels_app.rules import desired_quantities
 from channels_app.sync import PUSH_INTERVAL_MS, locked_listings, start_push
 from hub.observability import correlation_id as current_correlation_id
+from inventory_app.models import BundleComponent, StockLevel
 
 log = logging.getLogger(__name__)
 LISTINGS = Listing._meta.db_table
@@ -49,6 +50,10 @@ MAX_INLINE_WAIT = float(os.environ.get("TALLY_PUSH_MAX_INLINE_WAIT", "0.02"))
 # the webhooks of the channel's own sales to arrive (platforms deliver in seconds), short enough that a
 # sale counted twice (applied, yet read as unseen) does not hold a unit off the channel for long.
 CONFLICT_RECHECK_SECONDS = float(os.environ.get("TALLY_CONFLICT_RECHECK_SECONDS", "30"))
+# A channel that cannot keep up (Amazon takes 5 updates a second) is sent its scarcest SKUs first: a stale
+# number oversells only where stock is nearly gone, and 30 stale units of a SKU with 500 left cost nothing.
+# A listing out of date longer than this goes first regardless, so plentiful SKUs are never starved.
+SCARCE_FIRST_MAX_AGE_SECONDS = float(os.environ.get("TALLY_SCARCE_FIRST_MAX_AGE_SECONDS", "5"))
 
 
 @dataclass
@@ -74,8 +79,20 @@ def dirty_listings(channel: Channel, now: datetime):
         Q(lease_until__isnull=True) | Q(lease_until__lt=now))
 
 
+# The SKU's free units across all locations (a bundle: its scarcest component, in bundles), the claim's order
+# among listings out of date for less than SCARCE_FIRST_MAX_AGE_SECONDS. A proxy for the channel's number
+# (its rules and pool are applied after the claim), good enough to rank: nearly gone comes first.
+_FREE_UNITS = (
+    f"COALESCE((SELECT SUM(sl.on_hand - sl.reserved) FROM {StockLevel._meta.db_table} sl "
+    f"WHERE sl.sku_id = {LISTINGS}.sku_id), "
+    f"(SELECT MIN((SELECT COALESCE(SUM(sl.on_hand - sl.reserved), 0) FROM {StockLevel._meta.db_table} sl "
+    f"WHERE sl.sku_id = bc.component_id) / bc.quantity) FROM {BundleComponent._meta.db_table} bc "
+    f"WHERE bc.bundle_id = {LISTINGS}.sku_id), 0)"
+)
+
+
 def claim(channel: Channel, *, limit: int, owner: uuid.UUID) -> list[tuple[Listing, int]]:
-    """Lease up to ``limit`` out-of-date listings; returns each with the version it will carry.
+    """Lease up to ``limit`` out-of-date listings, scarcest SKUs first; returns each with the version it will carry.
 
     One statement (an UPDATE over a SKIP LOCKED pick, the job-queue pattern): pushers on any number of
     hosts split the work, and the hottest path of channels out costs one round trip, not five."""
@@ -88,10 +105,12 @@ def claim(channel: Channel, *, limit: int, owner: uuid.UUID) -> list[tuple[Listi
             f"WITH picked AS MATERIALIZED (SELECT id FROM {LISTINGS} WHERE channel_id = %s "
             f"AND desired_version > pushed_version AND status <> %s "
             f"AND (next_attempt_at IS NULL OR next_attempt_at <= %s) AND (lease_until IS NULL OR lease_until < %s) "
-            f"ORDER BY dirty_since ASC NULLS FIRST, id LIMIT %s{skip_locked}) "
+            f"ORDER BY (dirty_since IS NOT NULL AND dirty_since > %s), {_FREE_UNITS} ASC, dirty_since ASC NULLS FIRST, "
+            f"id LIMIT %s{skip_locked}) "
             f"UPDATE {LISTINGS} SET lease_owner = %s, lease_until = %s WHERE id IN (SELECT id FROM picked) RETURNING id",
             [channel.pk, ListingStatus.FAILED, ops.adapt_datetimefield_value(now), ops.adapt_datetimefield_value(now),
-             limit, _uuid_param(owner), ops.adapt_datetimefield_value(now + timedelta(seconds=LEASE_SECONDS))])
+             ops.adapt_datetimefield_value(now - timedelta(seconds=SCARCE_FIRST_MAX_AGE_SECONDS)), limit,
+             _uuid_param(owner), ops.adapt_datetimefield_value(now + timedelta(seconds=LEASE_SECONDS))])
         ids = [row[0] for row in cursor.fetchall()]
     if not ids:
         return []

@@ -242,6 +242,30 @@ def test_the_claim_takes_exactly_what_dirty_listings_names():
         assert outbound.claim(channel, limit=10, owner=uuid.uuid4()) == []  # all leased now
 
 
+def test_a_channel_that_cannot_keep_up_is_sent_its_scarcest_skus_first_and_nothing_waits_long():
+    """Amazon takes 5 updates a second: in a flash sale the number that matters is the one nearly sold out."""
+    wh = make_location()
+    plenty, gone, few = make_sku(stock_at={wh: 500}), make_sku(stock_at={wh: 0}), make_sku(stock_at={wh: 3})
+    component = make_sku(stock_at={wh: 4})
+    bundle = make_bundle({component: 2})  # 4 // 2 = 2 bundles
+    channel, sandbox = connect("amazon", {s: 0 for s in (plenty, gone, few, bundle)})
+    with sandbox:
+        now = timezone.now()
+        Listing.objects.filter(channel=channel).update(desired_version=F("pushed_version") + 1, dirty_since=now)
+        order = []
+        for _ in range(4):
+            (listing, _), = outbound.claim(channel, limit=1, owner=uuid.uuid4())
+            order.append(listing.sku_id)
+        assert order == [gone.pk, bundle.pk, few.pk, plenty.pk]
+
+        # Out of date for longer than the window, the plentiful SKU goes first all the same.
+        Listing.objects.filter(channel=channel).update(lease_until=None, dirty_since=now)
+        Listing.objects.filter(channel=channel, sku=plenty).update(
+            dirty_since=now - timedelta(seconds=outbound.SCARCE_FIRST_MAX_AGE_SECONDS + 1))
+        (listing, _), = outbound.claim(channel, limit=1, owner=uuid.uuid4())
+        assert listing.sku_id == plenty.pk
+
+
 def test_rate_limit_is_never_exceeded_with_several_pushers_at_once():
     wh = make_location()
     skus = [make_sku(stock_at={wh: i + 1}) for i in range(60)]
