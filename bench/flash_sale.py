@@ -238,8 +238,8 @@ def run_mode(mode: str, sale: dict, args) -> dict:
     interval_sim = MODES[mode]
     interval_real = interval_sim / COMPRESSION if interval_sim else None
     channels = [(kind, len(sale["stocks"]), {"channel": {
-        **QUIET, "safety_buffer": 0 if index == args.last_units_channel else args.safety_buffer,
-        "paused": interval_real is not None}}) for index, kind in enumerate(KINDS)]
+        **QUIET, "safety_buffer": buffer_for(args, index, kind), "paused": interval_real is not None}})
+        for index, kind in enumerate(KINDS)]
     print(f"== {mode}: {len(sale['attempts'])} attempts over {sale['duration']:.0f} s"
           + (f", pushes every {interval_real:g} s real ({interval_sim / 60:g} simulated min)" if interval_real else
              ", real-time pushes"), file=sys.stderr, flush=True)
@@ -335,20 +335,31 @@ def label(row: dict) -> str:
     return "Tally event-driven" if row["interval_sim"] is None else f"polling every {row['interval_sim'] / 60:g} min"
 
 
+def kind_buffers(args) -> dict[str, int]:
+    return {kind: int(units) for kind, _, units in (item.partition("=") for item in args.buffer_for.split(",") if item)}
+
+
+def buffer_for(args, index: int, kind: str) -> int:
+    if index == args.last_units_channel:
+        return 0
+    return kind_buffers(args).get(kind, args.safety_buffer)
+
+
 def buffer_note(args) -> str:
-    if not args.safety_buffer:
+    if not args.safety_buffer and not args.buffer_for:
         return ""
+    units = f"{args.safety_buffer} unit(s)" + "".join(f", {kind} {n}" for kind, n in kind_buffers(args).items())
     if args.last_units_channel is None:
-        return f" Every channel holds back {args.safety_buffer} unit(s) per SKU (`safety_buffer`), in every mode."
+        return f" Every channel holds back {units} per SKU (`safety_buffer`), in every mode."
     keeper = f"{KINDS[args.last_units_channel]} channel #{args.last_units_channel + 1}"
-    return (f" Every channel but one ({keeper}) holds back {args.safety_buffer} unit(s) per SKU (`safety_buffer`), "
+    return (f" Every channel but one ({keeper}) holds back {units} per SKU (`safety_buffer`), "
             f"in every mode: the last units of a SKU are sold on that channel only.")
 
 
 def result_stem(args) -> str:
     stem = "flash_sale" + (f"_buffer{args.safety_buffer}" if args.safety_buffer else "")
-    return stem + (f"_keeper{args.last_units_channel + 1}" if args.safety_buffer and args.last_units_channel is not None
-                   else "")
+    stem += "".join(f"_{kind}{n}" for kind, n in kind_buffers(args).items())
+    return stem + (f"_keeper{args.last_units_channel + 1}" if args.last_units_channel is not None else "")
 
 
 def report(rows: list[dict], sale: dict, args, total: float) -> str:
@@ -449,6 +460,8 @@ def main() -> None:
     parser.add_argument("--modes", default="event,poll1,poll15")
     parser.add_argument("--safety-buffer", type=int, default=0,
                         help="units every channel holds back per SKU (the channel rule), in every mode")
+    parser.add_argument("--buffer-for", default="",
+                        help="per channel kind, overriding --safety-buffer: amazon=12,woocommerce=4")
     parser.add_argument("--last-units-channel", type=int, default=None,
                         help="index into the channel list (0 = the first Shopify) of the one channel that holds nothing "
                              "back: with --safety-buffer, it sells the last units of each SKU alone")
