@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from picking_app.distances import Metric, Unreachable
@@ -133,6 +133,9 @@ def test_no_heuristic_or_policy_beats_the_optimum(case):
 
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.builds(Slot, st.integers(0, 9), st.integers(0, 1), st.integers(0, 21)), min_size=14, max_size=40))
+@example([Slot(*s) for s in ((0, 0, 0), (0, 0, 1), (0, 1, 0), (0, 1, 1), (0, 1, 11), (1, 0, 18), (1, 1, 1), (2, 0, 6),
+                             (2, 0, 11), (2, 1, 6), (2, 1, 17), (3, 0, 0), (4, 0, 0), (4, 0, 9), (5, 0, 6), (5, 1, 0),
+                             (6, 0, 0), (7, 0, 2), (7, 1, 10))])  # the kicks' searches had left an improving move
 def test_heuristic_never_beats_the_best_known_and_is_a_local_optimum(slots):
     grid = Grid(aisles=10, cells_per_block=22, blocks=2)
     metric = Metric(grid)
