@@ -335,20 +335,27 @@ def label(row: dict) -> str:
     return "Tally event-driven" if row["interval_sim"] is None else f"polling every {row['interval_sim'] / 60:g} min"
 
 
-def kind_buffers(args) -> dict[str, int]:
-    return {kind: int(units) for kind, _, units in (item.partition("=") for item in args.buffer_for.split(",") if item)}
+def kind_buffers(text: str) -> dict[str, int]:
+    """``--buffer-for amazon=12,woocommerce=4``: units held back per channel kind."""
+    out = {}
+    for item in filter(None, text.split(",")):
+        kind, _, units = item.partition("=")
+        if kind not in KINDS or not units.isdigit():
+            raise argparse.ArgumentTypeError(f"{item!r}: expected KIND=UNITS with KIND one of {sorted(set(KINDS))}")
+        out[kind] = int(units)
+    return out
 
 
 def buffer_for(args, index: int, kind: str) -> int:
     if index == args.last_units_channel:
         return 0
-    return kind_buffers(args).get(kind, args.safety_buffer)
+    return args.buffer_for.get(kind, args.safety_buffer)
 
 
 def buffer_note(args) -> str:
     if not args.safety_buffer and not args.buffer_for:
         return ""
-    units = f"{args.safety_buffer} unit(s)" + "".join(f", {kind} {n}" for kind, n in kind_buffers(args).items())
+    units = f"{args.safety_buffer} unit(s)" + "".join(f", {kind} {n}" for kind, n in args.buffer_for.items())
     if args.last_units_channel is None:
         return f" Every channel holds back {units} per SKU (`safety_buffer`), in every mode."
     keeper = f"{KINDS[args.last_units_channel]} channel #{args.last_units_channel + 1}"
@@ -358,7 +365,7 @@ def buffer_note(args) -> str:
 
 def result_stem(args) -> str:
     stem = "flash_sale" + (f"_buffer{args.safety_buffer}" if args.safety_buffer else "")
-    stem += "".join(f"_{kind}{n}" for kind, n in kind_buffers(args).items())
+    stem += "".join(f"_{kind}{n}" for kind, n in args.buffer_for.items())
     return stem + (f"_keeper{args.last_units_channel + 1}" if args.last_units_channel is not None else "")
 
 
@@ -460,9 +467,9 @@ def main() -> None:
     parser.add_argument("--modes", default="event,poll1,poll15")
     parser.add_argument("--safety-buffer", type=int, default=0,
                         help="units every channel holds back per SKU (the channel rule), in every mode")
-    parser.add_argument("--buffer-for", default="",
+    parser.add_argument("--buffer-for", type=kind_buffers, default={},
                         help="per channel kind, overriding --safety-buffer: amazon=12,woocommerce=4")
-    parser.add_argument("--last-units-channel", type=int, default=None,
+    parser.add_argument("--last-units-channel", type=int, default=None, choices=range(len(KINDS)),
                         help="index into the channel list (0 = the first Shopify) of the one channel that holds nothing "
                              "back: with --safety-buffer, it sells the last units of each SKU alone")
     parser.add_argument("--threads", type=int, default=16, help="sender threads (open loop)")

@@ -30,7 +30,7 @@ from channels_app.models import Channel, InboundEvent, InboundStatus, Listing, L
 from channels_app.rules import desired_quantities
 from channels_app.sync import PUSH_INTERVAL_MS, locked_listings, start_push
 from hub.observability import correlation_id as current_correlation_id
-from inventory_app.models import BundleComponent, StockLevel
+from inventory_app.availability import available_sql
 
 log = logging.getLogger(__name__)
 LISTINGS = Listing._meta.db_table
@@ -79,16 +79,9 @@ def dirty_listings(channel: Channel, now: datetime):
         Q(lease_until__isnull=True) | Q(lease_until__lt=now))
 
 
-# The SKU's free units across all locations (a bundle: its scarcest component, in bundles), the claim's order
-# among listings out of date for less than SCARCE_FIRST_MAX_AGE_SECONDS. A proxy for the channel's number
-# (its rules and pool are applied after the claim), good enough to rank: nearly gone comes first.
-_FREE_UNITS = (
-    f"COALESCE((SELECT SUM(sl.on_hand - sl.reserved) FROM {StockLevel._meta.db_table} sl "
-    f"WHERE sl.sku_id = {LISTINGS}.sku_id), "
-    f"(SELECT MIN((SELECT COALESCE(SUM(sl.on_hand - sl.reserved), 0) FROM {StockLevel._meta.db_table} sl "
-    f"WHERE sl.sku_id = bc.component_id) / bc.quantity) FROM {BundleComponent._meta.db_table} bc "
-    f"WHERE bc.bundle_id = {LISTINGS}.sku_id), 0)"
-)
+# The claim's order among listings out of date for less than SCARCE_FIRST_MAX_AGE_SECONDS: the SKU's available
+# units over all active locations (the channel's pool and rules come after the claim; for ranking this is enough).
+_AVAILABLE = available_sql(f"{LISTINGS}.sku_id")
 
 
 def claim(channel: Channel, *, limit: int, owner: uuid.UUID) -> list[tuple[Listing, int]]:
@@ -105,7 +98,7 @@ def claim(channel: Channel, *, limit: int, owner: uuid.UUID) -> list[tuple[Listi
             f"WITH picked AS MATERIALIZED (SELECT id FROM {LISTINGS} WHERE channel_id = %s "
             f"AND desired_version > pushed_version AND status <> %s "
             f"AND (next_attempt_at IS NULL OR next_attempt_at <= %s) AND (lease_until IS NULL OR lease_until < %s) "
-            f"ORDER BY (dirty_since IS NOT NULL AND dirty_since > %s), {_FREE_UNITS} ASC, dirty_since ASC NULLS FIRST, "
+            f"ORDER BY (dirty_since IS NOT NULL AND dirty_since > %s), {_AVAILABLE} ASC, dirty_since ASC NULLS FIRST, "
             f"id LIMIT %s{skip_locked}) "
             f"UPDATE {LISTINGS} SET lease_owner = %s, lease_until = %s WHERE id IN (SELECT id FROM picked) RETURNING id",
             [channel.pk, ListingStatus.FAILED, ops.adapt_datetimefield_value(now), ops.adapt_datetimefield_value(now),

@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from inventory_app.models import BundleComponent, Sku, StockLevel
+from inventory_app.models import BundleComponent, Location, Sku, StockLevel
 
 
 @dataclass
@@ -103,6 +103,19 @@ def availability_for_skus(
         result[sku.id] = SkuAvailability(sku=sku.code, on_hand=available, reserved=0, available=available,
                                          sellable=sellable, is_bundle=True, locations=locs)
     return result
+
+
+def available_sql(sku_id: str) -> str:
+    """``SkuAvailability.available`` over all active locations as a SQL expression of the column ``sku_id``
+    names, for ordering rows by it in the database (the pushers send the scarcest SKUs first). The same rule
+    as ``availability_for_skus``: free units of active locations, a bundle by its scarcest component."""
+    def free(column: str) -> str:
+        return (f"(SELECT COALESCE(SUM(CASE WHEN sl.on_hand > sl.reserved THEN sl.on_hand - sl.reserved ELSE 0 END), 0) "
+                f"FROM {StockLevel._meta.db_table} sl JOIN {Location._meta.db_table} l ON l.id = sl.location_id "
+                f"WHERE sl.sku_id = {column} AND l.is_active)")
+
+    return (f"COALESCE((SELECT MIN({free('bc.component_id')} / bc.quantity) FROM {BundleComponent._meta.db_table} bc "
+            f"WHERE bc.bundle_id = {sku_id}), {free(sku_id)})")
 
 
 def sku_availability(sku: Sku, *, location_ids: Iterable[int] | None = None) -> SkuAvailability:

@@ -94,8 +94,10 @@ def _pipelined(db, statements: list[tuple[str, Sequence[Any], bool]]) -> list[li
             return [cursor.fetchall() if wants_rows else []
                     for cursor, (_, _, wants_rows) in zip(cursors, statements, strict=True)]
     finally:
-        for cursor in {id(c): c for c in [shared, *cursors]}.values():
-            cursor.close()
+        shared.close()
+        for cursor in cursors:
+            if cursor is not shared:
+                cursor.close()
 
 
 def _execute(db, cursor, sql: str, params: Sequence[Any]) -> None:

@@ -265,3 +265,27 @@ def test_listeners_see_changes_inside_the_transaction():
     finally:
         stock._listeners.remove(listener)
     assert seen == [({sku.id}, True)]
+
+
+def test_the_sql_form_of_available_gives_the_selectors_number():
+    """``available_sql`` (pushers rank by it in the database) and ``availability_for_skus`` state one rule."""
+    from django.db import connection
+
+    from inventory_app.availability import availability_for_skus, available_sql
+    from inventory_app.models import Sku
+
+    wh, closed = make_location(), make_location(is_active=False)
+    spread = make_sku(stock_at={wh: 7, closed: 50})  # units at an inactive location are not available
+    promised = make_sku(stock_at={wh: 2})
+    stock.set_stock_policy(sku=promised, policy="backorder", limit=3, location=wh)
+    stock.reserve(lines=[LineRequest(promised.code, 5)])  # reserved above on_hand: 0 available, not -3
+    component, other = make_sku(stock_at={wh: 9}), make_sku(stock_at={wh: 2})
+    bundle = make_bundle({component: 2, other: 1})  # min(9 // 2, 2 // 1) = 2
+    nothing = make_sku()
+    skus = [spread, promised, bundle, nothing, component]
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT s.id, {available_sql('s.id')} FROM {Sku._meta.db_table} s WHERE s.id IN "
+                       f"({', '.join(['%s'] * len(skus))})", [s.id for s in skus])
+        in_sql = dict(cursor.fetchall())
+    expected = {sku_id: a.available for sku_id, a in availability_for_skus(skus).items()}
+    assert in_sql == expected == {spread.id: 7, promised.id: 0, bundle.id: 2, nothing.id: 0, component.id: 9}
