@@ -238,7 +238,8 @@ def run_mode(mode: str, sale: dict, args) -> dict:
     interval_sim = MODES[mode]
     interval_real = interval_sim / COMPRESSION if interval_sim else None
     channels = [(kind, len(sale["stocks"]), {"channel": {
-        **QUIET, "safety_buffer": buffer_for(args, index, kind), "paused": interval_real is not None}})
+        **QUIET, "safety_buffer": buffer_for(args, index, kind), "paused": interval_real is not None,
+        "allocation_target": args.fence.get(kind)}})
         for index, kind in enumerate(KINDS)]
     print(f"== {mode}: {len(sale['attempts'])} attempts over {sale['duration']:.0f} s"
           + (f", pushes every {interval_real:g} s real ({interval_sim / 60:g} simulated min)" if interval_real else
@@ -249,6 +250,9 @@ def run_mode(mode: str, sale: dict, args) -> dict:
                      push_pool=args.push_pool) as s:
         initial = dict(s.stock)
         rec = _tally.WriteRecorder(s.sandboxes)
+        if args.fence or args.safety_buffer or args.buffer_for:
+            rec.on = True  # the lag measure starts from what each channel shows, these numbers included
+            settle_rules(s, polled=interval_real is not None)
         stop, counts, pollers = threading.Event(), collections.Counter(), []
         try:
             with _tally.HubSampler(0.05) as sampler:
@@ -346,6 +350,23 @@ def kind_buffers(text: str) -> dict[str, int]:
     return out
 
 
+def settle_rules(s: stack.Stack, *, polled: bool) -> None:
+    """Before the sale: set the ring fences aside and put every channel's number under its rules on the channel
+    (the stack seeds each sandbox with the whole stock as if already pushed)."""
+    from channels_app import allocation
+    from channels_app.sync import mark_channel_dirty
+
+    for channel in s.channels:
+        if channel.allocation_target is not None:
+            allocation.top_up(channel)
+    for channel in s.channels:
+        mark_channel_dirty(channel)
+        if polled:  # paused channels: push once here, as a poller's first tick would
+            _tally.push_now(channel.pk)
+    if not s.wait_converged(timeout=60, interval=0.2):
+        raise SystemExit("the channels did not take their starting numbers within 60 s")
+
+
 def buffer_for(args, index: int, kind: str) -> int:
     if index == args.last_units_channel:
         return 0
@@ -353,19 +374,22 @@ def buffer_for(args, index: int, kind: str) -> int:
 
 
 def buffer_note(args) -> str:
+    fence = "".join(f" Ring-fenced: {kind} channels are shown only {n} unit(s) per SKU set aside for them "
+                    f"(`allocation_target`), which no other channel shows." for kind, n in args.fence.items())
     if not args.safety_buffer and not args.buffer_for:
-        return ""
+        return fence
     units = f"{args.safety_buffer} unit(s)" + "".join(f", {kind} {n}" for kind, n in args.buffer_for.items())
     if args.last_units_channel is None:
-        return f" Every channel holds back {units} per SKU (`safety_buffer`), in every mode."
+        return f" Every channel holds back {units} per SKU (`safety_buffer`), in every mode." + fence
     keeper = f"{KINDS[args.last_units_channel]} channel #{args.last_units_channel + 1}"
     return (f" Every channel but one ({keeper}) holds back {units} per SKU (`safety_buffer`), "
-            f"in every mode: the last units of a SKU are sold on that channel only.")
+            f"in every mode: the last units of a SKU are sold on that channel only." + fence)
 
 
 def result_stem(args) -> str:
     stem = "flash_sale" + (f"_buffer{args.safety_buffer}" if args.safety_buffer else "")
     stem += "".join(f"_{kind}{n}" for kind, n in args.buffer_for.items())
+    stem += "".join(f"_fence_{kind}{n}" for kind, n in args.fence.items())
     return stem + (f"_keeper{args.last_units_channel + 1}" if args.last_units_channel is not None else "")
 
 
@@ -469,6 +493,8 @@ def main() -> None:
                         help="units every channel holds back per SKU (the channel rule), in every mode")
     parser.add_argument("--buffer-for", type=kind_buffers, default={},
                         help="per channel kind, overriding --safety-buffer: amazon=12,woocommerce=4")
+    parser.add_argument("--fence", type=kind_buffers, default={},
+                        help="ring-fence channels of a kind: amazon=4 shows Amazon only 4 units per SKU set aside for it")
     parser.add_argument("--last-units-channel", type=int, default=None, choices=range(len(KINDS)),
                         help="index into the channel list (0 = the first Shopify) of the one channel that holds nothing "
                              "back: with --safety-buffer, it sells the last units of each SKU alone")

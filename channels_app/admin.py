@@ -9,7 +9,7 @@ from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from channels_app import inbound, outbound, selectors, services
+from channels_app import allocation, inbound, outbound, selectors, services
 from channels_app.models import (
     Channel,
     ChannelLocation,
@@ -39,7 +39,8 @@ class ChannelForm(forms.ModelForm):
         model = Channel
         fields = ["slug", "name", "kind", "enabled", "paused", "api_base_url", "external_id", "publish_location_id",
                   "safety_buffer", "share_percent", "max_quantity", "zero_below", "include_backorders", "conservative",
-                  "rate_limit_capacity", "rate_limit_per_second", "push_batch_size", "catalog_interval_seconds",
+                  "allocation_target", "rate_limit_capacity", "rate_limit_per_second", "push_batch_size",
+                  "catalog_interval_seconds",
                   "reconcile_interval_seconds"]
 
     def clean_credentials_json(self):
@@ -75,7 +76,7 @@ class ChannelAdmin(admin.ModelAdmin):
         ("Platform", {"fields": ["api_base_url", "external_id", "publish_location_id", "credentials_json",
                                  "new_webhook_secret", "secret_state", "previous_secret_expires_at"]}),
         ("What this channel is sent", {"fields": ["safety_buffer", "share_percent", "max_quantity", "zero_below",
-                                                  "include_backorders", "conservative"]}),
+                                                  "include_backorders", "conservative", "allocation_target"]}),
         ("Limits and schedules", {"fields": ["rate_limit_capacity", "rate_limit_per_second", "push_batch_size",
                                              "catalog_interval_seconds", "reconcile_interval_seconds"]}),
         ("Sync", {"fields": ["sync_summary", "created_at", "updated_at"]}),
@@ -92,6 +93,8 @@ class ChannelAdmin(admin.ModelAdmin):
         if change and set(form.changed_data) & {"safety_buffer", "share_percent", "max_quantity", "zero_below",
                                                  "include_backorders", "conservative"}:
             mark_channel_dirty(obj)
+        if "allocation_target" in form.changed_data:
+            allocation.target_changed(obj, form.initial.get("allocation_target"))
 
     @admin.display(description="Webhook secret")
     def secret_state(self, obj):
@@ -154,6 +157,11 @@ class ListingAdmin(admin.ModelAdmin):
     actions = ["replay"]
 
     @admin.display(description="error")
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if not change and obj.channel.allocation_target is not None:
+            allocation.top_up(obj.channel, [obj.sku_id])
+
     def short_error(self, obj):
         return obj.last_error[:80]
 

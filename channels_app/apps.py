@@ -7,8 +7,10 @@ class ChannelsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from channels_app.allocation import settle
         from channels_app.sync import mark_listings_dirty
         from inventory_app.stock import on_stock_changed
 
-        # Stock writes mark affected listings out of date inside the same transaction.
+        # Stock writes mark affected listings out of date, and keep ring fences, inside the same transaction.
         on_stock_changed(mark_listings_dirty)
+        on_stock_changed(settle)

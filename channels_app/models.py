@@ -64,6 +64,10 @@ class Channel(models.Model):
     include_backorders = models.BooleanField(default=True, help_text="Publish backorder/preorder allowances.")
     conservative = models.BooleanField(
         default=False, help_text="Degraded channel: publish half of what the rules allow, so stale numbers oversell less.")
+    allocation_target = models.PositiveIntegerField(
+        null=True, blank=True,
+        help_text="Ring-fenced: this channel sells only units set aside for it, up to this many per SKU, topped up "
+                  "from the pool; no other channel shows them. Blank: the channel shares the pool.")
 
     rate_limit_capacity = models.PositiveIntegerField(null=True, blank=True, help_text="Blank: the platform default.")
     rate_limit_per_second = models.DecimalField(max_digits=8, decimal_places=3, null=True, blank=True)
@@ -126,6 +130,22 @@ class ChannelLocation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.channel} {self.external_id or '-'} -> {self.location}"
+
+
+class ChannelAllocation(models.Model):
+    """Units of one SKU set aside for one ring-fenced channel (``channels_app.allocation`` keeps it)."""
+
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="allocations")
+    sku = models.ForeignKey("inventory_app.Sku", on_delete=models.CASCADE, related_name="channel_allocations")
+    units = models.PositiveIntegerField(default=0)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["channel", "sku"], name="allocation_channel_sku_unique")]
+        indexes = [models.Index(fields=["sku"], name="allocation_sku")]
+
+    def __str__(self) -> str:
+        return f"{self.channel}:{self.sku} {self.units}"
 
 
 class ListingStatus(models.TextChoices):

@@ -4,12 +4,14 @@ Order of the rules, each on the result of the one before:
 pool (the locations that feed the channel, all active ones if none are set) → backorder/preorder
 allowance if the channel publishes it → minus the safety buffer → the channel's percentage share,
 rounded down → halved in conservative mode → capped at the maximum → 0 if below the threshold.
+Units set aside for ring-fenced channels come off the pool first; a ring-fenced channel is shown its own.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+from channels_app.allocation import held_units
 from channels_app.models import Channel, ChannelLocation, Listing
 from inventory_app.availability import SkuAvailability, availability_for_skus
 
@@ -33,10 +35,26 @@ def apply_rules(channel: Channel, availability: SkuAvailability) -> int:
 
 
 def desired_quantities(channel: Channel, listings: Iterable[Listing]) -> dict[int, int]:
-    """Listing id -> the quantity this channel should show now."""
+    """Listing id -> the quantity this channel should show now.
+
+    A ring-fenced channel (``allocation_target`` set) is shown the units set aside for it
+    (``channels_app.allocation``), capped by its maximum; every other listing is shown the pool, the
+    available units less every channel's allocation."""
     listings = list(listings)
     if not listings:
         return {}
     skus = {listing.sku_id: listing.sku for listing in listings}
-    availability = availability_for_skus(skus.values(), location_ids=feeding_location_ids(channel))
-    return {listing.id: apply_rules(channel, availability[listing.sku_id]) for listing in listings}
+    held = held_units(skus)
+    pool = availability_for_skus(skus.values(), location_ids=feeding_location_ids(channel),
+                                 held_back={sku_id: sum(units.values()) for sku_id, units in held.items()})
+    result = {listing.id: apply_rules(channel, pool[listing.sku_id]) for listing in listings}
+    if channel.allocation_target is not None:
+        own = [listing for listing in listings if not pool[listing.sku_id].is_bundle]
+        # Capped by what is there once the other channels' allocations are set aside: only a stock loss
+        # (a count, a write-off) can make it smaller than the allocation.
+        there = availability_for_skus([skus[x.sku_id] for x in own], held_back={
+            sku_id: sum(n for channel_id, n in units.items() if channel_id != channel.pk) for sku_id, units in held.items()})
+        for listing in own:
+            quantity = min(held.get(listing.sku_id, {}).get(channel.pk, 0), there[listing.sku_id].available)
+            result[listing.id] = quantity if channel.max_quantity is None else min(quantity, channel.max_quantity)
+    return result

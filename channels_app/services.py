@@ -7,6 +7,7 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
+from channels_app import allocation
 from channels_app.models import Channel, ChannelLocation, Listing
 from channels_app.sync import mark_channel_dirty, wake_pushers
 
@@ -21,6 +22,7 @@ def create_channel(*, data: dict, locations: list[dict]) -> Channel:
 @transaction.atomic
 def update_channel(*, channel: Channel, data: dict, locations: list[dict] | None) -> Channel:
     rules_changed = False
+    previous_target = channel.allocation_target
     for field, value in data.items():
         if field in {"safety_buffer", "max_quantity", "share_percent", "zero_below", "include_backorders",
                      "conservative"} and getattr(channel, field) != value:
@@ -36,6 +38,8 @@ def update_channel(*, channel: Channel, data: dict, locations: list[dict] | None
     if rules_changed:
         # What each listing should show may have moved: re-publish everything (level-triggered).
         mark_channel_dirty(channel)
+    if "allocation_target" in data and channel.allocation_target != previous_target:
+        allocation.target_changed(channel, previous_target)
     return channel
 
 
@@ -63,7 +67,9 @@ def set_paused(*, channel: Channel, paused: bool) -> None:
 
 @transaction.atomic
 def upsert_listing(*, channel: Channel, sku, **external) -> Listing:
-    listing, _ = Listing.objects.update_or_create(channel=channel, sku=sku, defaults=external)
+    listing, created = Listing.objects.update_or_create(channel=channel, sku=sku, defaults=external)
     Listing.objects.filter(pk=listing.pk).update(status="pending")
+    if created and channel.allocation_target is not None:
+        allocation.top_up(channel, [listing.sku_id])
     transaction.on_commit(lambda: wake_pushers([channel.pk]))
     return listing

@@ -56,9 +56,13 @@ def _location_rows(sku_ids: Iterable[int], location_ids: Iterable[int] | None) -
 
 
 def availability_for_skus(
-    skus: Iterable[Sku], *, location_ids: Iterable[int] | None = None
+    skus: Iterable[Sku], *, location_ids: Iterable[int] | None = None, held_back: dict[int, int] | None = None
 ) -> dict[int, SkuAvailability]:
-    """Availability of many SKUs at once (two queries), optionally over a subset of locations."""
+    """Availability of many SKUs at once (two queries), optionally over a subset of locations.
+
+    ``held_back``: units of a SKU (a bundle's component, for bundles) that are not for sale here (set aside
+    for a ring-fenced channel); they come off the SKU's available units, not off any one location's."""
+    held_back = held_back or {}
     skus = list(skus)
     location_ids = None if location_ids is None else list(location_ids)
     components: dict[int, list[tuple[int, int]]] = defaultdict(list)
@@ -77,7 +81,7 @@ def availability_for_skus(
                 location=row.location, on_hand=row.on_hand, reserved=row.reserved,
                 available=max(free, 0), allowance_left=max(row.allowance + min(free, 0), 0),
             ))
-        available = sum(loc.available for loc in locs)
+        available = max(sum(loc.available for loc in locs) - held_back.get(sku_id, 0), 0)
         return SkuAvailability(
             sku=code, on_hand=sum(loc.on_hand for loc in locs), reserved=sum(loc.reserved for loc in locs),
             available=available, sellable=available + sum(loc.allowance_left for loc in locs), locations=locs,

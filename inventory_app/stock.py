@@ -91,10 +91,11 @@ def on_stock_changed(listener: StockListener) -> StockListener:
 
 
 def _stock_changed(sku_ids: set[int], *, writes: Statements, source: str, occurred_at: datetime | None = None,
-                   available_changed: bool = True) -> None:
+                   available_changed: bool = True, sold: dict[int, int] | None = None) -> None:
     # available_changed=False: on_hand and reserved moved together (a commit), so no channel's number moves.
+    # sold: units of each plain SKU the channel named by ``source`` sold (its ring fence, if any, is consumed).
     context = {"source": source, "occurred_at": occurred_at or timezone.now(), "available_changed": available_changed,
-               "writes": writes}
+               "writes": writes, "sold": sold}
     for listener in _listeners:
         listener(set(sku_ids), context)
 
@@ -632,7 +633,13 @@ def _take(lines: Sequence[LineRequest], *, channel: str, reference: str, ttl: in
                    source=channel, key=key, now=now)
             for row_id, qty in sorted(planned.items()) if qty
         ], writes)
-        _stock_changed({stock_id for _, stock_id, _, _ in needs}, writes=writes, source=channel or "api")
+        sold_units: dict[int, int] = defaultdict(int)
+        if sold and channel:
+            for requested, stock_id, _, units in needs:
+                if requested.id == stock_id:
+                    sold_units[stock_id] += units
+        _stock_changed({stock_id for _, stock_id, _, _ in needs}, writes=writes, source=channel or "api",
+                       sold=sold_units or None)
         RESERVATIONS.labels(outcome="sold" if sold else "reserved").inc()
         requested_codes = {requested.id: requested.code for requested, _, _, _ in allocation}
         location_codes = _location_codes({row.location_id for row in rows.values()})

@@ -271,8 +271,9 @@ def test_concurrent_events_of_one_channel_do_not_lock_each_other(setup):
 
 @pytest.mark.django_db(transaction=True)
 def test_applying_a_one_line_order_stays_within_its_statement_budget():
-    """24 statements today (one sale with its idempotency record, ledger, order, inbox row; it was 37 with
-    reserve + commit); a regression that adds per-line queries to the hot path shows here first."""
+    """26 statements today (one sale with its idempotency record, ledger, order, inbox row, and the two ring-fence
+    statements that ride in the sale's pipeline; it was 37 with reserve + commit); a regression that adds
+    per-line queries to the hot path shows here first."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
@@ -295,4 +296,4 @@ def test_applying_a_one_line_order_stays_within_its_statement_budget():
         with CaptureQueriesContext(connection) as queries:
             assert inbound.process_event(event.pk) == "processed"
         counts.append(len(queries.captured_queries))
-    assert counts[-1] <= 24, counts
+    assert counts[-1] <= 26, counts
