@@ -12,6 +12,7 @@ from django.utils.html import format_html, format_html_join
 from channels_app import allocation, inbound, outbound, selectors, services
 from channels_app.models import (
     Channel,
+    ChannelAllocation,
     ChannelLocation,
     InboundEvent,
     InboundStatus,
@@ -143,6 +144,26 @@ class ChannelAdmin(admin.ModelAdmin):
         messages.success(request, f"{total} listing(s) queued for push.")
 
 
+@admin.register(ChannelAllocation)
+class ChannelAllocationAdmin(admin.ModelAdmin):
+    """Units set aside for ring-fenced channels. Read-only: stock writes keep them (``channels_app.allocation``);
+    the channel's allocation target is what an operator sets."""
+
+    list_display = ["channel", "sku", "units", "updated_at"]
+    list_filter = ["channel"]
+    search_fields = ["sku__code"]
+    list_select_related = ["channel", "sku"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(Listing)
 class ListingAdmin(admin.ModelAdmin):
     list_display = ["channel", "sku", "status", "desired_version", "pushed_version", "pushed_quantity",
@@ -156,12 +177,12 @@ class ListingAdmin(admin.ModelAdmin):
                        "next_attempt_at", "last_error", "lease_owner", "lease_until"]
     actions = ["replay"]
 
-    @admin.display(description="error")
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
         if not change and obj.channel.allocation_target is not None:
             allocation.top_up(obj.channel, [obj.sku_id])
 
+    @admin.display(description="error")
     def short_error(self, obj):
         return obj.last_error[:80]
 

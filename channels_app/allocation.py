@@ -104,8 +104,6 @@ def settle(sku_ids: set[int], context: dict) -> None:
 def top_up(channel: Channel, sku_ids: Iterable[int] | None = None) -> int:
     """Fill a ring-fenced channel's allocations up to its target (after the target is set or raised, or a SKU
     is listed). Returns the number of SKUs whose listings were marked out of date."""
-    from channels_app.sync import wake_pushers
-
     listed = Listing.objects.filter(channel=channel)
     if sku_ids is not None:
         listed = listed.filter(sku_id__in=list(sku_ids))
@@ -121,27 +119,27 @@ def top_up(channel: Channel, sku_ids: Iterable[int] | None = None) -> int:
             chunk = sku_ids[start:start + 500]
             writes.add(_top_up_sql(len(chunk), empty_only=False), [now, *chunk])
         writes.run()
-        # Every channel's number for these SKUs may have moved (the pool shrank).
-        channel_ids = set(Listing.objects.filter(sku_id__in=sku_ids).values_list("channel_id", flat=True))
-        Listing.objects.filter(sku_id__in=sku_ids).update(
-            desired_version=F("desired_version") + 1, dirty_since=Coalesce("dirty_since", timezone.now()),
-            status="pending")
-        transaction.on_commit(lambda: wake_pushers(channel_ids))
+        _republish(sku_ids)  # the pool shrank: every channel's number for these SKUs may have moved
     return len(sku_ids)
 
 
 def clear(channel: Channel) -> None:
     """The channel no longer has a ring fence: its allocations go back to the pool."""
-    from channels_app.sync import wake_pushers
-
     with transaction.atomic():
         sku_ids = list(ChannelAllocation.objects.filter(channel=channel).values_list("sku_id", flat=True))
         ChannelAllocation.objects.filter(channel=channel).delete()
-        channel_ids = set(Listing.objects.filter(sku_id__in=sku_ids).values_list("channel_id", flat=True))
-        Listing.objects.filter(sku_id__in=sku_ids).update(
-            desired_version=F("desired_version") + 1, dirty_since=Coalesce("dirty_since", timezone.now()),
-            status="pending")
-        transaction.on_commit(lambda: wake_pushers(channel_ids))
+        _republish(sku_ids)
+
+
+def _republish(sku_ids: list[int]) -> None:
+    """Mark every listing of these SKUs out of date, on every channel, and wake their pushers after commit."""
+    from channels_app.sync import wake_pushers
+
+    channel_ids = set(Listing.objects.filter(sku_id__in=sku_ids).values_list("channel_id", flat=True))
+    Listing.objects.filter(sku_id__in=sku_ids).update(
+        desired_version=F("desired_version") + 1, dirty_since=Coalesce("dirty_since", timezone.now()),
+        status="pending")
+    transaction.on_commit(lambda: wake_pushers(channel_ids))
 
 
 def target_changed(channel: Channel, previous: int | None) -> None:

@@ -61,5 +61,33 @@ def test_admin_pages_render(staff):
                 "/admin/channels_app/inboundevent/?attention=yes", "/admin/channels_app/webhookrejection/",
                 "/admin/channels_app/pushlog/", "/admin/hub/jobrun/", "/admin/inventory_app/stocklevel/",
                 "/admin/inventory_app/stockledgerentry/", "/admin/inventory_app/reservation/",
-                "/admin/inventory_app/sku/add/"]:
+                "/admin/inventory_app/sku/add/", "/admin/channels_app/channelallocation/"]:
         assert staff.get(url).status_code == 200, url
+
+
+def test_ring_fence_set_in_the_admin_sets_units_aside_and_a_listing_added_there_gets_its_own(staff):
+    from channels_app.models import ChannelAllocation
+
+    wh = make_location()
+    tee, cap = make_sku(stock_at={wh: 20}), make_sku(stock_at={wh: 3})
+    channel = make_channel("amazon", slug="amz")
+    Listing.objects.create(channel=channel, sku=tee)
+    data = {"slug": "amz", "name": "Amazon", "kind": "amazon", "enabled": "on", "api_base_url": "http://127.0.0.1:1",
+            "external_id": "", "publish_location_id": "", "credentials_json": "", "new_webhook_secret": "",
+            "safety_buffer": 0, "share_percent": 100, "max_quantity": "", "zero_below": 0, "include_backorders": "on",
+            "allocation_target": 5, "rate_limit_capacity": "", "rate_limit_per_second": "", "push_batch_size": 100,
+            "catalog_interval_seconds": 300, "reconcile_interval_seconds": 900,
+            "locations-TOTAL_FORMS": 0, "locations-INITIAL_FORMS": 0, "locations-MIN_NUM_FORMS": 0,
+            "locations-MAX_NUM_FORMS": 1000}
+    response = staff.post(f"/admin/channels_app/channel/{channel.pk}/change/", data)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert ChannelAllocation.objects.get(channel=channel, sku=tee).units == 5
+    response = staff.post("/admin/channels_app/listing/add/", {
+        "channel": channel.pk, "sku": cap.pk, "external_product_id": "", "external_variant_id": "",
+        "external_inventory_item_id": "", "external_sku": "", "external_location_id": ""})
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert ChannelAllocation.objects.get(channel=channel, sku=cap).units == 3
+    page = staff.get("/admin/channels_app/listing/")
+    assert page.status_code == 200 and ">error<" in page.content.decode().lower().replace(" ", "")
+    page = staff.get(f"/admin/channels_app/channelallocation/?channel__id__exact={channel.pk}")
+    assert page.status_code == 200 and cap.code in page.content.decode()
