@@ -91,11 +91,12 @@ class ChannelAdmin(admin.ModelAdmin):
         if secret:
             services.rotate_webhook_secret(channel=obj, new_secret=secret, save=False)
         super().save_model(request, obj, form, change)
+        if "allocation_target" in form.changed_data:
+            # Before anything else here locks listings: it takes stock rows first, as every stock write does.
+            allocation.target_changed(obj, form.initial.get("allocation_target"))
         if change and set(form.changed_data) & {"safety_buffer", "share_percent", "max_quantity", "zero_below",
                                                  "include_backorders", "conservative"}:
             mark_channel_dirty(obj)
-        if "allocation_target" in form.changed_data:
-            allocation.target_changed(obj, form.initial.get("allocation_target"))
 
     @admin.display(description="Webhook secret")
     def secret_state(self, obj):

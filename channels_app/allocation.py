@@ -4,15 +4,18 @@ Why: a pooled channel shows what the hub has *now*; how stale its number gets de
 channel takes our pushes. Amazon takes five a second, so in a flash sale it shows numbers seconds old
 and sells units the fast channels sold in between, however early we push. A ring-fenced channel
 (``Channel.allocation_target``) is shown only its own allocation (``ChannelAllocation.units``), which
-only its own sales consume; other channels' sales never make its number wrong, so a slow channel
-cannot oversell however far behind its pushes are. Every other channel is shown the pool: what is
-available less every allocation (``channels_app.rules``).
+only its own sales consume, so a sale elsewhere does not change its number and its pushes may trail.
+Every other channel is shown the pool: what is available less every allocation (``channels_app.rules``,
+which reads both in one snapshot). What it does not protect against: a pool channel that sells on a
+stale number of its own takes units the hub set aside (stock knows no fences); the fenced channel's
+number is then capped at what is really left, and that push has to land in time like any other.
 
-How the numbers move, inside the stock operation's own transaction (a listener on every stock write,
-after its stock rows are locked, so all writes to the allocations of a SKU are serialised by that
-SKU's stock row locks, the lock every stock write takes first):
+How the numbers move, inside the stock operation's own transaction (``settle``, a stock listener added
+after ``sync.mark_listings_dirty``, whose statement earlier in the same batch locks every listing of the
+SKU in id order; so two writes of one SKU, even at different locations, settle one after the other, and
+each statement of the second sees what the first committed):
 
-* a sale on a ring-fenced channel consumes its allocation (never below 0);
+* a sale on a ring-fenced channel (``stock.sell``, a channel's order) consumes its allocation (never below 0);
 * then every ring-fenced channel listing the SKU whose allocation is used up is topped up to its target
   from the free pool (available less all allocations), in channel id order, so two channels never take
   the same unit.
@@ -21,11 +24,14 @@ Why only once used up: stock updates to Amazon, WooCommerce, BigCommerce and Sta
 absolute number with no compare-and-set, so a number sent while the channel is still selling lands over
 the sales it made in flight and shows them again. A channel showing 0 sells nothing while its new
 number travels, so a refill sent then cannot undo a sale. The cost is the refill's round trip with the
-channel showing 0. Setting or raising the target tops up at once (an operator's step, not the hot path).
+channel showing 0. Setting or raising the target, or listing a SKU, tops up that channel at once (an
+operator's step, taking the locks in the stock writes' order: stock rows, listings, allocations).
 
-Allocations grow only by top-up and shrink only by the channel's own sales, so what a ring-fenced
-channel shows never depends on the pool. Plain SKUs only: a bundle listing on a ring-fenced channel is
-shown the pool, and every channel's bundle number holds back its components' allocations.
+Plain SKUs only: a bundle listing on a ring-fenced channel is shown the pool, and every channel's bundle
+number holds back its components' allocations. An allocation draws on every active location; a pooled
+channel fed by some locations holds back all allocations of the SKU (it may show less, never more).
+A disabled ring-fenced channel keeps its units set aside (its platform may still show them); clear the
+target to give them back. A row whose listing was deleted holds nothing back.
 
 Not built: taking units back. Lowering a target or clearing it returns the excess to the pool at once,
 and until the channel has been sent its lower number both it and the pool channels show those units;
@@ -38,8 +44,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 from django.db import connection, transaction
-from django.db.models import F, Q
-from django.db.models.functions import Coalesce
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from channels_app.models import Channel, ChannelAllocation, Listing
@@ -64,11 +69,12 @@ def _consume_sql() -> str:
             f"AND allocation_target IS NOT NULL)")
 
 
-def _top_up_sql(count: int, *, empty_only: bool) -> str:
+def _top_up_sql(count: int, *, empty_only: bool, one_channel: bool = False) -> str:
     # free: the pool (available less every allocation); upto: what this channel and those before it want.
     # Each channel gets what it wants of what the channels before it left. One statement, so the stock
     # write that runs it pays no extra round trip.
     taken = (f"(SELECT COALESCE(SUM(b.units), 0) FROM {ALLOCATIONS} b JOIN {CHANNELS} bc ON bc.id = b.channel_id "
+             f"JOIN {LISTINGS} bl ON bl.channel_id = b.channel_id AND bl.sku_id = b.sku_id "
              f"WHERE b.sku_id = li.sku_id AND bc.allocation_target IS NOT NULL)")
     return (
         f"INSERT INTO {ALLOCATIONS} (channel_id, sku_id, units, updated_at) "
@@ -84,8 +90,9 @@ def _top_up_sql(count: int, *, empty_only: bool) -> str:
         f"WHERE li.sku_id IN ({_in([0] * count)}) AND c.allocation_target IS NOT NULL AND c.enabled "
         f"AND COALESCE(a.units, 0) {'= 0' if empty_only else '< c.allocation_target'} "
         f"AND NOT EXISTS (SELECT 1 FROM {BUNDLES} bb WHERE bb.bundle_id = li.sku_id)"
-        f") needs) grants WHERE room > 0 "
-        f"ON CONFLICT (channel_id, sku_id) DO UPDATE SET units = excluded.units, updated_at = excluded.updated_at"
+        + (" AND c.id = %s" if one_channel else "") +
+        ") needs) grants WHERE room > 0 "
+        "ON CONFLICT (channel_id, sku_id) DO UPDATE SET units = excluded.units, updated_at = excluded.updated_at"
     )
 
 
@@ -102,56 +109,60 @@ def settle(sku_ids: set[int], context: dict) -> None:
 
 
 def top_up(channel: Channel, sku_ids: Iterable[int] | None = None) -> int:
-    """Fill a ring-fenced channel's allocations up to its target (after the target is set or raised, or a SKU
-    is listed). Returns the number of SKUs whose listings were marked out of date."""
-    listed = Listing.objects.filter(channel=channel)
-    if sku_ids is not None:
-        listed = listed.filter(sku_id__in=list(sku_ids))
-    sku_ids = sorted(listed.values_list("sku_id", flat=True))
-    if not sku_ids:
-        return 0
-    with transaction.atomic():
-        # The lock every stock write takes first: no sale or top-up of these SKUs runs alongside.
-        lock_stock_rows(sku_ids=sku_ids)
-        writes = Statements()
-        now = connection.ops.adapt_datetimefield_value(timezone.now())
-        for start in range(0, len(sku_ids), 500):
-            chunk = sku_ids[start:start + 500]
-            writes.add(_top_up_sql(len(chunk), empty_only=False), [now, *chunk])
-        writes.run()
-        _republish(sku_ids)  # the pool shrank: every channel's number for these SKUs may have moved
-    return len(sku_ids)
+    """Fill this channel's allocations up to its target (its target was set or raised, or a SKU was listed).
+    Returns the number of SKUs whose listings were marked out of date."""
+    def fill(ids: list[int], writes: Statements, now) -> None:
+        if sku_ids is not None:  # newly listed: a row left from an earlier listing of the SKU held nothing since
+            writes.add(f"DELETE FROM {ALLOCATIONS} WHERE channel_id = %s AND sku_id IN ({_in(ids)})", [channel.pk, *ids])
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            writes.add(_top_up_sql(len(chunk), empty_only=False, one_channel=True), [now, *chunk, channel.pk])
 
-
-def clear(channel: Channel) -> None:
-    """The channel no longer has a ring fence: its allocations go back to the pool."""
-    with transaction.atomic():
-        sku_ids = list(ChannelAllocation.objects.filter(channel=channel).values_list("sku_id", flat=True))
-        ChannelAllocation.objects.filter(channel=channel).delete()
-        _republish(sku_ids)
-
-
-def _republish(sku_ids: list[int]) -> None:
-    """Mark every listing of these SKUs out of date, on every channel, and wake their pushers after commit."""
-    from channels_app.sync import wake_pushers
-
-    channel_ids = set(Listing.objects.filter(sku_id__in=sku_ids).values_list("channel_id", flat=True))
-    Listing.objects.filter(sku_id__in=sku_ids).update(
-        desired_version=F("desired_version") + 1, dirty_since=Coalesce("dirty_since", timezone.now()),
-        status="pending")
-    transaction.on_commit(lambda: wake_pushers(channel_ids))
+    return _operator_change(channel, fill, sku_ids)
 
 
 def target_changed(channel: Channel, previous: int | None) -> None:
-    """Called by the API and the admin after a channel's ``allocation_target`` was saved."""
-    if channel.allocation_target is None:
-        clear(channel)
-        return
-    if previous is not None and channel.allocation_target < previous:
-        # Lowered: the excess goes back to the pool (see the module note on taking units back).
-        ChannelAllocation.objects.filter(channel=channel, units__gt=channel.allocation_target).update(
-            units=channel.allocation_target, updated_at=timezone.now())
-    top_up(channel)
+    """Called by the API and the admin after a channel's ``allocation_target`` was saved, before anything else
+    in that transaction locks listings (the lock order below)."""
+    target = channel.allocation_target
+
+    def change(ids: list[int], writes: Statements, now) -> None:
+        if target is None:  # no fence any more: its units go back to the pool
+            writes.add(f"DELETE FROM {ALLOCATIONS} WHERE channel_id = %s", [channel.pk])
+            return
+        if previous is not None and target < previous:
+            # Lowered: the excess goes back to the pool (see the module note on taking units back).
+            writes.add(f"UPDATE {ALLOCATIONS} SET units = %s, updated_at = %s WHERE channel_id = %s AND units > %s",
+                       [target, now, channel.pk, target])
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            writes.add(_top_up_sql(len(chunk), empty_only=False, one_channel=True), [now, *chunk, channel.pk])
+
+    _operator_change(channel, change, None)
+
+
+def _operator_change(channel: Channel, change, sku_ids: Iterable[int] | None) -> int:
+    """Run ``change`` on the channel's allocations for its listed SKUs (or these), in the order every stock
+    write takes its locks: the SKUs' stock rows, then their listings (marked out of date, bundles' included:
+    the pool moves), then the allocation rows. Another order would deadlock against a sale."""
+    from channels_app.sync import mark_listings_dirty
+
+    listed = Listing.objects.filter(channel=channel)
+    if sku_ids is not None:
+        listed = listed.filter(sku_id__in=list(sku_ids))
+    ids = set(listed.values_list("sku_id", flat=True))
+    if sku_ids is None:
+        ids |= set(ChannelAllocation.objects.filter(channel=channel).values_list("sku_id", flat=True))
+    ids = sorted(ids)
+    if not ids:
+        return 0
+    with transaction.atomic():
+        lock_stock_rows(sku_ids=ids)
+        writes = Statements()
+        mark_listings_dirty(set(ids), {"writes": writes, "occurred_at": timezone.now(), "available_changed": True})
+        change(ids, writes, connection.ops.adapt_datetimefield_value(timezone.now()))
+        writes.run()
+    return len(ids)
 
 
 def held_units(sku_ids: Iterable[int]) -> dict[int, dict[int, int]]:
@@ -161,7 +172,10 @@ def held_units(sku_ids: Iterable[int]) -> dict[int, dict[int, int]]:
     if not sku_ids:
         return result
     wanted = Q(sku_id__in=sku_ids) | Q(sku_id__in=BundleComponent.objects.filter(bundle_id__in=sku_ids).values("component_id"))
+    # A row whose listing was deleted holds nothing back (and is never topped up again).
+    listed = Exists(Listing.objects.filter(channel_id=OuterRef("channel_id"), sku_id=OuterRef("sku_id")))
     for sku_id, channel_id, units in ChannelAllocation.objects.filter(
-            wanted, units__gt=0, channel__allocation_target__isnull=False).values_list("sku_id", "channel_id", "units"):
+            wanted, listed, units__gt=0, channel__allocation_target__isnull=False).values_list(
+            "sku_id", "channel_id", "units"):
         result[sku_id][channel_id] = units
     return result

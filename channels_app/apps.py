@@ -13,4 +13,5 @@ class ChannelsConfig(AppConfig):
 
         # Stock writes mark affected listings out of date, and keep ring fences, inside the same transaction.
         on_stock_changed(mark_listings_dirty)
+        # After it: its listing locks (earlier in the same batch) are what make two writes of a SKU settle in turn.
         on_stock_changed(settle)

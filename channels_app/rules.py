@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from channels_app.allocation import held_units
 from channels_app.models import Channel, ChannelLocation, Listing
 from inventory_app.availability import SkuAvailability, availability_for_skus
+from inventory_app.statements import read_snapshot
 
 
 def feeding_location_ids(channel: Channel) -> list[int] | None:
@@ -44,6 +45,13 @@ def desired_quantities(channel: Channel, listings: Iterable[Listing]) -> dict[in
     if not listings:
         return {}
     skus = {listing.sku_id: listing.sku for listing in listings}
+    with read_snapshot():
+        return _desired(channel, listings, skus)
+
+
+def _desired(channel: Channel, listings: list[Listing], skus: dict) -> dict[int, int]:
+    # One snapshot for the allocations and the stock: a fenced channel's sale and its refill commit together,
+    # and read at two moments they would show the pool the refill's units as well.
     held = held_units(skus)
     pool = availability_for_skus(skus.values(), location_ids=feeding_location_ids(channel),
                                  held_back={sku_id: sum(units.values()) for sku_id, units in held.items()})

@@ -35,11 +35,12 @@ def update_channel(*, channel: Channel, data: dict, locations: list[dict] | None
     if locations is not None:
         _set_locations(channel, locations)
         rules_changed = True
+    if "allocation_target" in data and channel.allocation_target != previous_target:
+        # Before anything else here locks listings: it takes stock rows first, as every stock write does.
+        allocation.target_changed(channel, previous_target)
     if rules_changed:
         # What each listing should show may have moved: re-publish everything (level-triggered).
         mark_channel_dirty(channel)
-    if "allocation_target" in data and channel.allocation_target != previous_target:
-        allocation.target_changed(channel, previous_target)
     return channel
 
 

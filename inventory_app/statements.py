@@ -18,13 +18,14 @@ and the query log (``CaptureQueriesContext``, ``DEBUG``) records each statement.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import psycopg
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
 RowsCallback = Callable[[list[tuple]], None]
 
@@ -112,3 +113,18 @@ def _execute(db, cursor, sql: str, params: Sequence[Any]) -> None:
     execute(sql, params, False, {"connection": db, "cursor": cursor})
     if db.queries_logged:
         db.queries_log.append({"sql": sql, "time": f"{time.monotonic() - started:.3f}"})
+
+
+@contextlib.contextmanager
+def read_snapshot() -> Iterator[None]:
+    """The reads inside see the database at one moment (PostgreSQL: a REPEATABLE READ, READ ONLY transaction),
+    where numbers from two tables must agree and a write committing between two reads would not. Inside an
+    open transaction the caller's isolation stands; SQLite serialises writers anyway."""
+    db = connections[DEFAULT_DB_ALIAS]
+    if db.vendor != "postgresql" or db.in_atomic_block:
+        yield
+        return
+    with transaction.atomic():
+        with db.cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        yield

@@ -91,15 +91,11 @@ def test_a_fenced_sale_consumes_the_allocation_and_the_pool_refills_it_once_used
 
 @pytest.mark.django_db
 def test_two_fenced_channels_never_take_the_same_unit():
-    tee = make_sku(stock_at={make_location(): 6})
+    wh = make_location()
+    tee = make_sku()
     shop = pooled([tee])
-    first = make_channel("amazon")
-    second = make_channel("woocommerce")
-    for channel in (first, second):
-        list_sku(channel, tee)
-        channel.allocation_target = 4
-        channel.save()
-    allocation.top_up(first)  # one statement tops up both, in channel id order
+    first, second = fenced("amazon", 4, [tee]), fenced("woocommerce", 4, [tee])
+    stock.receive(sku=tee, location=wh, quantity=6, source="test")  # one statement tops up both, in channel id order
     assert (held(first, tee), held(second, tee), shown(shop, tee)) == (4, 2, 0)
 
 
@@ -152,6 +148,60 @@ def test_a_stock_loss_caps_the_fenced_number_at_what_is_there():
     stock.adjust(sku=tee, location=wh, delta=-4, reason="damaged")
     # 2 left, 3 + 3 set aside: neither channel may show more than is left once the other's units are counted.
     assert shown(first, tee) + shown(second, tee) <= 2
+
+
+@pytest.mark.django_db
+def test_raising_one_channels_target_tops_up_that_channel_only():
+    tee = make_sku(stock_at={make_location(): 30})
+    a, b = fenced("amazon", 5, [tee]), fenced("woocommerce", 5, [tee])
+    sell(b, tee, 2)  # b still shows 3: a refill now would land over its sales in flight
+    services.update_channel(channel=a, data={"allocation_target": 8}, locations=None)
+    assert (held(a, tee), held(b, tee)) == (8, 3)
+
+
+@pytest.mark.django_db
+def test_clearing_marks_every_listing_of_the_channels_skus_and_their_bundles_out_of_date():
+    wh = make_location()
+    tee, cap = make_sku(stock_at={wh: 10}), make_sku()  # cap has no stock: no allocation row
+    kit = make_bundle({tee: 1})
+    shop = pooled([kit])
+    amazon = fenced("amazon", 4, [tee, cap])
+    listings = Listing.objects.filter(channel__in=[shop, amazon])
+    before = dict(listings.values_list("pk", "desired_version"))
+    services.update_channel(channel=amazon, data={"allocation_target": None}, locations=None)
+    after = dict(listings.values_list("pk", "desired_version"))
+    assert all(after[pk] > version for pk, version in before.items())
+    assert (shown(shop, kit), shown(amazon, tee)) == (10, 10)
+
+
+@pytest.mark.django_db
+def test_a_deleted_listings_units_are_given_back_and_a_new_listing_starts_afresh():
+    tee = make_sku(stock_at={make_location(): 10})
+    shop = pooled([tee])
+    amazon = fenced("amazon", 4, [tee])
+    Listing.objects.filter(channel=amazon, sku=tee).delete()
+    assert shown(shop, tee) == 10
+    sell(shop, tee, 8)
+    services.upsert_listing(channel=amazon, sku=tee)
+    assert (held(amazon, tee), shown(shop, tee)) == (2, 0)  # not the 4 of the old row: only 2 were left
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_snapshot_does_not_see_a_write_committed_between_its_reads():
+    from inventory_app.statements import read_snapshot
+
+    wh = make_location()
+    tee = make_sku(stock_at={wh: 10})
+    amazon = fenced("amazon", 4, [tee])
+    seen = []
+    with read_snapshot():
+        seen.append(allocation.held_units([tee.pk])[tee.pk][amazon.pk])
+        writer = threading.Thread(target=lambda: (sell(amazon, tee, 4), connection.close()))
+        writer.start()
+        writer.join()
+        seen.append(hub_available(tee))
+    assert seen == [4, 10]  # without the snapshot: [4, 6], the sale's stock without its refill
+    assert (hub_available(tee), held(amazon, tee)) == (6, 4)
 
 
 # --- properties ------------------------------------------------------------------------------------------------
