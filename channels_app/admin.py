@@ -21,6 +21,7 @@ from channels_app.models import (
     WebhookRejection,
 )
 from channels_app.sync import mark_channel_dirty
+from hub.admin import RecordAdmin
 
 HEALTH_COLOURS = {"green": "#2e7d32", "amber": "#ef6c00", "red": "#c62828", "grey": "#757575"}
 
@@ -146,7 +147,7 @@ class ChannelAdmin(admin.ModelAdmin):
 
 
 @admin.register(ChannelAllocation)
-class ChannelAllocationAdmin(admin.ModelAdmin):
+class ChannelAllocationAdmin(RecordAdmin):
     """Units set aside for ring-fenced channels. Read-only: stock writes keep them (``channels_app.allocation``);
     the channel's allocation target is what an operator sets."""
 
@@ -154,15 +155,6 @@ class ChannelAllocationAdmin(admin.ModelAdmin):
     list_filter = ["channel"]
     search_fields = ["sku__code"]
     list_select_related = ["channel", "sku"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Listing)

@@ -97,7 +97,7 @@ def _top_up_sql(count: int, *, empty_only: bool, one_channel: bool = False) -> s
 
 
 def settle(sku_ids: set[int], context: dict) -> None:
-    """Stock listener: consume the selling channel's allocation, then top every allocation up from the pool."""
+    """Stock listener: consume the selling channel's allocation, then refill the used-up ones from the pool."""
     if not sku_ids or not context.get("available_changed", True):
         return
     writes: Statements = context["writes"]
@@ -114,9 +114,7 @@ def top_up(channel: Channel, sku_ids: Iterable[int] | None = None) -> int:
     def fill(ids: list[int], writes: Statements, now) -> None:
         if sku_ids is not None:  # newly listed: a row left from an earlier listing of the SKU held nothing since
             writes.add(f"DELETE FROM {ALLOCATIONS} WHERE channel_id = %s AND sku_id IN ({_in(ids)})", [channel.pk, *ids])
-        for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
-            writes.add(_top_up_sql(len(chunk), empty_only=False, one_channel=True), [now, *chunk, channel.pk])
+        _fill(channel, ids, writes, now)
 
     return _operator_change(channel, fill, sku_ids)
 
@@ -134,11 +132,16 @@ def target_changed(channel: Channel, previous: int | None) -> None:
             # Lowered: the excess goes back to the pool (see the module note on taking units back).
             writes.add(f"UPDATE {ALLOCATIONS} SET units = %s, updated_at = %s WHERE channel_id = %s AND units > %s",
                        [target, now, channel.pk, target])
-        for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
-            writes.add(_top_up_sql(len(chunk), empty_only=False, one_channel=True), [now, *chunk, channel.pk])
+        _fill(channel, ids, writes, now)
 
     _operator_change(channel, change, None)
+
+
+def _fill(channel: Channel, sku_ids: list[int], writes: Statements, now) -> None:
+    """Top this channel's allocations of these SKUs up to its target, whatever they hold now."""
+    for start in range(0, len(sku_ids), 500):
+        chunk = sku_ids[start:start + 500]
+        writes.add(_top_up_sql(len(chunk), empty_only=False, one_channel=True), [now, *chunk, channel.pk])
 
 
 def _operator_change(channel: Channel, change, sku_ids: Iterable[int] | None) -> int:

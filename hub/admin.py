@@ -5,6 +5,20 @@ from hub.events import forget_subscribers, new_secret, replay
 from hub.models import DeliveryAttempt, EventDelivery, JobRun, Subscription
 
 
+class RecordAdmin(admin.ModelAdmin):
+    """A record the system writes and nobody edits (ledger rows, allocations): listed and searched, never
+    added, changed or deleted from the admin."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(JobRun)
 class JobRunAdmin(admin.ModelAdmin):
     list_display = ["job", "channel", "started_at", "finished_at", "ok", "count_in", "count_out", "count_rejected",

@@ -9,6 +9,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from hub.admin import RecordAdmin
 from inventory_app import stock
 from inventory_app.errors import StockError
 from inventory_app.models import (
@@ -130,21 +131,12 @@ class StockLevelAdmin(admin.ModelAdmin):
 
 
 @admin.register(StockLedgerEntry)
-class StockLedgerEntryAdmin(admin.ModelAdmin):
+class StockLedgerEntryAdmin(RecordAdmin):
     list_display = ["id", "recorded_at", "sku", "location", "kind", "on_hand_delta", "reserved_delta",
                     "on_hand_after", "reserved_after", "source", "reference"]
     list_filter = ["kind", "location", "source"]
     search_fields = ["sku__code", "reference", "operation_key"]
     list_select_related = ["sku", "location"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class ReservationLineInline(admin.TabularInline):

@@ -63,6 +63,8 @@ def test_admin_pages_render(staff):
                 "/admin/inventory_app/stockledgerentry/", "/admin/inventory_app/reservation/",
                 "/admin/inventory_app/sku/add/", "/admin/channels_app/channelallocation/"]:
         assert staff.get(url).status_code == 200, url
+    for url in ["/admin/inventory_app/stockledgerentry/add/", "/admin/channels_app/channelallocation/add/"]:
+        assert staff.get(url).status_code == 403, url  # records the system writes: never added by hand
 
 
 def test_ring_fence_set_in_the_admin_sets_units_aside_and_a_listing_added_there_gets_its_own(staff):
