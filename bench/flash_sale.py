@@ -58,6 +58,7 @@ COMPRESSION = 60  # simulated seconds per real second
 QUIET = {"reconcile_interval_seconds": 86_400, "catalog_interval_seconds": 86_400}
 KINDS = ["shopify", "shopify", "woocommerce", "woocommerce", "bigcommerce", "amazon", "standard", "standard"]
 MODES = {"event": None, "poll1": 60.0, "poll15": 900.0}  # poll interval in simulated seconds
+DEFAULT_MODES = ",".join(MODES)
 
 
 # --- the sale (built once, replayed identically in every mode) ---------------------------------------------
@@ -390,7 +391,9 @@ def result_stem(args) -> str:
     stem = "flash_sale" + (f"_buffer{args.safety_buffer}" if args.safety_buffer else "")
     stem += "".join(f"_{kind}{n}" for kind, n in args.buffer_for.items())
     stem += "".join(f"_fence_{kind}{n}" for kind, n in args.fence.items())
-    return stem + (f"_keeper{args.last_units_channel + 1}" if args.last_units_channel is not None else "")
+    stem += f"_keeper{args.last_units_channel + 1}" if args.last_units_channel is not None else ""
+    # A run of some modes only gets its own file: it must not overwrite the three-mode table the README shows.
+    return stem + ("" if args.modes == DEFAULT_MODES else "_" + args.modes.replace(",", "_"))
 
 
 def report(rows: list[dict], sale: dict, args, total: float) -> str:
@@ -488,7 +491,7 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=20_000)
     parser.add_argument("--r0", type=float, default=20)
     parser.add_argument("--r1", type=float, default=200)
-    parser.add_argument("--modes", default="event,poll1,poll15")
+    parser.add_argument("--modes", default=DEFAULT_MODES)
     parser.add_argument("--safety-buffer", type=int, default=0,
                         help="units every channel holds back per SKU (the channel rule), in every mode")
     parser.add_argument("--buffer-for", type=kind_buffers, default={},

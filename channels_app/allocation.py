@@ -40,6 +40,7 @@ do it outside a sale, or pause the channel first.
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Iterable
 
@@ -63,16 +64,18 @@ def _in(values: list) -> str:
     return ", ".join(["%s"] * len(values))
 
 
+@functools.cache
 def _consume_sql() -> str:
     return (f"UPDATE {ALLOCATIONS} SET units = CASE WHEN units > %s THEN units - %s ELSE 0 END, updated_at = %s "
             f"WHERE sku_id = %s AND channel_id IN (SELECT id FROM {CHANNELS} WHERE slug = %s "
             f"AND allocation_target IS NOT NULL)")
 
 
+@functools.lru_cache(maxsize=64)
 def _top_up_sql(count: int, *, empty_only: bool, one_channel: bool = False) -> str:
     # free: the pool (available less every allocation); upto: what this channel and those before it want.
     # Each channel gets what it wants of what the channels before it left. One statement, so the stock
-    # write that runs it pays no extra round trip.
+    # write that runs it pays no extra round trip; built once per shape, as it runs on every stock write.
     taken = (f"(SELECT COALESCE(SUM(b.units), 0) FROM {ALLOCATIONS} b JOIN {CHANNELS} bc ON bc.id = b.channel_id "
              f"JOIN {LISTINGS} bl ON bl.channel_id = b.channel_id AND bl.sku_id = b.sku_id "
              f"WHERE b.sku_id = li.sku_id AND bc.allocation_target IS NOT NULL)")

@@ -160,6 +160,29 @@ def test_raising_one_channels_target_tops_up_that_channel_only():
 
 
 @pytest.mark.django_db
+def test_lowering_the_target_gives_the_excess_back_to_the_pool():
+    tee = make_sku(stock_at={make_location(): 20})
+    shop = pooled([tee])
+    amazon = fenced("amazon", 8, [tee])
+    sell(amazon, tee, 1)  # 7 left of its 8: lowering to 3 gives 4 back
+    services.update_channel(channel=amazon, data={"allocation_target": 3}, locations=None)
+    assert (held(amazon, tee), shown(amazon, tee), shown(shop, tee)) == (3, 3, 16)
+
+
+@pytest.mark.django_db
+def test_a_disabled_fenced_channel_keeps_its_units_and_is_not_refilled():
+    wh = make_location()
+    tee = make_sku(stock_at={wh: 10})
+    shop = pooled([tee])
+    amazon = fenced("amazon", 4, [tee])
+    sell(amazon, tee, 4)  # used up, and refilled to 4 from the pool
+    assert (held(amazon, tee), shown(shop, tee)) == (4, 2)
+    Channel.objects.filter(pk=amazon.pk).update(enabled=False)
+    sell(amazon, tee, 4)  # its platform may still sell what it showed: consumed, but no refill while disabled
+    assert (held(amazon, tee), shown(shop, tee)) == (0, 2)
+
+
+@pytest.mark.django_db
 def test_clearing_marks_every_listing_of_the_channels_skus_and_their_bundles_out_of_date():
     wh = make_location()
     tee, cap = make_sku(stock_at={wh: 10}), make_sku()  # cap has no stock: no allocation row
