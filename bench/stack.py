@@ -355,10 +355,14 @@ class Stack:
     def purge_queues(self) -> None:
         from kombu import Connection
 
+        from channels_app.inbound import DRAIN_WAKE_KEY
+
         with Connection(BROKER_URL or REDIS_URL) as conn:
             for queue in QUEUES:
                 with contextlib.suppress(Exception):  # a queue not declared yet holds nothing
                     conn.default_channel.queue_purge(queue)
+        # The purged drain's flag would keep the next receipts from waking one until it expires.
+        self.redis().delete(DRAIN_WAKE_KEY)
 
     def queue_lengths(self) -> dict[str, int]:
         from kombu import Connection

@@ -14,6 +14,11 @@ def process_inbound_event(event_id: int) -> str:
     return inbound.process_event(event_id)
 
 
+@shared_task(name="inbound.drain")
+def drain_inbox() -> int:
+    return inbound.drain()
+
+
 @shared_task(name="inbound.sweep")
 def sweep_inbox() -> int:
     return inbound.sweep_inbox()
