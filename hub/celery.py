@@ -12,7 +12,7 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.task_queues = (Queue("default"), Queue("inbound"), Queue("push"), Queue("batch"))
 app.autodiscover_tasks()
 
-from celery.signals import task_postrun, task_prerun  # noqa: E402
+from celery.signals import task_postrun, task_prerun, worker_init  # noqa: E402
 
 from hub.observability import install_celery_hooks  # noqa: E402
 
@@ -30,3 +30,15 @@ def close_unusable_connections(sender=None, **_) -> None:
     from django.db import close_old_connections
 
     close_old_connections()
+
+
+@worker_init.connect(weak=False)
+def lower_cpu_priority(**_) -> None:
+    """Give way to the web processes on a shared host (``TALLY_WORKER_NICE``). Set in the worker's main
+    thread before its pool starts: pool processes and threads inherit it."""
+    from django.conf import settings
+
+    target = settings.TALLY_WORKER_NICE
+    current = os.getpriority(os.PRIO_PROCESS, 0)
+    if target > current:  # raising niceness needs no privilege; never lower one an operator set
+        os.setpriority(os.PRIO_PROCESS, 0, target)

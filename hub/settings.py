@@ -189,6 +189,11 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # broken or over-age connection (CONN_MAX_AGE) around each task with close_old_connections.
 CELERY_DB_REUSE_MAX = int(os.environ.get("CELERY_DB_REUSE_MAX", "1000"))
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+# Workers run at this CPU niceness (0-19). Where they share a host with the web processes, a webhook is
+# answered first and applied after: the platform times the answer out in seconds (and Shopify deletes a
+# subscription that keeps failing), while the inbox holds what is received until a worker has the CPU. On a
+# host of their own it changes nothing.
+TALLY_WORKER_NICE = min(max(int(os.environ.get("TALLY_WORKER_NICE", "10")), 0), 19)
 
 # Reservations without an explicit TTL hold stock this long.
 TALLY_DEFAULT_RESERVATION_TTL = int(os.environ.get("TALLY_DEFAULT_RESERVATION_TTL", "900"))
