@@ -10,6 +10,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
+
+from django.db import connection
 
 from inventory_app.models import BundleComponent, Location, Sku, StockLevel
 
@@ -44,15 +47,46 @@ class _Row:
 
 
 def _location_rows(sku_ids: Iterable[int], location_ids: Iterable[int] | None) -> dict[int, dict[int, _Row]]:
-    # Plain values with the location's code joined in: this runs on every push of every channel.
-    qs = StockLevel.objects.filter(sku_id__in=set(sku_ids), location__is_active=True)
-    if location_ids is not None:
-        qs = qs.filter(location_id__in=set(location_ids))
+    # Plain SQL with the location's code joined in, built once per shape: this runs on every push of every
+    # channel, and building it through the ORM cost more than the database spends answering it.
+    sku_ids = sorted(set(sku_ids))
     rows: dict[int, dict[int, _Row]] = defaultdict(dict)
-    for sku_id, location_id, code, on_hand, reserved, allowance in qs.order_by().values_list(
-            "sku_id", "location_id", "location__code", "on_hand", "reserved", "allowance"):
-        rows[sku_id][location_id] = _Row(code, on_hand, reserved, allowance)
+    if not sku_ids:
+        return rows
+    location_ids = None if location_ids is None else sorted(set(location_ids))
+    with connection.cursor() as cursor:
+        cursor.execute(_location_rows_sql(len(sku_ids), None if location_ids is None else len(location_ids)),
+                       [*sku_ids, *(location_ids or ())])
+        for sku_id, location_id, code, on_hand, reserved, allowance in cursor.fetchall():
+            rows[sku_id][location_id] = _Row(code, on_hand, reserved, allowance)
     return rows
+
+
+@lru_cache(maxsize=256)
+def _location_rows_sql(n_skus: int, n_locations: int | None) -> str:
+    where = f"sl.sku_id IN ({', '.join(['%s'] * n_skus)}) AND l.is_active"
+    if n_locations is not None:
+        where += f" AND sl.location_id IN ({', '.join(['%s'] * n_locations)})" if n_locations else " AND FALSE"
+    return (f"SELECT sl.sku_id, sl.location_id, l.code, sl.on_hand, sl.reserved, sl.allowance "
+            f"FROM {StockLevel._meta.db_table} sl JOIN {Location._meta.db_table} l ON l.id = sl.location_id "
+            f"WHERE {where}")
+
+
+def _components(sku_ids: list[int]) -> dict[int, list[tuple[int, int]]]:
+    components: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    if not sku_ids:
+        return components
+    with connection.cursor() as cursor:
+        cursor.execute(_components_sql(len(sku_ids)), sku_ids)
+        for bundle_id, component_id, qty in cursor.fetchall():
+            components[bundle_id].append((component_id, qty))
+    return components
+
+
+@lru_cache(maxsize=256)
+def _components_sql(n: int) -> str:
+    return (f"SELECT bundle_id, component_id, quantity FROM {BundleComponent._meta.db_table} "
+            f"WHERE bundle_id IN ({', '.join(['%s'] * n)}) ORDER BY id")
 
 
 def availability_for_skus(
@@ -65,11 +99,7 @@ def availability_for_skus(
     held_back = held_back or {}
     skus = list(skus)
     location_ids = None if location_ids is None else list(location_ids)
-    components: dict[int, list[tuple[int, int]]] = defaultdict(list)
-    for bundle_id, component_id, qty in BundleComponent.objects.filter(bundle__in=skus).values_list(
-        "bundle_id", "component_id", "quantity"
-    ):
-        components[bundle_id].append((component_id, qty))
+    components = _components(sorted({s.id for s in skus}))
     wanted = {s.id for s in skus} | {c for parts in components.values() for c, _ in parts}
     rows = _location_rows(wanted, location_ids)
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import uuid
 
 import pytest
 
-from tests.e2e.stack import Worker
+from tests.e2e.stack import Worker, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -18,10 +19,10 @@ def niceness(pid: int) -> int:
 @pytest.mark.parametrize(("setting", "expected"), [(None, 10), ("3", 3), ("0", 0), ("40", 19)])
 def test_worker_and_its_pool_run_at_the_configured_niceness(setting, expected):
     env = {} if setting is None else {"TALLY_WORKER_NICE": setting}
-    worker = Worker(f"nice{setting}", concurrency=2, **env)
+    worker = Worker(f"nice-{uuid.uuid4().hex[:8]}", concurrency=2, **env)
     try:
+        wait_until(lambda: len(worker.children()) == 2, message="the pool processes")
         pids = [worker.proc.pid, *worker.children()]
-        assert len(pids) == 3
         assert [niceness(pid) for pid in pids] == [expected] * 3
     finally:
         worker.stop()
