@@ -25,7 +25,8 @@ from pathlib import Path
 
 import _django
 
-# Its own Redis database: the receipt row enqueues one task per webhook and no worker takes them.
+# Its own Redis database: the receipt row wakes an inbox drain (one task while its flag stands) and no worker
+# takes it, so every receipt after the first costs the flag check alone, as while a drain is queued.
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/13")
 _django.setup(fresh=True)
 

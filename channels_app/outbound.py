@@ -28,6 +28,7 @@ from channels_app.adapters.base import ChannelAdapter, PushItem, PushResult
 from channels_app.adapters.http import ChannelError, PermanentError, RateLimited
 from channels_app.models import Channel, InboundEvent, InboundStatus, Listing, ListingStatus, PushLog
 from channels_app.rules import desired_quantities
+from channels_app.selectors import channel_for_push
 from channels_app.sync import PUSH_INTERVAL_MS, locked_listings, start_push
 from hub.observability import correlation_id as current_correlation_id
 from inventory_app.availability import available_sql
@@ -119,7 +120,7 @@ def push_channel(channel_id: int, *, max_rounds: int = 100, correlation_id: str 
     summary = PushSummary()
     correlation_id = correlation_id or current_correlation_id.get()
     start_push(channel_id)
-    channel = Channel.objects.filter(pk=channel_id).first()
+    channel = channel_for_push(channel_id)
     if channel is None or not channel.enabled or channel.paused:
         return summary
     adapter = adapter_for(channel)
