@@ -8,7 +8,7 @@ processed in one transaction: a worker killed half-way leaves the event pending,
 The inbox is its own queue: a drain task takes the oldest pending event (``FOR UPDATE SKIP
 LOCKED``, so drains in any number of processes never share one), applies it, and takes the
 next, until none is left. Receipt wakes a drain through a Redis flag, so a burst of webhooks
-costs one broker message, not one each (publishing a task was 40% of a receipt's CPU), and a
+costs one broker message, not one each (publishing a task was about a third of a receipt's CPU), and a
 busy drain goes from one event to the next without a broker round trip.
 """
 
