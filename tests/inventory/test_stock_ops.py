@@ -289,3 +289,12 @@ def test_the_sql_form_of_available_gives_the_selectors_number():
         in_sql = dict(cursor.fetchall())
     expected = {sku_id: a.available for sku_id, a in availability_for_skus(skus).items()}
     assert in_sql == expected == {spread.id: 7, promised.id: 0, bundle.id: 2, nothing.id: 0, component.id: 9}
+
+
+def test_availability_over_chosen_locations_counts_only_those_and_none_chosen_counts_nothing():
+    # The plain-SQL read builds its location filter per shape: a subset, and the empty subset (no rows at all).
+    a, b = make_location("loc-a"), make_location("loc-b")
+    sku = make_sku("SUBSET", stock_at={a: 5, b: 7})
+    assert sku_availability(sku).available == 12
+    assert sku_availability(sku, location_ids=[b.pk]).available == 7
+    assert sku_availability(sku, location_ids=[]).available == 0
