@@ -40,14 +40,17 @@ def purge_queues() -> None:
 class Worker:
     """A real ``celery worker`` process (prefork pool) consuming the test broker."""
 
-    def __init__(self, name: str = "w1", concurrency: int = 2, queues: str = "default,inbound,push,batch", **env):
+    def __init__(self, name: str = "w1", concurrency: int = 2, queues: str = "default,inbound,push,batch",
+                 own_session: bool = True, **env):
         LOG_DIR.mkdir(parents=True, exist_ok=True)
         self.log_path = LOG_DIR / f"worker-{name}.log"
         self.log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "hub", "worker", "-Q", queues, "-c", str(concurrency),
              "-n", f"{name}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "INFO"],
-            cwd=ROOT, env=process_env(**env), stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+            cwd=ROOT, env=process_env(**env), stdout=self.log, stderr=subprocess.STDOUT,
+            # without a session of its own it still gets its own process group, so stop() and kill() reach it
+            start_new_session=own_session, process_group=None if own_session else 0)
         self._wait_ready()
 
     def _wait_ready(self, timeout: float = 60) -> None:

@@ -26,3 +26,37 @@ def test_worker_and_its_pool_run_at_the_configured_niceness(setting, expected):
         assert [niceness(pid) for pid in pids] == [expected] * 3
     finally:
         worker.stop()
+
+
+def autogroup_niceness(pid: int | str) -> int:
+    return int(open(f"/proc/{pid}/autogroup").read().split("nice")[1])
+
+
+needs_autogroup = pytest.mark.skipif(not os.path.exists("/proc/self/autogroup"), reason="kernel without autogroup")
+
+
+@needs_autogroup
+def test_a_worker_in_a_session_of_its_own_lowers_its_session_too():
+    """Under autogroup scheduling, sessions share the CPU first: a niced worker in its own session (a
+    service, ``setsid``) took as much CPU as gunicorn in another until its session's group was lowered."""
+    worker = Worker(f"nice-{uuid.uuid4().hex[:8]}", concurrency=2, TALLY_WORKER_NICE="7")
+    try:
+        wait_until(lambda: len(worker.children()) == 2, message="the pool processes")
+        assert os.getsid(worker.proc.pid) == worker.proc.pid
+        assert [autogroup_niceness(pid) for pid in [worker.proc.pid, *worker.children()]] == [7] * 3
+    finally:
+        worker.stop()
+
+
+@needs_autogroup
+def test_a_worker_sharing_a_session_leaves_the_session_alone():
+    """Whatever else runs in the session (the web processes, under one shell) must not be slowed down."""
+    before = autogroup_niceness("self")
+    worker = Worker(f"nice-{uuid.uuid4().hex[:8]}", concurrency=2, own_session=False, TALLY_WORKER_NICE="7")
+    try:
+        wait_until(lambda: len(worker.children()) == 2, message="the pool processes")
+        assert os.getsid(worker.proc.pid) == os.getsid(0)
+        assert niceness(worker.proc.pid) == 7
+        assert autogroup_niceness(worker.proc.pid) == before == autogroup_niceness("self")
+    finally:
+        worker.stop()
