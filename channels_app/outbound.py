@@ -32,9 +32,12 @@ from channels_app.selectors import channel_for_push
 from channels_app.sync import PUSH_INTERVAL_MS, locked_listings, start_push
 from hub.observability import correlation_id as current_correlation_id
 from inventory_app.availability import available_sql
+from inventory_app.models import Sku
+from inventory_app.statements import columns, fetch, instances
 
 log = logging.getLogger(__name__)
 LISTINGS = Listing._meta.db_table
+_LISTING_SKU = Listing._meta.get_field("sku")
 
 # Longer than one batch's requests with their in-call retries; a dead pusher's batch is retaken after it.
 LEASE_SECONDS = int(os.environ.get("TALLY_PUSH_LEASE_SECONDS", "20"))
@@ -101,14 +104,19 @@ def claim(channel: Channel, *, limit: int, owner: uuid.UUID) -> list[tuple[Listi
             f"AND (next_attempt_at IS NULL OR next_attempt_at <= %s) AND (lease_until IS NULL OR lease_until < %s) "
             f"ORDER BY (dirty_since IS NOT NULL AND dirty_since > %s), {_AVAILABLE} ASC, dirty_since ASC NULLS FIRST, "
             f"id LIMIT %s{skip_locked}) "
-            f"UPDATE {LISTINGS} SET lease_owner = %s, lease_until = %s WHERE id IN (SELECT id FROM picked) RETURNING id",
+            f"UPDATE {LISTINGS} SET lease_owner = %s, lease_until = %s WHERE id IN (SELECT id FROM picked) "
+            f"RETURNING {columns(Listing)}",
             [channel.pk, ListingStatus.FAILED, ops.adapt_datetimefield_value(now), ops.adapt_datetimefield_value(now),
              ops.adapt_datetimefield_value(now - timedelta(seconds=SCARCE_FIRST_MAX_AGE_SECONDS)), limit,
              _uuid_param(owner), ops.adapt_datetimefield_value(now + timedelta(seconds=LEASE_SECONDS))])
-        ids = [row[0] for row in cursor.fetchall()]
-    if not ids:
+        listings = instances(Listing, cursor.fetchall())
+    if not listings:
         return []
-    listings = list(Listing.objects.filter(pk__in=ids, lease_owner=owner).select_related("sku").order_by())
+    sku_ids = sorted({listing.sku_id for listing in listings})
+    skus = {sku.pk: sku for sku in instances(Sku, fetch(
+        f"SELECT {columns(Sku)} FROM {Sku._meta.db_table} WHERE id IN ({', '.join(['%s'] * len(sku_ids))})", sku_ids))}
+    for listing in listings:
+        _LISTING_SKU.set_cached_value(listing, skus[listing.sku_id])
     return [(listing, listing.desired_version) for listing in listings]
 
 

@@ -14,11 +14,15 @@ from collections.abc import Iterable
 from channels_app.allocation import held_units
 from channels_app.models import Channel, ChannelLocation, Listing
 from inventory_app.availability import SkuAvailability, availability_for_skus
-from inventory_app.statements import read_snapshot
+from inventory_app.statements import fetch, read_snapshot
+
+_FEEDING_SQL = f"SELECT location_id FROM {ChannelLocation._meta.db_table} WHERE channel_id = %s AND feeds_channel"
 
 
 def feeding_location_ids(channel: Channel) -> list[int] | None:
-    ids = list(ChannelLocation.objects.filter(channel=channel, feeds_channel=True).values_list("location_id", flat=True))
+    """The locations whose stock this channel is offered; None: every active location (the pool)."""
+    # Plain SQL: it runs on every push, and building it through the ORM cost more than answering it.
+    ids = [row[0] for row in fetch(_FEEDING_SQL, [channel.pk])]
     return ids or None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 
 from django.db import connection
@@ -15,9 +16,15 @@ from inventory_app.models import Sku
 # Written by the pushers and receipts themselves: not configuration, and a copy that differs only in them is current.
 _BOOKKEEPING = {"last_inbound_at", "last_push_at", "last_push_error", "last_push_error_at"}
 _CONFIG_FIELDS = [f for f in Channel._meta.concrete_fields if f.name not in _BOOKKEEPING]
-_CONFIG_SQL = (f"SELECT {', '.join(f.column for f in _CONFIG_FIELDS)} FROM {Channel._meta.db_table} "
-               f"WHERE {Channel._meta.pk.column} = %s")
 _channel_copies: dict[int, tuple[tuple, Channel]] = {}
+
+
+def channel_config_columns(alias: str) -> str:
+    """The columns ``channel_from_config`` checks a copy against, to read alongside another row."""
+    return ", ".join(f"{alias}.{f.column}" for f in _CONFIG_FIELDS)
+
+
+_CONFIG_SQL = f"SELECT {channel_config_columns('c')} FROM {Channel._meta.db_table} c WHERE c.{Channel._meta.pk.column} = %s"
 
 
 def channel_for_push(channel_id: int) -> Channel | None:
@@ -30,6 +37,13 @@ def channel_for_push(channel_id: int) -> Channel | None:
     if row is None:
         _channel_copies.pop(channel_id, None)
         return None
+    return channel_from_config(channel_id, row)
+
+
+def channel_from_config(channel_id: int, row: Sequence) -> Channel:
+    """This process's copy of the channel if ``row`` (its ``channel_config_columns``, read just now) is what the
+    copy was built from, else a fresh copy."""
+    row = tuple(row)
     cached = _channel_copies.get(channel_id)
     if cached is not None and cached[0] == row:
         return cached[1]

@@ -89,3 +89,37 @@ def test_the_query_log_and_execute_wrappers_see_every_statement():
                       "INSERT INTO inventory_app_operationrecord"):
         assert any(statement in sql for sql in logged), statement
         assert any(statement in sql for sql in wrapped), statement
+
+
+def field_values(obj) -> dict:
+    return {f.attname: getattr(obj, f.attname) for f in type(obj)._meta.concrete_fields}
+
+
+def test_instances_built_from_plain_rows_equal_what_the_orm_loads():
+    """The pushers' claim and the inbox drain build models from plain SQL rows: every field (JSON, UUID,
+    aware datetimes, decimals, nullable ones) must come out as the ORM would give it, or a push or an event
+    would read a wrong value without any error."""
+    from channels_app.models import InboundEvent, Listing
+    from inventory_app.models import Sku
+    from inventory_app.statements import columns, instances
+    from tests.channels.helpers import list_sku, make_channel
+
+    channel = make_channel("shopify")
+    sku = make_sku(stock_at={make_location(): 3})
+    listing = list_sku(channel, sku, external_variant_id="v-1")
+    Listing.objects.filter(pk=listing.pk).update(lease_owner=uuid.uuid4(), remote_quantity=None, pushed_quantity=7)
+    event = InboundEvent.objects.create(channel=channel, dedup_key=uuid.uuid4().hex, topic="orders/create",
+                                        headers={"X-Shopify-Topic": "orders/create", "n": [1, 2]}, body="{}")
+    for model, pk in ((Listing, listing.pk), (Sku, sku.pk), (InboundEvent, event.pk)):
+        rows = fetch(f"SELECT {columns(model)} FROM {model._meta.db_table} WHERE id = %s", [pk])
+        [built] = instances(model, rows)
+        loaded = model.objects.get(pk=pk)
+        assert field_values(built) == field_values(loaded), model.__name__
+        assert not built._state.adding
+    # Rows that carry two models side by side: the second read from its offset.
+    rows = fetch(f"SELECT {columns(Listing, 'l')}, {columns(Sku, 's')} FROM {Listing._meta.db_table} l "
+                 f"JOIN {Sku._meta.db_table} s ON s.id = l.sku_id WHERE l.id = %s", [listing.pk])
+    [again] = instances(Sku, rows, start=len(Listing._meta.concrete_fields))
+    assert field_values(again) == field_values(Sku.objects.get(pk=sku.pk))
+    assert isinstance(instances(InboundEvent, fetch(
+        f"SELECT {columns(InboundEvent)} FROM {InboundEvent._meta.db_table} WHERE id = %s", [event.pk]))[0].headers, dict)
