@@ -385,3 +385,31 @@ def test_a_channel_that_restocked_its_own_cancel_is_pushed_even_when_our_number_
         converge(channel)
         assert remote(sandbox, tee) == 9
         assert_converged(channel, sandbox)
+
+
+def test_a_push_records_what_the_channel_acknowledged_and_when():
+    """The push history the admin shows and the sync-lag rollups read: one row per listing pushed, with the
+    version and number it carried, the platform's status, the lag since the oldest unpushed change and the
+    correlation id; the channel's last push time moves."""
+    wh = make_location()
+    tee, cap = make_sku(stock_at={wh: 12}), make_sku(stock_at={wh: 3})
+    channel, sandbox = connect("shopify", {tee: 0, cap: 0})
+    with sandbox:
+        converge(channel)
+        outbound._last_push_noted.clear()
+        stock.reserve(lines=[LineRequest(tee.code, 2), LineRequest(cap.code, 1)])
+        dirty_since = Listing.objects.get(channel=channel, sku=tee).dirty_since
+        before = timezone.now()
+        summary = outbound.push_channel(channel.pk, correlation_id="cid-123")
+        assert summary.pushed == 2
+        listings = {x.sku_id: x for x in Listing.objects.filter(channel=channel)}
+        logs = {x.listing_id: x for x in PushLog.objects.filter(channel=channel, created_at__gte=before)}
+        assert set(logs) == {listings[tee.pk].pk, listings[cap.pk].pk}
+        for sku, quantity in ((tee, 10), (cap, 2)):
+            log = logs[listings[sku.pk].pk]
+            assert (log.ok, log.http_status, log.quantity, log.version, log.error, log.correlation_id) == (
+                True, 200, quantity, listings[sku.pk].pushed_version, "", "cid-123")
+            assert before <= log.created_at <= timezone.now()
+        assert 0 <= logs[listings[tee.pk].pk].lag_ms <= (timezone.now() - dirty_since).total_seconds() * 1000
+        channel.refresh_from_db()
+        assert channel.last_push_at is not None and channel.last_push_at >= before
