@@ -64,9 +64,14 @@ def build_requests(sandbox, channel_slug: str, port: int, count: int, seq0: int)
     return out
 
 
+# Below gunicorn's keepalive (hub/gunicorn.conf.py: 5 s); an idle connection older than this is not reused.
+KEEPALIVE_REUSE_SECONDS = 4.0
+
+
 class Conn:
     def __init__(self, reader, writer):
         self.reader, self.writer = reader, writer
+        self.used_at = 0.0
 
     async def exchange(self, request: bytes) -> int:
         self.writer.write(request)
@@ -110,8 +115,15 @@ async def run_step(port: int, requests_: list[bytes], rate: float, max_conns: in
         return Conn(reader, writer)
 
     async def get_conn() -> Conn:
-        if idle:
-            return idle.pop()
+        nonlocal opened
+        while idle:
+            conn = idle.pop()  # the most recently used first
+            if loop.time() - conn.used_at < KEEPALIVE_REUSE_SECONDS:
+                return conn
+            # gunicorn closes a keep-alive connection idle for `keepalive` (5 s): sending on it as it closes
+            # failed the request twice at times, an error of this client, not of the server.
+            conn.close()
+            opened -= 1
         if opened < max_conns:
             return await open_conn()
         future = loop.create_future()
@@ -119,6 +131,7 @@ async def run_step(port: int, requests_: list[bytes], rate: float, max_conns: in
         return await future
 
     def put_conn(conn: Conn) -> None:
+        conn.used_at = loop.time()
         while waiting:
             future = waiting.popleft()
             if not future.done():
