@@ -221,17 +221,17 @@ def _accept_for_known_channel(channel: Channel, headers: Mapping[str, str], body
     fields = InboundEvent._meta
     params = [fields.get_field(name).get_db_prep_save(values[name], connection) for name in _EVENT_COLUMNS]
     updated_at = Channel._meta.get_field("updated_at").get_db_prep_value(channel.updated_at, connection)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {fields.db_table} ({', '.join(_EVENT_COLUMNS)}) "
-            f"SELECT {', '.join(['%s'] * len(_EVENT_COLUMNS))} FROM {Channel._meta.db_table} "
-            f"WHERE id = %s AND enabled AND updated_at = %s ON CONFLICT DO NOTHING RETURNING id",
-            [*params, channel.pk, updated_at],
-        )
-        row = cursor.fetchone()
-    if row is None:
+    # Prepared, its values bound on the server: bound on the client, quoting the body into the SQL text took
+    # a tenth of a webhook's CPU.
+    rows = fetch(_RECEIPT_SQL, [*params, channel.pk, updated_at])
+    if not rows:
         return None
-    return _accepted(channel.slug, row[0], correlation)
+    return _accepted(channel.slug, rows[0][0], correlation)
+
+
+_RECEIPT_SQL = (f"INSERT INTO {InboundEvent._meta.db_table} ({', '.join(_EVENT_COLUMNS)}) "
+                f"SELECT {', '.join(['%s'] * len(_EVENT_COLUMNS))} FROM {Channel._meta.db_table} "
+                f"WHERE id = %s AND enabled AND updated_at = %s ON CONFLICT DO NOTHING RETURNING id")
 
 
 def wake_drain(*, force: bool = False) -> bool:

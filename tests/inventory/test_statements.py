@@ -123,3 +123,22 @@ def test_instances_built_from_plain_rows_equal_what_the_orm_loads():
     assert field_values(again) == field_values(Sku.objects.get(pk=sku.pk))
     assert isinstance(instances(InboundEvent, fetch(
         f"SELECT {columns(InboundEvent)} FROM {InboundEvent._meta.db_table} WHERE id = %s", [event.pk]))[0].headers, dict)
+
+
+def test_nothing_is_prepared_when_prepared_statements_are_turned_off():
+    """DB_PREPARED_STATEMENTS=false (for a transaction-pooling pgbouncer before 1.21) leaves the connection's
+    prepare threshold unset; the stock path must then prepare nothing, though it asks for preparation
+    (psycopg honours the unset threshold over ``prepare=True``: this holds us to it)."""
+    wh = make_location()
+    sku = make_sku(stock_at={wh: 10})
+    connection.close()
+    connection.ensure_connection()
+    connection.connection.prepare_threshold = None
+    try:
+        for _ in range(3):
+            stock.reserve(lines=[LineRequest(sku.code, 1)], key=uuid.uuid4().hex)
+        assert fetch("SELECT count(*) FROM inventory_app_stocklevel WHERE sku_id = %s", [sku.pk]) == [(1,)]
+        assert prepared_statements() == []
+        assert StockLevel.objects.get(sku=sku).reserved == 3
+    finally:
+        connection.close()
