@@ -102,6 +102,25 @@ def test_a_known_channel_takes_one_statement_and_a_change_behind_its_copy_is_sti
     assert InboundEvent.objects.filter(channel=shop).count() == 3
 
 
+def test_the_receipts_adapter_is_built_once_per_copy_of_the_channel(client, shop):
+    from channels_app import inbound
+
+    for order_id in (1020, 1021):
+        body = shopify_order(order_id, [(1, "TEE", 111, 1)])
+        assert post(client, "shop", body, shopify_headers("shh", body, "orders/create")).status_code == 200
+    adapter = inbound._receipt_adapters["shop"]
+    assert adapter.channel is inbound._channel_cache["shop"]
+    shop.webhook_secret = "rotated"
+    shop.save()
+    for order_id in (1022, 1023):  # the first takes the full path and a new copy; the second the new copy's adapter
+        body = shopify_order(order_id, [(1, "TEE", 111, 1)])
+        assert post(client, "shop", body, shopify_headers("rotated", body, "orders/create")).status_code == 200
+    renewed = inbound._receipt_adapters["shop"]
+    assert renewed is not adapter and renewed.channel is inbound._channel_cache["shop"]
+    assert renewed.channel.webhook_secret == "rotated"
+    assert InboundEvent.objects.filter(channel=shop).count() == 4
+
+
 def test_signed_but_broken_json_is_recorded_as_failed_and_400(client, shop):
     body = b'{"id": 1, "line_items": ['
     response = post(client, "shop", body, shopify_headers("shh", body, "orders/create"))
