@@ -33,7 +33,7 @@ from channels_app.sync import PUSH_INTERVAL_MS, locked_listings, start_push
 from hub.observability import correlation_id as current_correlation_id
 from inventory_app.availability import available_sql
 from inventory_app.models import Sku
-from inventory_app.statements import columns, fetch, instances
+from inventory_app.statements import columns, instances
 
 log = logging.getLogger(__name__)
 LISTINGS = Listing._meta.db_table
@@ -113,8 +113,12 @@ def claim(channel: Channel, *, limit: int, owner: uuid.UUID) -> list[tuple[Listi
     if not listings:
         return []
     sku_ids = sorted({listing.sku_id for listing in listings})
-    skus = {sku.pk: sku for sku in instances(Sku, fetch(
-        f"SELECT {columns(Sku)} FROM {Sku._meta.db_table} WHERE id IN ({', '.join(['%s'] * len(sku_ids))})", sku_ids))}
+    # Not prepared (one shape per count of SKUs would crowd the stock path's statements out of the connection's
+    # prepared-statement cache).
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {columns(Sku)} FROM {Sku._meta.db_table} WHERE id IN "
+                       f"({', '.join(['%s'] * len(sku_ids))})", sku_ids)
+        skus = {sku.pk: sku for sku in instances(Sku, cursor.fetchall())}
     for listing in listings:
         _LISTING_SKU.set_cached_value(listing, skus[listing.sku_id])
     return [(listing, listing.desired_version) for listing in listings]
@@ -390,8 +394,8 @@ def _record_ok(acknowledged: list[tuple[Listing, int, int, int | None]], owner: 
                     f"INSERT INTO {PushLog._meta.db_table} (listing_id, channel_id, version, quantity, ok, http_status, "
                     f"error, lag_ms, correlation_id, created_at) VALUES "
                     + ", ".join(["(%s, %s, %s, %s, %s, %s, '', %s, %s, %s)"] * len(rows)),
-                    [v for listing, version, q, status in rows
-                     for v in (listing.pk, channel.pk, version, q, True, status, lags[listing.pk], correlation_id[:64],
+                    [v for listing, carried, q, status in rows
+                     for v in (listing.pk, channel.pk, carried, q, True, status, lags[listing.pk], correlation_id[:64],
                                at)])
     metrics.PUSHES.labels(channel=channel.slug, outcome="ok" if sent else "no_change").inc(len(rows))
     for lag_ms in lags.values():
