@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from django.db import IntegrityError, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from hub import events
@@ -26,6 +26,7 @@ from inventory_app.models import (
     ReservationLine,
     Sku,
 )
+from inventory_app.statements import fetch
 from inventory_app.stock import LineRequest
 
 
@@ -49,6 +50,29 @@ def _locked_order(channel: str, external_id: str) -> Order | None:
     return Order.objects.select_for_update().filter(channel=channel, external_id=external_id).first()
 
 
+_ORDER_COLUMNS = ("channel", "external_id", "name", "status", "currency", "total", "placed_at", "created_at",
+                  "updated_at")
+_NEW_ORDER_SQL = (f"INSERT INTO {Order._meta.db_table} ({', '.join(_ORDER_COLUMNS)}) "
+                  f"VALUES ({', '.join(['%s'] * len(_ORDER_COLUMNS))}) ON CONFLICT DO NOTHING RETURNING id")
+
+
+def _new_order(**fields) -> Order | None:
+    """The order, inserted and so locked by this transaction; None if (channel, external_id) exists already.
+
+    One statement where a read, a savepoint, the insert and its release took four round trips. A concurrent
+    insert of the same order makes this one wait for that transaction: committed, this returns None and the
+    caller locks the order it made; rolled back, this one inserts."""
+    now = timezone.now()
+    order = Order(status=OrderStatus.OPEN, created_at=now, updated_at=now, **fields)
+    rows = fetch(_NEW_ORDER_SQL, [Order._meta.get_field(column).get_db_prep_save(getattr(order, column), connection)
+                                  for column in _ORDER_COLUMNS])
+    if not rows:
+        return None
+    order.pk = rows[0][0]
+    order._state.adding, order._state.db = False, connection.alias
+    return order
+
+
 def place_order(
     *,
     channel: str,
@@ -66,18 +90,15 @@ def place_order(
     """
     # No savepoint of its own: inside an inbox event's transaction a failure rolls back with the event's.
     with transaction.atomic(savepoint=False):
-        order = _locked_order(channel, external_id)
-        if order is None:
-            try:
-                with transaction.atomic():
-                    order = Order.objects.create(channel=channel, external_id=external_id, name=name[:128],
-                                                 currency=currency[:3], total=total, placed_at=placed_at or timezone.now())
-            except IntegrityError:
-                order = _locked_order(channel, external_id)
+        order = _new_order(channel=channel, external_id=external_id, name=name[:128], currency=currency[:3],
+                           total=total, placed_at=placed_at or timezone.now())
+        created = order is not None
+        if not created:
+            order = _locked_order(channel, external_id)
         assert order is not None
         if order.status == OrderStatus.CANCELLED:
             return {"order": order.pk, "applied": 0, "short": 0, "cancelled": True}
-        known = set(order.lines.values_list("external_id", flat=True))
+        known = set() if created else set(order.lines.values_list("external_id", flat=True))
         applied, short = [], []
         for line in lines:
             if line.external_id in known:

@@ -133,3 +133,32 @@ def test_one_key_sent_by_many_threads_at_once_reserves_once_and_answers_alike():
     assert outcomes == Counter(ok=THREADS)
     assert len(set(answers)) == 1 and Reservation.objects.count() == 1
     assert StockLevel.objects.get(sku=sku).reserved == 2 and ledger_consistent()
+
+
+def test_the_same_order_placed_at_once_by_many_threads_is_one_order_sold_once():
+    """Redeliveries of one order racing each other (a platform's retry while the first is being applied): the
+    order's insert makes the others wait for its transaction, then find the order and its lines. One order,
+    each line sold once, whatever interleaving."""
+    from django.db import transaction
+
+    from inventory_app import orders
+    from inventory_app.models import Order, OrderLine
+
+    wh = make_location()
+    tee, cap = make_sku(stock_at={wh: 50}), make_sku(stock_at={wh: 50})
+    lines = [orders.OrderLineRequest(external_id="l1", sku=tee, quantity=2),
+             orders.OrderLineRequest(external_id="l2", sku=cap, quantity=3)]
+    for round_ in range(5):
+        external_id = f"race-{round_}"
+
+        def place(_i, external_id=external_id):
+            with transaction.atomic():
+                orders.place_order(channel="shop", external_id=external_id, lines=lines)
+
+        outcomes = hammer(place, attempts=8, threads=8)
+        assert outcomes == Counter({"ok": 8}), outcomes
+        assert Order.objects.filter(channel="shop", external_id=external_id).count() == 1
+        assert OrderLine.objects.filter(order__external_id=external_id).count() == 2
+    assert StockLevel.objects.get(sku=tee).on_hand == 50 - 5 * 2
+    assert StockLevel.objects.get(sku=cap).on_hand == 50 - 5 * 3
+    assert ledger_consistent()
