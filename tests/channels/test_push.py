@@ -413,3 +413,25 @@ def test_a_push_records_what_the_channel_acknowledged_and_when():
         assert 0 <= logs[listings[tee.pk].pk].lag_ms <= (timezone.now() - dirty_since).total_seconds() * 1000
         channel.refresh_from_db()
         assert channel.last_push_at is not None and channel.last_push_at >= before
+
+
+def test_the_channels_last_push_time_is_written_at_most_once_a_second_per_process(monkeypatch):
+    wh = make_location()
+    tee = make_sku(stock_at={wh: 40})
+    channel, sandbox = connect("shopify", {tee: 0})
+    from django.test.utils import CaptureQueriesContext
+
+    def pushes_writing_last_push_at(n: int) -> int:
+        with CaptureQueriesContext(connection) as queries:
+            for _ in range(n):
+                stock.reserve(lines=[LineRequest(tee.code, 1)])
+                assert outbound.push_channel(channel.pk).pushed == 1
+        return sum("SET last_push_at" in q["sql"] for q in queries.captured_queries)
+
+    with sandbox:
+        converge(channel)
+        outbound._last_push_noted.clear()
+        monkeypatch.setattr(outbound, "LAST_PUSH_RESOLUTION", 60.0)  # however slow this machine runs the pushes
+        assert pushes_writing_last_push_at(3) == 1  # the first push writes it, the others within the resolution skip
+        monkeypatch.setattr(outbound, "LAST_PUSH_RESOLUTION", 0.0)
+        assert pushes_writing_last_push_at(3) == 3  # with no resolution every push writes it
