@@ -256,6 +256,7 @@ def _send_batch(channel: Channel, adapter: ChannelAdapter, batch: list[PushItem]
         _note_push(channel.pk, now)
     elif results:
         Channel.objects.filter(pk=channel.pk).update(last_push_error=results[0].error[:2000], last_push_error_at=now)
+        _last_push_noted.pop(channel.pk, None)  # the next success is written, so it reads as after this error
 
 
 # Seconds a process lets pass between two writes of a channel's last_push_at: it is shown as "seconds ago", and

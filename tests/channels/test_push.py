@@ -433,5 +433,14 @@ def test_the_channels_last_push_time_is_written_at_most_once_a_second_per_proces
         outbound._last_push_noted.clear()
         monkeypatch.setattr(outbound, "LAST_PUSH_RESOLUTION", 60.0)  # however slow this machine runs the pushes
         assert pushes_writing_last_push_at(3) == 1  # the first push writes it, the others within the resolution skip
+        # A failed push in between: the next success is written at once, so it reads as after the error.
+        sandbox.state.set_faults({"error_rate": 1.0})
+        stock.reserve(lines=[LineRequest(tee.code, 1)])
+        assert outbound.push_channel(channel.pk).failed == 1
+        sandbox.state.set_faults({})
+        Listing.objects.filter(channel=channel).update(next_attempt_at=None)
+        assert pushes_writing_last_push_at(1) == 1
+        channel.refresh_from_db()
+        assert channel.last_push_at > channel.last_push_error_at
         monkeypatch.setattr(outbound, "LAST_PUSH_RESOLUTION", 0.0)
         assert pushes_writing_last_push_at(3) == 3  # with no resolution every push writes it

@@ -108,15 +108,15 @@ def test_the_receipts_adapter_is_built_once_per_copy_of_the_channel(client, shop
     for order_id in (1020, 1021):
         body = shopify_order(order_id, [(1, "TEE", 111, 1)])
         assert post(client, "shop", body, shopify_headers("shh", body, "orders/create")).status_code == 200
-    adapter = inbound._receipt_adapters["shop"]
-    assert adapter.channel is inbound._channel_cache["shop"]
+    copy, adapter = inbound._channel_cache["shop"]
+    assert adapter.channel is copy
     shop.webhook_secret = "rotated"
     shop.save()
     for order_id in (1022, 1023):  # the first takes the full path and a new copy; the second the new copy's adapter
         body = shopify_order(order_id, [(1, "TEE", 111, 1)])
         assert post(client, "shop", body, shopify_headers("rotated", body, "orders/create")).status_code == 200
-    renewed = inbound._receipt_adapters["shop"]
-    assert renewed is not adapter and renewed.channel is inbound._channel_cache["shop"]
+    renewed_copy, renewed = inbound._channel_cache["shop"]
+    assert renewed is not adapter and renewed.channel is renewed_copy
     assert renewed.channel.webhook_secret == "rotated"
     assert InboundEvent.objects.filter(channel=shop).count() == 4
 
