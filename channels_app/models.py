@@ -21,11 +21,14 @@ class ChannelKind(models.TextChoices):
     STANDARD = "standard", "Standard Webhooks (POS, generic)"
 
 
-# The platforms' published limits (requests, per seconds); corrected at run time by response headers.
+# The platforms' published limits as token buckets (capacity, requests per second); corrected at run time by
+# response headers. BigCommerce allows 150 requests per fixed 30 s window: a bucket holding 150 that refills
+# meanwhile sent more than that in a window and then stalled on 429s until the window reset (up to 30 s behind
+# on every change), so its capacity plus a window's refill stays within the quota.
 DEFAULT_RATE_LIMITS = {
     ChannelKind.SHOPIFY: (40, 2.0),
     ChannelKind.WOOCOMMERCE: (25, 25.0),
-    ChannelKind.BIGCOMMERCE: (150, 5.0),
+    ChannelKind.BIGCOMMERCE: (15, 5.0),
     ChannelKind.AMAZON: (5, 5.0),
     ChannelKind.STANDARD: (50, 50.0),
 }

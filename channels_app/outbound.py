@@ -15,8 +15,11 @@ import os
 import random
 import time
 import uuid
+from collections import Counter
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from django.db import connection, transaction
 from django.db.models import Case, CharField, F, Q, Value, When
@@ -27,8 +30,8 @@ from channels_app.adapters import adapter_for
 from channels_app.adapters.base import ChannelAdapter, PushItem, PushResult
 from channels_app.adapters.http import ChannelError, PermanentError, RateLimited
 from channels_app.models import Channel, InboundEvent, InboundStatus, Listing, ListingStatus, PushLog
-from channels_app.rules import desired_quantities
-from channels_app.selectors import channel_for_push
+from channels_app.rules import desired_quantities_many
+from channels_app.selectors import channels_for_push
 from channels_app.sync import PUSH_INTERVAL_MS, locked_listings, start_push
 from hub.observability import correlation_id as current_correlation_id
 from inventory_app.availability import available_sql
@@ -58,6 +61,10 @@ CONFLICT_RECHECK_SECONDS = float(os.environ.get("TALLY_CONFLICT_RECHECK_SECONDS"
 # number oversells only where stock is nearly gone, and 30 stale units of a SKU with 500 left cost nothing.
 # A listing out of date longer than this goes first regardless, so plentiful SKUs are never starved.
 SCARCE_FIRST_MAX_AGE_SECONDS = float(os.environ.get("TALLY_SCARCE_FIRST_MAX_AGE_SECONDS", "5"))
+# Threads per worker process that send push rounds' requests, one channel each at a time.
+SEND_THREADS = int(os.environ.get("TALLY_PUSH_SEND_THREADS", "16"))
+# How long a round waits for its channels' answers to record them in one transaction.
+RECORD_TOGETHER_SECONDS = 0.05
 
 
 @dataclass
@@ -89,29 +96,47 @@ _AVAILABLE = available_sql(f"{LISTINGS}.sku_id")
 
 
 def claim(channel: Channel, *, limit: int, owner: uuid.UUID) -> list[tuple[Listing, int]]:
-    """Lease up to ``limit`` out-of-date listings, scarcest SKUs first; returns each with the version it will carry.
+    """Lease up to ``limit`` out-of-date listings, scarcest SKUs first; returns each with the version it will carry."""
+    return claim_many({channel.pk: limit}, owner=owner).get(channel.pk, [])
+
+
+def claim_many(limits: dict[int, int], *, owner: uuid.UUID) -> dict[int, list[tuple[Listing, int]]]:
+    """``claim`` for several channels at once: channel id -> up to that channel's limit of leased listings.
 
     One statement (an UPDATE over a SKIP LOCKED pick, the job-queue pattern): pushers on any number of
-    hosts split the work, and the hottest path of channels out costs one round trip, not five."""
+    hosts split the work, and the hottest path of channels out costs one round trip for every channel a
+    sale moved, not one each. On PostgreSQL the pick is a LATERAL subquery per channel (each with its own
+    limit and order); elsewhere (SQLite, the one-box demo) one statement per channel."""
     now = timezone.now()
     ops = connection.ops
-    skip_locked = " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            # MATERIALIZED: picked once; as a plain IN (subquery) the planner may rescan it and lease past the limit.
-            f"WITH picked AS MATERIALIZED (SELECT id FROM {LISTINGS} WHERE channel_id = %s "
+    pick = (f"SELECT id FROM {LISTINGS} WHERE channel_id = {{channel}} "
             f"AND desired_version > pushed_version AND status <> %s "
             f"AND (next_attempt_at IS NULL OR next_attempt_at <= %s) AND (lease_until IS NULL OR lease_until < %s) "
             f"ORDER BY (dirty_since IS NOT NULL AND dirty_since > %s), {_AVAILABLE} ASC, dirty_since ASC NULLS FIRST, "
-            f"id LIMIT %s{skip_locked}) "
-            f"UPDATE {LISTINGS} SET lease_owner = %s, lease_until = %s WHERE id IN (SELECT id FROM picked) "
-            f"RETURNING {columns(Listing)}",
-            [channel.pk, ListingStatus.FAILED, ops.adapt_datetimefield_value(now), ops.adapt_datetimefield_value(now),
-             ops.adapt_datetimefield_value(now - timedelta(seconds=SCARCE_FIRST_MAX_AGE_SECONDS)), limit,
-             _uuid_param(owner), ops.adapt_datetimefield_value(now + timedelta(seconds=LEASE_SECONDS))])
-        listings = instances(Listing, cursor.fetchall())
-    if not listings:
-        return []
+            f"id LIMIT {{limit}}")
+    rule = [ListingStatus.FAILED, ops.adapt_datetimefield_value(now), ops.adapt_datetimefield_value(now),
+            ops.adapt_datetimefield_value(now - timedelta(seconds=SCARCE_FIRST_MAX_AGE_SECONDS))]
+    lease = [_uuid_param(owner), ops.adapt_datetimefield_value(now + timedelta(seconds=LEASE_SECONDS))]
+    update = (f"UPDATE {LISTINGS} SET lease_owner = %s, lease_until = %s WHERE id IN (SELECT id FROM picked) "
+              f"RETURNING {columns(Listing)}")
+    rows: list = []
+    with connection.cursor() as cursor:
+        if connection.features.has_select_for_update_skip_locked:
+            # MATERIALIZED: picked once; as a plain IN (subquery) the planner may rescan it and lease past the limit.
+            ids, counts = list(limits), list(limits.values())
+            cursor.execute(
+                f"WITH picked AS MATERIALIZED (SELECT p.id FROM unnest(%s::bigint[], %s::int[]) AS c(channel_id, n) "
+                f"CROSS JOIN LATERAL ({pick.format(channel='c.channel_id', limit='c.n')} FOR UPDATE SKIP LOCKED) p) "
+                + update, [ids, counts, *rule, *lease])
+            rows = cursor.fetchall()
+        else:
+            for channel_id, limit in limits.items():
+                cursor.execute(f"WITH picked AS ({pick.format(channel='%s', limit='%s')}) " + update,
+                               [channel_id, *rule, limit, *lease])
+                rows += cursor.fetchall()
+    if not rows:
+        return {}
+    listings = instances(Listing, rows)
     sku_ids = sorted({listing.sku_id for listing in listings})
     # Not prepared (one shape per count of SKUs would crowd the stock path's statements out of the connection's
     # prepared-statement cache).
@@ -119,9 +144,11 @@ def claim(channel: Channel, *, limit: int, owner: uuid.UUID) -> list[tuple[Listi
         cursor.execute(f"SELECT {columns(Sku)} FROM {Sku._meta.db_table} WHERE id IN "
                        f"({', '.join(['%s'] * len(sku_ids))})", sku_ids)
         skus = {sku.pk: sku for sku in instances(Sku, cursor.fetchall())}
-    for listing in listings:
+    claimed: dict[int, list[tuple[Listing, int]]] = {}
+    for listing in sorted(listings, key=lambda x: x.pk):
         _LISTING_SKU.set_cached_value(listing, skus[listing.sku_id])
-    return [(listing, listing.desired_version) for listing in listings]
+        claimed.setdefault(listing.channel_id, []).append((listing, listing.desired_version))
+    return claimed
 
 
 def _uuid_param(value: uuid.UUID):
@@ -129,73 +156,248 @@ def _uuid_param(value: uuid.UUID):
 
 
 def push_channel(channel_id: int, *, max_rounds: int = 100, correlation_id: str = "") -> PushSummary:
-    summary = PushSummary()
+    return push_channels([channel_id], max_rounds=max_rounds, correlation_id=correlation_id)[channel_id]
+
+
+@dataclass
+class _Pushing:
+    channel: Channel
+    adapter: ChannelAdapter
+    limit: int
+    summary: PushSummary
+
+
+def push_channels(channel_ids: list[int], *, max_rounds: int = 100, correlation_id: str = "") -> dict[int, PushSummary]:
+    """Push every out-of-date listing of these channels: the channels a change woke together go in one round.
+
+    A sale moves one SKU on every channel at once. Pushed channel by channel, each paid its own claim, stock
+    read, bookkeeping and task: on eight channels that was three quarters of a push's cost, paid eight times.
+    A round claims for all of them in one statement, computes their numbers from one snapshot, sends to
+    each channel from its own thread, and records what each acknowledged together. Each channel keeps its
+    own rate limit, retries, conflicts and failures; a slow channel's answer is recorded when it comes,
+    without holding up the others'."""
+    channel_ids = list(dict.fromkeys(channel_ids))
+    summaries = {channel_id: PushSummary() for channel_id in channel_ids}
     correlation_id = correlation_id or current_correlation_id.get()
-    start_push(channel_id)
-    channel = channel_for_push(channel_id)
-    if channel is None or not channel.enabled or channel.paused:
-        return summary
-    adapter = adapter_for(channel)
+    start_push(channel_ids)
+    pushing: dict[int, _Pushing] = {}
+    for channel_id, channel in channels_for_push(channel_ids).items():
+        if channel.enabled and not channel.paused:
+            adapter = adapter_for(channel)
+            pushing[channel_id] = _Pushing(channel, adapter, min(adapter.max_batch * 4, channel.push_batch_size or 100),
+                                           summaries[channel_id])
     owner = uuid.uuid4()
-    limit = min(adapter.max_batch * 4, channel.push_batch_size or 100)
     for _ in range(max_rounds):
         # One request's token first: a channel out of tokens costs a Redis call, not a claim and a release.
-        wait = adapter.limiter.acquire(1, max_wait=MAX_INLINE_WAIT)
-        if wait:
-            metrics.RATE_LIMIT_WAITS.labels(channel=channel.slug).inc()
-            summary.retry_in = wait
+        ready = _with_first_token(pushing)
+        if not ready:
             break
-        claimed = claim(channel, limit=limit, owner=owner)
-        if not claimed:
-            adapter.limiter.refund(1)
-            break
-        summary.claimed += len(claimed)
-        _push_claimed(channel, adapter, claimed, owner, summary, correlation_id, prepaid=1)
+        claimed = claim_many({channel_id: p.limit for channel_id, p in ready.items()}, owner=owner)
+        for channel_id, p in ready.items():
+            if channel_id in claimed:
+                p.summary.claimed += len(claimed[channel_id])
+            else:
+                p.adapter.limiter.refund(1)
+        _push_round([(ready[channel_id], listings) for channel_id, listings in claimed.items()], owner,
+                    correlation_id)
         # A short claim took everything due; a change committed since then has woken a new push.
-        if summary.retry_in is not None or len(claimed) < limit:
+        pushing = {channel_id: p for channel_id, p in ready.items()
+                   if p.summary.retry_in is None and len(claimed.get(channel_id, ())) == p.limit}
+        if not pushing:
             break
-    return summary
+    return summaries
+
+
+def _with_first_token(pushing: dict[int, _Pushing]) -> dict[int, _Pushing]:
+    """The channels that got one request's token, waiting in-process at most MAX_INLINE_WAIT once for all."""
+    ready, short = {}, {}
+    for channel_id, p in pushing.items():
+        wait = p.adapter.limiter.try_acquire(1)
+        (ready if wait == 0 else short)[channel_id] = (p, wait)
+    if short and min(wait for _, wait in short.values()) <= MAX_INLINE_WAIT:
+        time.sleep(min(max(wait for _, wait in short.values()), MAX_INLINE_WAIT))
+        for channel_id, (p, _) in list(short.items()):
+            wait = p.adapter.limiter.try_acquire(1)
+            if wait == 0:
+                ready[channel_id] = short.pop(channel_id)
+            else:
+                short[channel_id] = (p, wait)
+    for p, wait in short.values():
+        metrics.RATE_LIMIT_WAITS.labels(channel=p.channel.slug).inc()
+        p.summary.retry_in = wait
+    return {channel_id: p for channel_id, (p, _) in ready.items()}
 
 
 def _push_claimed(channel: Channel, adapter: ChannelAdapter, claimed: list[tuple[Listing, int]], owner: uuid.UUID,
-                  summary: PushSummary, correlation_id: str, *, prepaid: int = 0) -> None:
+                  summary: PushSummary, correlation_id: str) -> None:
+    """Push listings already leased to ``owner`` (one channel; no token taken for them yet)."""
+    pushing = _Pushing(channel, adapter, len(claimed), summary)
+    _push_round([(pushing, claimed)], owner, correlation_id, prepaid=0)
+
+
+@dataclass
+class _Batch:
+    """One request's worth of a channel's listings and what became of it."""
+    items: list[PushItem]
+    results: list[PushResult] = field(default_factory=list)
+    hedged: set[int] = field(default_factory=set)
+    rate_limited: RateLimited | None = None
+    # Not sent for want of rate-limit tokens: released, to be pushed after this many seconds.
+    throttled_for: float | None = None
+
+
+def _push_round(work: list[tuple[_Pushing, list[tuple[Listing, int]]]], owner: uuid.UUID, correlation_id: str, *,
+                prepaid: int = 1) -> None:
     started = timezone.now()
-    listings = [listing for listing, _ in claimed]
-    versions = {listing.id: version for listing, version in claimed}
-    desired = desired_quantities(channel, listings)
-    to_send: list[PushItem] = []
-    unchanged: list[tuple[Listing, int, int, int | None]] = []
-    for listing in listings:
-        quantity = desired[listing.id]
-        known = listing.remote_quantity if listing.remote_quantity is not None else listing.pushed_quantity
-        if listing.remote_quantity is not None and listing.remote_quantity == quantity and (
-                listing.pushed_at is None or (listing.remote_seen_at and listing.remote_seen_at >= listing.pushed_at)):
-            # The channel already shows this number (it made the sale itself): no echo.
-            unchanged.append((listing, versions[listing.id], quantity, None))
-            summary.skipped_no_change += 1
-            continue
-        to_send.append(PushItem(listing=listing, quantity=quantity, expected_remote=known))
+    versions = {listing.id: version for _, claimed in work for listing, version in claimed}
+    desired = desired_quantities_many([(p.channel, [listing for listing, _ in claimed]) for p, claimed in work])
+    unchanged: list[_Ack] = []
+    sends: list[tuple[_Pushing, list[PushItem]]] = []
+    for p, claimed in work:
+        to_send = []
+        for listing, version in claimed:
+            quantity = desired[listing.id]
+            known = listing.remote_quantity if listing.remote_quantity is not None else listing.pushed_quantity
+            if listing.remote_quantity is not None and listing.remote_quantity == quantity and (
+                    listing.pushed_at is None or (listing.remote_seen_at and listing.remote_seen_at >= listing.pushed_at)):
+                # The channel already shows this number (it made the sale itself): no echo.
+                unchanged.append(_Ack(p.channel, listing, version, quantity, None, sent=False))
+                p.summary.skipped_no_change += 1
+                continue
+            to_send.append(PushItem(listing=listing, quantity=quantity, expected_remote=known))
+        if to_send:
+            sends.append((p, to_send))
+        elif prepaid:
+            p.adapter.limiter.refund(prepaid)
     if unchanged:
-        _record_ok(unchanged, owner, started, channel, correlation_id, sent=False)
-    if not to_send:
-        if prepaid:
-            adapter.limiter.refund(prepaid)
+        _record_ok(unchanged, owner, started, correlation_id)
+    if not sends:
         return
-    previous_attempts = {item.listing.id: item.listing.attempted_quantity for item in to_send}
-    for item in to_send:
-        item.listing.attempted_quantity = item.quantity
-    _set_attempted(to_send)
+    previous_attempts = {item.listing.id: item.listing.attempted_quantity for _, items in sends for item in items}
+    for _, items in sends:
+        for item in items:
+            item.listing.attempted_quantity = item.quantity
+    _set_attempted([item for _, items in sends for item in items])
+    if len(sends) == 1:
+        p, items = sends[0]
+        _record_sent([(p, _send(p, items, previous_attempts, prepaid))], owner, started, versions, correlation_id)
+        return
+    futures = {_send_pool().submit(_send, p, items, previous_attempts, prepaid): p for p, items in sends}
+    # The channels that answer within RECORD_TOGETHER_SECONDS are recorded together (typically all of them, a
+    # few milliseconds apart); a slow one is recorded on its own when it answers, holding up no one else's.
+    done, pending = wait(futures, timeout=RECORD_TOGETHER_SECONDS)
+    while done or pending:
+        if done:
+            _record_sent([(futures[f], f.result()) for f in done], owner, started, versions, correlation_id)
+        done, pending = wait(pending, return_when=FIRST_COMPLETED) if pending else (set(), set())
+
+
+_pool: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _send_pool() -> ThreadPoolExecutor:
+    """Threads that send a round's requests (one per channel at a time); made after a fork, never inherited."""
+    global _pool
+    if _pool is None or _pool[0] != os.getpid():
+        _pool = (os.getpid(), ThreadPoolExecutor(max_workers=SEND_THREADS, thread_name_prefix="push-send"))
+    return _pool[1]
+
+
+def _send(p: _Pushing, to_send: list[PushItem], previous_attempts: dict[int, int | None], prepaid: int) -> list[_Batch]:
+    """Send one channel's listings, a request at a time, each after its rate-limit tokens. No database here:
+    it runs in a send thread, and the round records the outcome."""
+    adapter, batches = p.adapter, []
     for start in range(0, len(to_send), adapter.max_batch):
-        batch = to_send[start:start + adapter.max_batch]
-        needed = adapter.requests_needed(batch) - prepaid
+        batch = _Batch(to_send[start:start + adapter.max_batch])
+        batches.append(batch)
+        needed = adapter.requests_needed(batch.items) - prepaid
         prepaid = max(-needed, 0)
-        wait = adapter.limiter.acquire(needed, max_wait=MAX_INLINE_WAIT) if needed > 0 else 0.0
-        if wait:
-            metrics.RATE_LIMIT_WAITS.labels(channel=channel.slug).inc()
-            _release([i.listing for i in to_send[start:]], owner, delay=wait, error="")
-            summary.retry_in = wait
-            return
-        _send_batch(channel, adapter, batch, versions, owner, summary, correlation_id, started, previous_attempts)
+        wait_for = adapter.limiter.acquire(needed, max_wait=MAX_INLINE_WAIT) if needed > 0 else 0.0
+        if wait_for:
+            metrics.RATE_LIMIT_WAITS.labels(channel=p.channel.slug).inc()
+            batch.items = to_send[start:]
+            batch.throttled_for = wait_for
+            break
+        _call(p, batch, previous_attempts)
+    return batches
+
+
+def _call(p: _Pushing, batch: _Batch, previous_attempts: dict[int, int | None]) -> None:
+    channel, adapter = p.channel, p.adapter
+    t0 = time.perf_counter()
+    try:
+        results = adapter.push(batch.items)
+        conflicts = [r for r in results if r.conflict or (not r.ok and r.retryable and r.error.startswith("batch refused"))]
+        if conflicts:
+            reconciled, batch.hedged = _reconcile_conflicts(adapter, batch.items, conflicts, previous_attempts)
+            results = [r for r in results if r not in conflicts] + reconciled
+    except RateLimited as exc:
+        adapter.limiter.block_for(exc.retry_after)
+        metrics.RETRIES.labels(kind="push_429", channel=channel.slug).inc()
+        batch.rate_limited = exc
+        results = adapter.results_all(batch.items, ok=False, error=str(exc), status=exc.status)
+    except PermanentError as exc:
+        results = adapter.results_all(batch.items, ok=False, error=str(exc), status=exc.status, retryable=False)
+    except ChannelError as exc:
+        results = adapter.results_all(batch.items, ok=False, error=str(exc), status=exc.status)
+    except Exception as exc:  # noqa: BLE001 - an adapter bug must show on the listing, not kill the pusher
+        log.exception("push failed", extra={"channel": channel.slug})
+        results = adapter.results_all(batch.items, ok=False, error=f"{type(exc).__name__}: {exc}")
+    finally:
+        metrics.PUSH_SECONDS.labels(channel=channel.slug).observe(time.perf_counter() - t0)
+    batch.results = results
+
+
+def _record_sent(outcomes: list[tuple[_Pushing, list[_Batch]]], owner: uuid.UUID, started: datetime,
+                 versions: dict[int, int], correlation_id: str) -> None:
+    acks: list[_Ack] = []
+    hedged: set[int] = set()
+    failures: list[tuple[_Pushing, list[tuple[PushItem, PushResult]]]] = []
+    errors: dict[int, list[str]] = {}
+    for p, batches in outcomes:
+        errors[p.channel.pk] = []
+        for batch in batches:
+            if batch.throttled_for is not None:
+                _release([item.listing for item in batch.items], owner, delay=batch.throttled_for, error="")
+                p.summary.retry_in = batch.throttled_for
+                continue
+            if batch.rate_limited is not None:
+                exc = batch.rate_limited
+                p.summary.retry_in = exc.retry_after
+                for item in batch.items:
+                    _record_failure(item.listing, owner, p.channel, str(exc), exc.status, delay=exc.retry_after,
+                                    count=False)
+                continue
+            by_id = {item.listing.id: item for item in batch.items}
+            hedged |= batch.hedged
+            for r in batch.results:
+                item = by_id[r.listing_id]
+                if r.ok:
+                    acks.append(_Ack(p.channel, item.listing, versions[r.listing_id],
+                                     r.quantity if r.quantity is not None else item.quantity, r.http_status))
+                    p.summary.pushed += 1
+                else:
+                    p.summary.failed += 1
+                    p.summary.errors.append(r.error)
+                    errors[p.channel.pk].append(r.error)
+            failed = [(by_id[r.listing_id], r) for r in batch.results if not r.ok]
+            if failed:
+                failures.append((p, failed))
+    if acks:
+        _record_ok(acks, owner, started, correlation_id, hedged=hedged)
+    for p, failed in failures:
+        for item, result in failed:
+            _record_failure(item.listing, owner, p.channel, result.error, result.http_status,
+                            permanent=not result.retryable)
+    now = timezone.now()
+    acked = {ack.channel.pk for ack in acks}
+    for p, _ in outcomes:
+        if p.channel.pk in acked:
+            _note_push(p.channel.pk, now)
+        elif errors[p.channel.pk]:
+            Channel.objects.filter(pk=p.channel.pk).update(last_push_error=errors[p.channel.pk][0][:2000],
+                                                           last_push_error_at=now)
+            _last_push_noted.pop(p.channel.pk, None)  # the next success is written, so it reads as after this error
 
 
 def _set_attempted(items: list[PushItem]) -> None:
@@ -206,57 +408,6 @@ def _set_attempted(items: list[PushItem]) -> None:
             locked_listings(f"id IN ({', '.join(['%s'] * len(items))})")
             + f"UPDATE {LISTINGS} SET attempted_quantity = CASE id {cases} END WHERE id IN (SELECT id FROM locked)",
             [*[item.listing.id for item in items], *[v for item in items for v in (item.listing.id, item.quantity)]])
-
-
-def _send_batch(channel: Channel, adapter: ChannelAdapter, batch: list[PushItem], versions: dict[int, int],
-                owner: uuid.UUID, summary: PushSummary, correlation_id: str, started: datetime,
-                previous_attempts: dict[int, int | None]) -> None:
-    t0 = time.perf_counter()
-    hedged: set[int] = set()
-    try:
-        results = adapter.push(batch)
-        conflicts = [r for r in results if r.conflict or (not r.ok and r.retryable and r.error.startswith("batch refused"))]
-        if conflicts:
-            reconciled, hedged = _reconcile_conflicts(adapter, batch, conflicts, previous_attempts)
-            results = [r for r in results if r not in conflicts] + reconciled
-    except RateLimited as exc:
-        adapter.limiter.block_for(exc.retry_after)
-        metrics.RETRIES.labels(kind="push_429", channel=channel.slug).inc()
-        results = adapter.results_all(batch, ok=False, error=str(exc), status=exc.status)
-        summary.retry_in = exc.retry_after
-        for item in batch:
-            _record_failure(item.listing, owner, channel, str(exc), exc.status, delay=exc.retry_after, count=False)
-        return
-    except PermanentError as exc:
-        results = adapter.results_all(batch, ok=False, error=str(exc), status=exc.status, retryable=False)
-    except ChannelError as exc:
-        results = adapter.results_all(batch, ok=False, error=str(exc), status=exc.status)
-    except Exception as exc:  # noqa: BLE001 - an adapter bug must show on the listing, not kill the pusher
-        log.exception("push failed", extra={"channel": channel.slug})
-        results = adapter.results_all(batch, ok=False, error=f"{type(exc).__name__}: {exc}")
-    finally:
-        metrics.PUSH_SECONDS.labels(channel=channel.slug).observe(time.perf_counter() - t0)
-    by_id = {item.listing.id: item for item in batch}
-    acknowledged = [(by_id[r.listing_id].listing, versions[r.listing_id],
-                     r.quantity if r.quantity is not None else by_id[r.listing_id].quantity, r.http_status)
-                    for r in results if r.ok]
-    channel_ok = bool(acknowledged)
-    if acknowledged:
-        _record_ok(acknowledged, owner, started, channel, correlation_id, hedged=hedged)
-        summary.pushed += len(acknowledged)
-    for result in results:
-        item = by_id[result.listing_id]
-        if not result.ok:
-            summary.failed += 1
-            summary.errors.append(result.error)
-            _record_failure(item.listing, owner, channel, result.error, result.http_status,
-                            permanent=not result.retryable)
-    now = timezone.now()
-    if channel_ok:
-        _note_push(channel.pk, now)
-    elif results:
-        Channel.objects.filter(pk=channel.pk).update(last_push_error=results[0].error[:2000], last_push_error_at=now)
-        _last_push_noted.pop(channel.pk, None)  # the next success is written, so it reads as after this error
 
 
 # Seconds a process lets pass between two writes of a channel's last_push_at: it is shown as "seconds ago", and
@@ -346,28 +497,38 @@ def recheck_conflicted(now: datetime | None = None) -> set[int]:
     return marked
 
 
-def _record_ok(acknowledged: list[tuple[Listing, int, int, int | None]], owner: uuid.UUID, started: datetime,
-               channel: Channel, correlation_id: str, *, sent: bool = True, hedged: set[int] = frozenset()) -> None:
-    """Record what the channel now holds, for a whole batch in two statements: (listing, version carried,
-    quantity acknowledged, HTTP status) each. A listing whose lease we lost is left to the pusher that took it.
+class _Ack(NamedTuple):
+    """A listing the channel acknowledged (or already showed: ``sent`` False), with the version it carried."""
+    channel: Channel
+    listing: Listing
+    version: int
+    quantity: int
+    http_status: int | None
+    sent: bool = True
+
+
+def _record_ok(acks: list[_Ack], owner: uuid.UUID, started: datetime, correlation_id: str, *,
+               hedged: set[int] = frozenset()) -> None:
+    """Record what the channels now hold, for a whole round in two statements. A listing whose lease we lost
+    is left to the pusher that took it.
 
     ``hedged``: listings published below our number after a compare-and-set conflict get their recheck time;
     on the others any pending recheck is dropped (what they show now needs none)."""
     now = timezone.now()
     ops = connection.ops
-    by_pk = {listing.pk: (listing, version, quantity, status) for listing, version, quantity, status in acknowledged}
+    by_pk = {ack.listing.pk: ack for ack in acks}
     cases = " ".join(["WHEN %s THEN %s"] * len(by_pk))
     version = f"CAST(CASE id {cases} END AS BIGINT)"
-    versions = [v for pk, (_, carried, _, _) in by_pk.items() for v in (pk, carried)]
+    versions = [v for pk, ack in by_pk.items() for v in (pk, ack.version)]
     quantity = f"CAST(CASE id {cases} END AS INTEGER)"
-    quantities = [v for pk, (_, _, q, _) in by_pk.items() for v in (pk, q)]
+    quantities = [v for pk, ack in by_pk.items() for v in (pk, ack.quantity)]
     at = ops.adapt_datetimefield_value(now)
     low = [pk for pk in by_pk if pk in hedged]
     recheck = f"CASE WHEN id IN ({', '.join(['%s'] * len(low))}) THEN %s ELSE NULL END" if low else "NULL"
     recheck_params = [*low, ops.adapt_datetimefield_value(now + timedelta(seconds=CONFLICT_RECHECK_SECONDS))] \
         if low else []
     with transaction.atomic():
-        # One UPDATE for the batch, in plain SQL (the ORM spent more time building it than PostgreSQL running it).
+        # One UPDATE for the round, in plain SQL (the ORM spent more time building it than PostgreSQL running it).
         # Only rows we still lease; changes committed after our claim keep a listing out of date, its lag
         # counted from the claim.
         with connection.cursor() as cursor:
@@ -386,22 +547,24 @@ def _record_ok(acknowledged: list[tuple[Listing, int, int, int | None]], owner: 
         rows = [by_pk[pk] for pk in by_pk if pk in mine]
         if not rows:
             return
-        lags = {listing.pk: max(int((now - listing.dirty_since).total_seconds() * 1000), 0) if listing.dirty_since else None
-                for listing, *_ in rows}
+        lags = {ack.listing.pk: max(int((now - ack.listing.dirty_since).total_seconds() * 1000), 0)
+                if ack.listing.dirty_since else None for ack in rows}
+        sent = [ack for ack in rows if ack.sent]
         if sent:
             # Plain SQL for the same reason as the UPDATE above.
             with connection.cursor() as cursor:
                 cursor.execute(
                     f"INSERT INTO {PushLog._meta.db_table} (listing_id, channel_id, version, quantity, ok, http_status, "
                     f"error, lag_ms, correlation_id, created_at) VALUES "
-                    + ", ".join(["(%s, %s, %s, %s, %s, %s, '', %s, %s, %s)"] * len(rows)),
-                    [v for listing, carried, q, status in rows
-                     for v in (listing.pk, channel.pk, carried, q, True, status, lags[listing.pk], correlation_id[:64],
-                               at)])
-    metrics.PUSHES.labels(channel=channel.slug, outcome="ok" if sent else "no_change").inc(len(rows))
-    for lag_ms in lags.values():
-        if lag_ms is not None:
-            metrics.SYNC_LAG.labels(channel=channel.slug).observe(lag_ms / 1000)
+                    + ", ".join(["(%s, %s, %s, %s, %s, %s, '', %s, %s, %s)"] * len(sent)),
+                    [v for ack in sent for v in (ack.listing.pk, ack.channel.pk, ack.version, ack.quantity, True,
+                                                 ack.http_status, lags[ack.listing.pk], correlation_id[:64], at)])
+    counts = Counter((ack.channel.slug, "ok" if ack.sent else "no_change") for ack in rows)
+    for (slug, outcome), n in counts.items():
+        metrics.PUSHES.labels(channel=slug, outcome=outcome).inc(n)
+    for ack in rows:
+        if lags[ack.listing.pk] is not None:
+            metrics.SYNC_LAG.labels(channel=ack.channel.slug).observe(lags[ack.listing.pk] / 1000)
 
 
 def _record_failure(listing: Listing, owner: uuid.UUID, channel: Channel, error: str, status: int | None, *,

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from django.db import connection
+
 from channels_app.allocation import held_units
 from channels_app.models import Channel, ChannelLocation, Listing
 from inventory_app.availability import SkuAvailability, availability_for_skus
@@ -19,10 +21,10 @@ from inventory_app.statements import fetch, read_snapshot
 _FEEDING_SQL = f"SELECT location_id FROM {ChannelLocation._meta.db_table} WHERE channel_id = %s AND feeds_channel"
 
 
-def feeding_location_ids(channel: Channel) -> list[int] | None:
+def feeding_location_ids(channel_id: int) -> list[int] | None:
     """The locations whose stock this channel is offered; None: every active location (the pool)."""
     # Plain SQL: it runs on every push, and building it through the ORM cost more than answering it.
-    ids = [row[0] for row in fetch(_FEEDING_SQL, [channel.pk])]
+    ids = [row[0] for row in fetch(_FEEDING_SQL, [channel_id])]
     return ids or None
 
 
@@ -45,20 +47,49 @@ def desired_quantities(channel: Channel, listings: Iterable[Listing]) -> dict[in
     A ring-fenced channel (``allocation_target`` set) is shown the units set aside for it
     (``channels_app.allocation``), capped by its maximum; every other listing is shown the pool, the
     available units less every channel's allocation."""
-    listings = list(listings)
-    if not listings:
+    return desired_quantities_many([(channel, list(listings))])
+
+
+def desired_quantities_many(work: Iterable[tuple[Channel, list[Listing]]]) -> dict[int, int]:
+    """``desired_quantities`` for several channels' listings, from one snapshot: the allocations, the feeding
+    locations and the stock are read once for all of them, and channels fed by the same locations share one
+    availability computation. A push round for the eight channels of one sale read them eight times."""
+    work = [(channel, listings) for channel, listings in work if listings]
+    if not work:
         return {}
-    skus = {listing.sku_id: listing.sku for listing in listings}
+    skus = {listing.sku_id: listing.sku for _, listings in work for listing in listings}
+    result: dict[int, int] = {}
     with read_snapshot():
-        return _desired(channel, listings, skus)
+        # One snapshot for the allocations and the stock: a fenced channel's sale and its refill commit together,
+        # and read at two moments they would show the pool the refill's units as well.
+        held = held_units(skus)
+        held_back = {sku_id: sum(units.values()) for sku_id, units in held.items()}
+        feeding = _feeding_many([channel.pk for channel, _ in work])
+        pools: dict[tuple[int, ...] | None, dict[int, SkuAvailability]] = {}
+        for channel, listings in work:
+            key = feeding.get(channel.pk)
+            if key not in pools:
+                pools[key] = availability_for_skus(skus.values(), location_ids=key, held_back=held_back)
+            result.update(_desired(channel, listings, skus, held, pools[key]))
+    return result
 
 
-def _desired(channel: Channel, listings: list[Listing], skus: dict) -> dict[int, int]:
-    # One snapshot for the allocations and the stock: a fenced channel's sale and its refill commit together,
-    # and read at two moments they would show the pool the refill's units as well.
-    held = held_units(skus)
-    pool = availability_for_skus(skus.values(), location_ids=feeding_location_ids(channel),
-                                 held_back={sku_id: sum(units.values()) for sku_id, units in held.items()})
+def _feeding_many(channel_ids: list[int]) -> dict[int, tuple[int, ...]]:
+    """Channel id -> the locations feeding it, for the channels that name any (the rest take the pool)."""
+    if len(channel_ids) == 1:
+        ids = feeding_location_ids(channel_ids[0])
+        return {channel_ids[0]: tuple(ids)} if ids else {}
+    found: dict[int, list[int]] = {}
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT channel_id, location_id FROM {ChannelLocation._meta.db_table} WHERE feeds_channel "
+                       f"AND channel_id IN ({', '.join(['%s'] * len(channel_ids))})", channel_ids)
+        for channel_id, location_id in cursor.fetchall():
+            found.setdefault(channel_id, []).append(location_id)
+    return {channel_id: tuple(sorted(ids)) for channel_id, ids in found.items()}
+
+
+def _desired(channel: Channel, listings: list[Listing], skus: dict, held: dict[int, dict[int, int]],
+             pool: dict[int, SkuAvailability]) -> dict[int, int]:
     result = {listing.id: apply_rules(channel, pool[listing.sku_id]) for listing in listings}
     if channel.allocation_target is not None:
         own = [listing for listing in listings if not pool[listing.sku_id].is_bundle]

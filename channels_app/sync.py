@@ -46,11 +46,15 @@ end
 return out
 """
 
-# KEYS: wake flag, last push start. ARGV: ttl ms of the start mark. The pusher's start in one round trip.
+# KEYS: (wake flag, last push start) per channel. ARGV: ttl ms of the start mark. A push round's start, one
+# round trip for all its channels.
 _START = """
 local t = redis.call('TIME')
-redis.call('DEL', KEYS[1])
-redis.call('SET', KEYS[2], t[1] * 1000 + math.floor(t[2] / 1000), 'PX', ARGV[1])
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+for i = 1, #KEYS, 2 do
+  redis.call('DEL', KEYS[i])
+  redis.call('SET', KEYS[i + 1], now, 'PX', ARGV[1])
+end
 return 1
 """
 
@@ -93,14 +97,14 @@ def locked_listings(where: str) -> str:
 
 
 def wake_pushers(channel_ids, *, countdown: float | None = None, hold: bool = False) -> None:
-    """Enqueue one push task per channel unless one is already queued (the flag coalesces bursts).
+    """Enqueue a push for each channel unless one is already queued (the flag coalesces bursts). The channels
+    due now go in one task, pushed in one round (``outbound.push_channels``), those the interval holds back in
+    another; a retry's or a rate limit's ``countdown`` is each channel's own.
 
     The pusher clears the flag before it claims, so a change committed after the clear sets the
     flag again and enqueues a new task, and a change committed before it is seen by the claim.
     ``hold`` (a channel out of rate-limit tokens): the delayed push keeps the flag until it runs.
     """
-    from channels_app.tasks import push_channel
-
     redis = get_redis()
     channel_ids = list(channel_ids)
     if countdown is None:
@@ -111,23 +115,36 @@ def wake_pushers(channel_ids, *, countdown: float | None = None, hold: bool = Fa
         except Exception:  # noqa: BLE001 - the sweeper finds dirty listings; a lost wake-up costs seconds
             log.warning("could not wake the pushers", extra={"channels": channel_ids})
             return
-        # -1: a push is already queued and will claim this change too.
-        plan = [(channel_id, wait / 1000 or None) for channel_id, wait in zip(channel_ids, waits, strict=True)
-                if wait >= 0]
-    else:
-        plan = [(channel_id, countdown) for channel_id in channel_ids]
-    for channel_id, delay in plan:
+        # -1: a push is already queued and will claim this change too. The rest: one task for the channels due
+        # now, one for those held back, at the latest of their waits (each within one interval). A message per
+        # channel was three quarters of a drain's time spent waking pushers at 50 orders/s on eight channels.
+        due = [(channel_id, wait / 1000) for channel_id, wait in zip(channel_ids, waits, strict=True) if wait >= 0]
+        for group in ([c for c, w in due if w == 0], [c for c, w in due if w > 0]):
+            if group:
+                _enqueue(group, max(w for c, w in due if c in group) or None)
+        return
+    for channel_id in channel_ids:
+        # A push held back for rate-limit tokens claims whatever is committed by the time it runs: it holds
+        # the flag until then, so changes meanwhile coalesce into it instead of each waking a pusher that can
+        # only find the tokens spent. If the flag is taken, a push is queued already (woken since this one
+        # started) and one is enough: otherwise every wake during a throttle would start another chain of
+        # retries. A lost message: the flag expires, the sweeper wakes.
         try:
-            # A push held back for rate-limit tokens claims whatever is committed by the time it runs: it
-            # holds the flag until then, so changes meanwhile coalesce into it instead of each waking a
-            # pusher that can only find the tokens spent. If the flag is taken, a push is queued already
-            # (woken since this one started) and one is enough: otherwise every wake during a throttle
-            # would start another chain of retries. A lost message: the flag expires, the sweeper wakes.
-            if hold and not redis.set(wake_key(channel_id), 1, nx=True, px=int((delay + WAKE_TTL_SECONDS) * 1000)):
+            if hold and not redis.set(wake_key(channel_id), 1, nx=True, px=int((countdown + WAKE_TTL_SECONDS) * 1000)):
                 continue
-            push_channel.apply_async(args=[channel_id], countdown=delay)
         except Exception:  # noqa: BLE001 - the sweeper finds dirty listings; a lost wake-up costs seconds
             log.warning("could not wake the pusher", extra={"channel_id": channel_id})
+            continue
+        _enqueue([channel_id], countdown)
+
+
+def _enqueue(channel_ids: list[int], countdown: float | None) -> None:
+    from channels_app.tasks import push_channels
+
+    try:
+        push_channels.apply_async(args=[channel_ids], countdown=countdown)
+    except Exception:  # noqa: BLE001 - the sweeper finds dirty listings; a lost wake-up costs seconds
+        log.warning("could not wake the pushers", extra={"channels": channel_ids})
 
 
 def wake_key(channel_id: int) -> str:
@@ -138,10 +155,11 @@ def last_push_key(channel_id: int) -> str:
     return f"tally:push:last:{channel_id}"
 
 
-def start_push(channel_id: int) -> None:
-    """A pusher is about to claim: let changes from now on wake a new push, after the interval."""
-    redis = get_redis()
-    _scripts(redis)[1](keys=[wake_key(channel_id), last_push_key(channel_id)], args=[max(PUSH_INTERVAL_MS * 2, 1000)])
+def start_push(channel_ids) -> None:
+    """Pushers are about to claim for these channels: let changes from now on wake a new push, after the interval."""
+    keys = [key for channel_id in channel_ids for key in (wake_key(channel_id), last_push_key(channel_id))]
+    if keys:
+        _scripts(get_redis())[1](keys=keys, args=[max(PUSH_INTERVAL_MS * 2, 1000)])
 
 
 def mark_channel_dirty(channel: Channel) -> int:

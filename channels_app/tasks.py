@@ -24,9 +24,22 @@ def sweep_inbox() -> int:
     return inbound.sweep_inbox()
 
 
+@shared_task(name="push.channels")
+def push_channels(channel_ids: list[int], correlation_id: str = "") -> dict:
+    summaries = outbound.push_channels(channel_ids, correlation_id=correlation_id)
+    for channel_id, summary in summaries.items():
+        _follow_up(channel_id, summary)
+    return {str(channel_id): {"claimed": s.claimed, "pushed": s.pushed, "failed": s.failed,
+                              "no_change": s.skipped_no_change} for channel_id, s in summaries.items()}
+
+
 @shared_task(name="push.channel")
 def push_channel(channel_id: int, correlation_id: str = "") -> dict:
-    summary = outbound.push_channel(channel_id, correlation_id=correlation_id)
+    """One channel's push (queued by releases before push rounds; kept so their messages still run)."""
+    return push_channels([channel_id], correlation_id)[str(channel_id)]
+
+
+def _follow_up(channel_id: int, summary: outbound.PushSummary) -> None:
     if summary.retry_in is not None:
         # Out of rate-limit tokens (or a 429): one delayed push takes everything that changes meanwhile.
         if summary.retry_in <= 60:
@@ -38,8 +51,6 @@ def push_channel(channel_id: int, correlation_id: str = "") -> dict:
         if delay is not None and delay <= 60:
             # Short waits (first retries, another pusher's lease) as a countdown; longer ones are the sweeper's.
             wake_pushers([channel_id], countdown=max(delay, 0.05))
-    return {"claimed": summary.claimed, "pushed": summary.pushed, "failed": summary.failed,
-            "no_change": summary.skipped_no_change}
 
 
 @shared_task(name="push.sweep")

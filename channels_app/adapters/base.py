@@ -86,8 +86,13 @@ class ChannelAdapter:
 
     def __init__(self, channel: Channel):
         self.channel = channel
-        self.session = http.session_for(f"channel:{channel.pk}")
         self.limiter: RateLimiter = limiter_for(channel)
+
+    @property
+    def session(self) -> requests.Session:
+        # Looked up per call, not kept: requests.Session is not thread-safe, and one adapter may be used from
+        # several threads (a push round sends to its channels in parallel).
+        return http.session_for(f"channel:{self.channel.pk}")
 
     # -- inbound --------------------------------------------------------------------------
     def is_ping(self, headers: Mapping[str, str], body: bytes) -> bool:

@@ -6,7 +6,8 @@ import uuid
 
 import pytest
 
-from channels_app.ratelimit import RateLimiter
+from channels_app.models import Channel
+from channels_app.ratelimit import RateLimiter, limiter_for
 
 
 @pytest.fixture
@@ -41,3 +42,11 @@ def test_a_block_from_retry_after_stops_every_taker(limiter):
     assert limiter.try_acquire() > 4
     limiter.refund(3)  # nothing given back while the platform says wait
     assert limiter.try_acquire() > 4
+
+
+def test_bigcommerce_is_paced_within_its_fixed_window():
+    """150 requests per fixed 30 s window (the sandbox's standard plan, as BigCommerce publishes): a bucket that
+    starts with more than the window's quota less its refill spends the window early and then waits on 429s
+    until the window resets, seconds behind on every change."""
+    limiter = limiter_for(Channel(pk=1, kind="bigcommerce"))
+    assert limiter.capacity + limiter.per_second * 30 <= 150

@@ -13,6 +13,7 @@ from channels_app import sync
 from hub.redis import get_redis
 
 CHANNEL = 987_654  # no such channel: nothing here needs one, and no real channel's keys are touched
+OTHERS = (987_655, 987_656)
 
 
 @pytest.fixture
@@ -23,15 +24,16 @@ def push_queue():
     with app.connection_for_write() as conn:
         client = conn.default_channel.client
         client.delete("push")
-        redis.delete(sync.wake_key(CHANNEL), sync.last_push_key(CHANNEL))
+        keys = [key for c in (CHANNEL, *OTHERS) for key in (sync.wake_key(c), sync.last_push_key(c))]
+        redis.delete(*keys)
 
         def messages() -> list[dict]:
             out = [json.loads(raw) for raw in reversed(client.lrange("push", 0, -1))]  # LPUSH: newest first
-            return [m["headers"] for m in out if m["headers"]["argsrepr"].startswith(f"[{CHANNEL}")]
+            return [m["headers"] for m in out if any(str(c) in m["headers"]["argsrepr"] for c in (CHANNEL, *OTHERS))]
 
         yield messages
         client.delete("push")
-    redis.delete(sync.wake_key(CHANNEL), sync.last_push_key(CHANNEL))
+    redis.delete(*keys)
 
 
 def test_a_quiet_channel_is_woken_at_once_and_only_once(push_queue):
@@ -44,7 +46,7 @@ def test_a_quiet_channel_is_woken_at_once_and_only_once(push_queue):
 
 def test_a_busy_channel_is_pushed_at_most_once_per_interval(push_queue):
     sync.wake_pushers([CHANNEL])
-    sync.start_push(CHANNEL)  # the pusher starts: later changes need a new push
+    sync.start_push([CHANNEL])  # the pusher starts: later changes need a new push
     sync.wake_pushers([CHANNEL])
     sync.wake_pushers([CHANNEL])
     queued = push_queue()
@@ -53,6 +55,16 @@ def test_a_busy_channel_is_pushed_at_most_once_per_interval(push_queue):
     assert queued[1]["eta"] is not None  # held back until the interval since the last push has passed
     ttl = get_redis().pttl(sync.wake_key(CHANNEL))
     assert sync.WAKE_TTL_SECONDS * 1000 < ttl <= sync.PUSH_INTERVAL_MS + sync.WAKE_TTL_SECONDS * 1000
+
+
+def test_channels_woken_together_are_pushed_in_one_task_and_those_the_interval_holds_back_in_one_more(push_queue):
+    """A sale moves every channel at once: a task per channel was most of the drain's time at 50 orders/s."""
+    sync.start_push([CHANNEL])  # just pushed: the interval holds it back
+    sync.wake_pushers([CHANNEL, *OTHERS])
+    queued = push_queue()
+    assert [(q["argsrepr"], q["eta"] is None) for q in queued] == [(f"[{list(OTHERS)}]", True), (f"[[{CHANNEL}]]", False)]
+    sync.wake_pushers([CHANNEL, *OTHERS])  # all queued already: nothing more
+    assert len(push_queue()) == 2
 
 
 def test_a_rate_limited_push_holds_the_flag_so_changes_meanwhile_wake_nothing(push_queue):
