@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+from contextvars import ContextVar
 from functools import lru_cache
 
 from django.db import connection, transaction
@@ -27,16 +28,31 @@ WAKE_TTL_SECONDS = 5
 # coming, a channel is pushed at most once per interval, each push carrying everything changed since.
 # Without it every order woke every channel: seven push tasks per order on eight channels, which at
 # 25 orders/s spent the two cores on task overhead and raised the lag to seconds.
-PUSH_INTERVAL_MS = int(os.environ.get("TALLY_PUSH_INTERVAL_MS", "200"))
+#
+# The interval grows with how far behind its webhooks the inbox drain is: a quarter of that delay, within
+# [PUSH_INTERVAL_MS, PUSH_INTERVAL_MAX_MS]. While orders are applied as they come, a change follows the one
+# before it within the minimum; when the drain falls behind, pushing every few milliseconds numbers that are
+# already seconds old only takes the CPU the drain needs to catch up, and each push carries more instead.
+PUSH_INTERVAL_MS = int(os.environ.get("TALLY_PUSH_INTERVAL_MS", "25"))
+PUSH_INTERVAL_MAX_MS = max(int(os.environ.get("TALLY_PUSH_INTERVAL_MAX_MS", "1000")), PUSH_INTERVAL_MS)
+BEHIND_SHARE = 0.25
+# Set by the inbox drain while it applies an event: milliseconds since the event was received.
+applying_behind_ms: ContextVar[float] = ContextVar("applying_behind_ms", default=0.0)
 
-# KEYS: (wake flag, last push start) per channel. ARGV: interval ms, flag ttl ms. Returns per channel -1
-# when a push is already queued, else the milliseconds to hold the new push back. One round trip for all.
+
+def push_interval_ms(behind_ms: float) -> int:
+    return int(min(max(behind_ms * BEHIND_SHARE, PUSH_INTERVAL_MS), PUSH_INTERVAL_MAX_MS))
+
+
+# KEYS: (wake flag, last push start) per channel. ARGV: interval ms, flag ttl ms beyond the interval. Returns
+# per channel -1 when a push is already queued, else the milliseconds to hold the new push back. One round
+# trip for all.
 _WAKE = """
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 local out = {}
 for i = 1, #KEYS, 2 do
-  if redis.call('SET', KEYS[i], 1, 'NX', 'PX', ARGV[2]) then
+  if redis.call('SET', KEYS[i], 1, 'NX', 'PX', tonumber(ARGV[1]) + tonumber(ARGV[2])) then
     local wait = (tonumber(redis.call('GET', KEYS[i + 1])) or 0) + tonumber(ARGV[1]) - now
     out[#out + 1] = math.max(wait, 0)
   else
@@ -110,8 +126,8 @@ def wake_pushers(channel_ids, *, countdown: float | None = None, hold: bool = Fa
     if countdown is None:
         try:
             keys = [key for channel_id in channel_ids for key in (wake_key(channel_id), last_push_key(channel_id))]
-            waits = _scripts(redis)[0](
-                keys=keys, args=[PUSH_INTERVAL_MS, PUSH_INTERVAL_MS + WAKE_TTL_SECONDS * 1000]) if keys else []
+            interval = push_interval_ms(applying_behind_ms.get())
+            waits = _scripts(redis)[0](keys=keys, args=[interval, WAKE_TTL_SECONDS * 1000]) if keys else []
         except Exception:  # noqa: BLE001 - the sweeper finds dirty listings; a lost wake-up costs seconds
             log.warning("could not wake the pushers", extra={"channels": channel_ids})
             return
@@ -159,7 +175,7 @@ def start_push(channel_ids) -> None:
     """Pushers are about to claim for these channels: let changes from now on wake a new push, after the interval."""
     keys = [key for channel_id in channel_ids for key in (wake_key(channel_id), last_push_key(channel_id))]
     if keys:
-        _scripts(get_redis())[1](keys=keys, args=[max(PUSH_INTERVAL_MS * 2, 1000)])
+        _scripts(get_redis())[1](keys=keys, args=[max(PUSH_INTERVAL_MAX_MS * 2, 1000)])
 
 
 def mark_channel_dirty(channel: Channel) -> int:

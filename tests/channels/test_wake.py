@@ -6,11 +6,17 @@ Against the real Redis broker: the tests read the push queue's messages, as a wo
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
+from django.test import Client
+from django.utils import timezone
 
-from channels_app import sync
+from channels_app import inbound, sync
+from channels_app.models import InboundEvent
 from hub.redis import get_redis
+from tests.channels.helpers import list_sku, make_channel, map_location, post, shopify_headers, shopify_order
+from tests.factories import make_location, make_sku
 
 CHANNEL = 987_654  # no such channel: nothing here needs one, and no real channel's keys are touched
 OTHERS = (987_655, 987_656)
@@ -141,3 +147,31 @@ def test_a_listing_another_pusher_holds_is_looked_at_again_after_the_interval_no
     Listing.objects.filter(pk=listing.pk).update(lease_until=None,
                                                  next_attempt_at=timezone.now() + timedelta(seconds=7))
     assert 6 < outbound.next_retry_delay(channel.pk) <= 7.05  # a backoff retry waits its turn
+
+
+def test_the_interval_grows_with_how_far_behind_the_drain_is():
+    assert sync.push_interval_ms(0) == sync.PUSH_INTERVAL_MS
+    assert sync.push_interval_ms(2_000) == 500  # a quarter of the delay
+    assert sync.push_interval_ms(600_000) == sync.PUSH_INTERVAL_MAX_MS
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(("received_ago", "interval"), [(0, sync.PUSH_INTERVAL_MS), (8, sync.PUSH_INTERVAL_MAX_MS)])
+def test_an_order_applied_seconds_after_it_came_wakes_its_pushers_with_a_longer_interval(received_ago, interval):
+    """While the drain is behind, pushes every few milliseconds of numbers already seconds old only take the
+    CPU it needs to catch up: the stock change it applies wakes the pushers with a quarter of the delay."""
+    channel = make_channel("shopify", secret="shh")
+    wh = make_location()
+    tee = make_sku(stock_at={wh: 20})
+    list_sku(channel, tee, external_variant_id="111", external_inventory_item_id="9001")
+    map_location(channel, wh, "L-WH")
+    body = shopify_order(1, [(11, tee.code, 111, 1)])
+    assert post(Client(), channel.slug, body, shopify_headers("shh", body, "orders/create")).status_code == 200
+    event = InboundEvent.objects.get(channel=channel)
+    InboundEvent.objects.filter(pk=event.pk).update(received_at=timezone.now() - timedelta(seconds=received_ago))
+    redis = get_redis()
+    redis.delete(sync.wake_key(channel.pk), sync.last_push_key(channel.pk))
+    assert inbound.process_event(event.pk) == "processed"
+    ttl = redis.pttl(sync.wake_key(channel.pk))  # the flag lasts the interval plus WAKE_TTL_SECONDS
+    assert interval - 300 < ttl - sync.WAKE_TTL_SECONDS * 1000 <= interval
+    redis.delete(sync.wake_key(channel.pk), sync.last_push_key(channel.pk))

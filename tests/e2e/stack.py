@@ -27,7 +27,11 @@ def process_env(**extra: str) -> dict[str, str]:
 
 
 def purge_queues() -> None:
+    """Drop queued messages, and the wake flags that say a drain or a push is queued: with the flag standing
+    and its message gone, nothing would be published until the flag expired."""
+    from channels_app.inbound import DRAIN_WAKE_KEY
     from hub.celery import app
+    from hub.redis import get_redis
 
     with app.connection_for_write() as conn:
         for queue in ("default", "inbound", "push", "batch"):
@@ -35,6 +39,8 @@ def purge_queues() -> None:
                 conn.default_channel.queue_purge(queue)
             except Exception:  # noqa: BLE001 - a queue that does not exist yet has nothing to purge
                 pass
+    redis = get_redis()
+    redis.delete(DRAIN_WAKE_KEY, *redis.scan_iter("tally:push:wake:*"))
 
 
 class Worker:
