@@ -16,13 +16,14 @@ import random
 import time
 import uuid
 from collections import Counter
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor
+from concurrent.futures import wait as until_answered
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from django.db import connection, transaction
-from django.db.models import Case, CharField, F, Q, Value, When
+from django.db.models import Case, CharField, F, Min, Q, Value, When
 from django.utils import timezone
 
 from channels_app import metrics
@@ -30,6 +31,7 @@ from channels_app.adapters import adapter_for
 from channels_app.adapters.base import ChannelAdapter, PushItem, PushResult
 from channels_app.adapters.http import ChannelError, PermanentError, RateLimited
 from channels_app.models import Channel, InboundEvent, InboundStatus, Listing, ListingStatus, PushLog
+from channels_app.ratelimit import try_acquire_each
 from channels_app.rules import desired_quantities_many
 from channels_app.selectors import channels_for_push
 from channels_app.sync import PUSH_INTERVAL_MS, locked_listings, start_push
@@ -211,13 +213,13 @@ def push_channels(channel_ids: list[int], *, max_rounds: int = 100, correlation_
 def _with_first_token(pushing: dict[int, _Pushing]) -> dict[int, _Pushing]:
     """The channels that got one request's token, waiting in-process at most MAX_INLINE_WAIT once for all."""
     ready, short = {}, {}
-    for channel_id, p in pushing.items():
-        wait = p.adapter.limiter.try_acquire(1)
+    waits = try_acquire_each([p.adapter.limiter for p in pushing.values()])
+    for (channel_id, p), wait in zip(pushing.items(), waits, strict=True):
         (ready if wait == 0 else short)[channel_id] = (p, wait)
     if short and min(wait for _, wait in short.values()) <= MAX_INLINE_WAIT:
         time.sleep(min(max(wait for _, wait in short.values()), MAX_INLINE_WAIT))
-        for channel_id, (p, _) in list(short.items()):
-            wait = p.adapter.limiter.try_acquire(1)
+        waits = try_acquire_each([p.adapter.limiter for p, _ in short.values()])
+        for (channel_id, (p, _)), wait in zip(list(short.items()), waits, strict=True):
             if wait == 0:
                 ready[channel_id] = short.pop(channel_id)
             else:
@@ -285,11 +287,11 @@ def _push_round(work: list[tuple[_Pushing, list[tuple[Listing, int]]]], owner: u
     futures = {_send_pool().submit(_send, p, items, previous_attempts, prepaid): p for p, items in sends}
     # The channels that answer within RECORD_TOGETHER_SECONDS are recorded together (typically all of them, a
     # few milliseconds apart); a slow one is recorded on its own when it answers, holding up no one else's.
-    done, pending = wait(futures, timeout=RECORD_TOGETHER_SECONDS)
+    done, pending = until_answered(futures, timeout=RECORD_TOGETHER_SECONDS)
     while done or pending:
         if done:
             _record_sent([(futures[f], f.result()) for f in done], owner, started, versions, correlation_id)
-        done, pending = wait(pending, return_when=FIRST_COMPLETED) if pending else (set(), set())
+        done, pending = until_answered(pending, return_when=FIRST_COMPLETED) if pending else (set(), set())
 
 
 _pool: tuple[int, ThreadPoolExecutor] | None = None
@@ -608,22 +610,27 @@ def dirty_listings_all(now: datetime):
 
 
 def next_retry_delay(channel_id: int) -> float | None:
-    """Seconds until the channel's next out-of-date listing may become claimable: a retry falls due, or
-    another pusher's lease ends (looked at again after the push interval: a live pusher is done by then,
-    and changes committed during its push are still out of date; a dead one's lease runs out)."""
-    waiting = Listing.objects.filter(channel_id=channel_id, desired_version__gt=F("pushed_version")).exclude(
-        status=ListingStatus.FAILED)
-    moments = [
-        waiting.filter(next_attempt_at__isnull=False).order_by("next_attempt_at").values_list("next_attempt_at",
-                                                                                             flat=True).first(),
-        waiting.filter(lease_until__isnull=False).order_by("lease_until").values_list("lease_until", flat=True).first(),
-    ]
-    if moments[1] is not None:
-        moments[1] = min(moments[1], timezone.now() + timedelta(milliseconds=PUSH_INTERVAL_MS))
-    moments = [m for m in moments if m is not None]
-    if not moments:
-        return None
-    return max((min(moments) - timezone.now()).total_seconds(), 0.0) + 0.05
+    return next_retry_delays([channel_id])[channel_id]
+
+
+def next_retry_delays(channel_ids: list[int]) -> dict[int, float | None]:
+    """Channel id -> seconds until its next out-of-date listing may become claimable (None: none is waiting):
+    a retry falls due, or another pusher's lease ends (looked at again after the push interval: a live pusher
+    is done by then, and changes committed during its push are still out of date; a dead one's lease runs
+    out). One query for all the channels of a push round."""
+    rows = (Listing.objects.filter(channel_id__in=channel_ids, desired_version__gt=F("pushed_version"))
+            .exclude(status=ListingStatus.FAILED).values("channel_id")
+            .annotate(retry_at=Min("next_attempt_at"), lease_ends=Min("lease_until")).order_by())
+    now = timezone.now()
+    delays: dict[int, float | None] = dict.fromkeys(channel_ids)
+    for row in rows:
+        moments = [row["retry_at"]]
+        if row["lease_ends"] is not None:
+            moments.append(min(row["lease_ends"], now + timedelta(milliseconds=PUSH_INTERVAL_MS)))
+        moments = [m for m in moments if m is not None]
+        if moments:
+            delays[row["channel_id"]] = max((min(moments) - now).total_seconds(), 0.0) + 0.05
+    return delays
 
 
 def replay_listings(listing_ids: list[int]) -> int:

@@ -15,32 +15,39 @@ import time
 
 from hub.redis import get_redis
 
+# KEYS: one bucket per channel. ARGV: (capacity, rate per second, tokens wanted) per bucket. Returns
+# (granted 0/1, ms to wait) per bucket: a push round asks for all its channels in one round trip.
 _ACQUIRE = """
-local key = KEYS[1]
-local capacity = tonumber(ARGV[1])
-local rate = tonumber(ARGV[2])
-local wanted = tonumber(ARGV[3])
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
-local data = redis.call('HMGET', key, 'tokens', 'ts', 'blocked_until')
-local tokens = tonumber(data[1]) or capacity
-local ts = tonumber(data[2]) or now
-local blocked = tonumber(data[3]) or 0
-if now < blocked then
-  return {0, blocked - now}
+local out = {}
+for i = 1, #KEYS do
+  local key = KEYS[i]
+  local capacity = tonumber(ARGV[3 * i - 2])
+  local rate = tonumber(ARGV[3 * i - 1])
+  local wanted = tonumber(ARGV[3 * i])
+  local data = redis.call('HMGET', key, 'tokens', 'ts', 'blocked_until')
+  local tokens = tonumber(data[1]) or capacity
+  local ts = tonumber(data[2]) or now
+  local blocked = tonumber(data[3]) or 0
+  if now < blocked then
+    out[#out + 1] = 0
+    out[#out + 1] = blocked - now
+  else
+    tokens = math.min(capacity, tokens + math.max(now - ts, 0) * rate / 1000)
+    if tokens >= wanted then
+      tokens = tokens - wanted
+      out[#out + 1] = 1
+      out[#out + 1] = 0
+    else
+      out[#out + 1] = 0
+      out[#out + 1] = math.ceil((wanted - tokens) * 1000 / rate)
+    end
+    redis.call('HSET', key, 'tokens', tokens, 'ts', now)
+    redis.call('PEXPIRE', key, 3600000)
+  end
 end
-tokens = math.min(capacity, tokens + math.max(now - ts, 0) * rate / 1000)
-local wait = 0
-local granted = 0
-if tokens >= wanted then
-  tokens = tokens - wanted
-  granted = 1
-else
-  wait = math.ceil((wanted - tokens) * 1000 / rate)
-end
-redis.call('HSET', key, 'tokens', tokens, 'ts', now)
-redis.call('PEXPIRE', key, 3600000)
-return {granted, wait}
+return out
 """
 
 _OBSERVE = """
@@ -82,8 +89,7 @@ class RateLimiter:
 
     def try_acquire(self, tokens: int = 1) -> float:
         """Take tokens now, or return how many seconds to wait before asking again (nothing taken)."""
-        granted, wait_ms = self._acquire(keys=[self.key], args=[self.capacity, self.per_second, tokens])
-        return 0.0 if granted else wait_ms / 1000
+        return try_acquire_each([self], tokens)[0]
 
     def acquire(self, tokens: int = 1, *, max_wait: float = 2.0) -> float:
         """Wait up to ``max_wait`` for tokens; return 0 when granted, else the wait still needed."""
@@ -109,6 +115,15 @@ class RateLimiter:
 
     def reset(self) -> None:
         get_redis().delete(self.key)
+
+
+def try_acquire_each(limiters: list[RateLimiter], tokens: int = 1) -> list[float]:
+    """``try_acquire`` on several buckets in one round trip: per bucket, 0 when granted, else seconds to wait."""
+    if not limiters:
+        return []
+    out = limiters[0]._acquire(keys=[x.key for x in limiters],
+                               args=[v for x in limiters for v in (x.capacity, x.per_second, tokens)])
+    return [0.0 if granted else wait_ms / 1000 for granted, wait_ms in zip(out[::2], out[1::2], strict=True)]
 
 
 # Margins under the published limits, so clock drift and in-flight requests never cross them.

@@ -27,8 +27,7 @@ def sweep_inbox() -> int:
 @shared_task(name="push.channels")
 def push_channels(channel_ids: list[int], correlation_id: str = "") -> dict:
     summaries = outbound.push_channels(channel_ids, correlation_id=correlation_id)
-    for channel_id, summary in summaries.items():
-        _follow_up(channel_id, summary)
+    _follow_up(summaries)
     return {str(channel_id): {"claimed": s.claimed, "pushed": s.pushed, "failed": s.failed,
                               "no_change": s.skipped_no_change} for channel_id, s in summaries.items()}
 
@@ -39,18 +38,22 @@ def push_channel(channel_id: int, correlation_id: str = "") -> dict:
     return push_channels([channel_id], correlation_id)[str(channel_id)]
 
 
-def _follow_up(channel_id: int, summary: outbound.PushSummary) -> None:
-    if summary.retry_in is not None:
-        # Out of rate-limit tokens (or a 429): one delayed push takes everything that changes meanwhile.
-        if summary.retry_in <= 60:
-            wake_pushers([channel_id], countdown=max(summary.retry_in, 0.05), hold=True)
-    elif summary.failed or not summary.claimed:
-        # Retries falling due, or listings another pusher holds; after a clean push nothing is left waiting
-        # (a change committed meanwhile has woken its own push).
-        delay = outbound.next_retry_delay(channel_id)
-        if delay is not None and delay <= 60:
-            # Short waits (first retries, another pusher's lease) as a countdown; longer ones are the sweeper's.
-            wake_pushers([channel_id], countdown=max(delay, 0.05))
+def _follow_up(summaries: dict[int, outbound.PushSummary]) -> None:
+    waiting = []
+    for channel_id, summary in summaries.items():
+        if summary.retry_in is not None:
+            # Out of rate-limit tokens (or a 429): one delayed push takes everything that changes meanwhile.
+            if summary.retry_in <= 60:
+                wake_pushers([channel_id], countdown=max(summary.retry_in, 0.05), hold=True)
+        elif summary.failed or not summary.claimed:
+            # Retries falling due, or listings another pusher holds; after a clean push nothing is left waiting
+            # (a change committed meanwhile has woken its own push).
+            waiting.append(channel_id)
+    if waiting:
+        for channel_id, delay in outbound.next_retry_delays(waiting).items():
+            if delay is not None and delay <= 60:
+                # Short waits (first retries, another pusher's lease) as a countdown; longer ones are the sweeper's.
+                wake_pushers([channel_id], countdown=max(delay, 0.05))
 
 
 @shared_task(name="push.sweep")

@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from channels_app.models import Channel
-from channels_app.ratelimit import RateLimiter, limiter_for
+from channels_app.ratelimit import RateLimiter, limiter_for, try_acquire_each
 
 
 @pytest.fixture
@@ -50,3 +50,18 @@ def test_bigcommerce_is_paced_within_its_fixed_window():
     until the window resets, seconds behind on every change."""
     limiter = limiter_for(Channel(pk=1, kind="bigcommerce"))
     assert limiter.capacity + limiter.per_second * 30 <= 150
+
+
+def test_several_buckets_are_asked_in_one_call_each_on_its_own_terms():
+    full = RateLimiter(f"test:{uuid.uuid4()}", capacity=2, per_second=1)
+    empty = RateLimiter(f"test:{uuid.uuid4()}", capacity=1, per_second=0.5)
+    blocked = RateLimiter(f"test:{uuid.uuid4()}", capacity=5, per_second=5)
+    try:
+        empty.try_acquire()
+        blocked.block_for(3)
+        waits = try_acquire_each([full, empty, blocked])
+        assert waits[0] == 0 and 1.9 <= waits[1] <= 2.0 and 2.9 <= waits[2] <= 3.0
+        assert try_acquire_each([full]) == [0] and full.try_acquire() > 0  # two granted in all, the capacity
+    finally:
+        for bucket in (full, empty, blocked):
+            bucket.reset()

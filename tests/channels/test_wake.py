@@ -149,6 +149,28 @@ def test_a_listing_another_pusher_holds_is_looked_at_again_after_the_interval_no
     assert 6 < outbound.next_retry_delay(channel.pk) <= 7.05  # a backoff retry waits its turn
 
 
+@pytest.mark.django_db
+def test_a_rounds_channels_that_wait_are_looked_up_in_one_query(django_assert_num_queries):
+    from django.db.models import F
+
+    from channels_app import outbound
+    from channels_app.models import Listing
+
+    wh = make_location()
+    held, retrying, idle = (make_channel("standard") for _ in range(3))
+    for channel in (held, retrying, idle):
+        list_sku(channel, make_sku(stock_at={wh: 3}))
+    Listing.objects.filter(channel=held).update(desired_version=F("pushed_version") + 1,
+                                                lease_until=timezone.now() + timedelta(seconds=20))
+    Listing.objects.filter(channel=retrying).update(desired_version=F("pushed_version") + 1,
+                                                    next_attempt_at=timezone.now() + timedelta(seconds=7))
+    with django_assert_num_queries(1):
+        delays = outbound.next_retry_delays([held.pk, retrying.pk, idle.pk])
+    assert delays[held.pk] <= sync.PUSH_INTERVAL_MS / 1000 + 0.05
+    assert 6 < delays[retrying.pk] <= 7.05
+    assert delays[idle.pk] is None
+
+
 def test_the_interval_grows_with_how_far_behind_the_drain_is():
     assert sync.push_interval_ms(0) == sync.PUSH_INTERVAL_MS
     assert sync.push_interval_ms(2_000) == 500  # a quarter of the delay
