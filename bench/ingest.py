@@ -320,7 +320,8 @@ def main() -> None:
               f"open loop from an asyncio raw-socket client (≤ {args.max_conns} keep-alive connections); latency from "
               f"each request's scheduled send time to the end of the response. {args.celery_workers} Celery worker(s) "
               f"x{args.concurrency} (prefork) process the orders meanwhile (queues purged between steps). CPU columns "
-              f"are cores used (CPU s / wall s); `CPU pg` counts only live backends of the bench database; "
+              f"are cores used (CPU s / wall s); `CPU pg` counts the bench database's backends (an exited one "
+              f"with what it had used when last seen); "
               f"`CPU machine` is every process on the box (other engineers' test runs share these {os.cpu_count()} cores).\n")
     text = header
     if sweep:

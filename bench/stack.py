@@ -254,6 +254,7 @@ class Stack:
         self.port = 0
         self.web_url = ""
         self._closed = True
+        self._pg_cpu: dict[int, float] = {}
         self._prev_sigterm = None
 
     # -- lifecycle ------------------------------------------------------------------------------------------
@@ -561,14 +562,18 @@ class Stack:
 
     def cpu_breakdown(self) -> dict[str, float]:
         """CPU seconds so far: web, celery, beat (trees, incl. reaped children), postgres backends of our database
-        (live ones only) and this bench process (sandboxes, load generator)."""
+        and this bench process (sandboxes, load generator). A backend that has exited counts with what it had used
+        when last seen here: summing live backends only went negative when one exited between two samples."""
         out = {"web": tree_cpu(self.web.pid) if self.web else 0.0,
                "celery": sum(tree_cpu(w.pid) for w in self.workers),
                "beat": tree_cpu(self.beat.pid) if self.beat else 0.0}
         try:
-            out["postgres"] = sum(proc_cpu(pid) for pid in self.db_backend_pids())
+            for pid in self.db_backend_pids():
+                # proc_cpu reads 0 for a backend that exited since it was listed: keep what it had.
+                self._pg_cpu[pid] = max(self._pg_cpu.get(pid, 0.0), proc_cpu(pid))
         except Exception:  # noqa: BLE001 - measurement only
-            out["postgres"] = 0.0
+            pass
+        out["postgres"] = sum(self._pg_cpu.values())
         times = os.times()
         out["bench"] = times.user + times.system
         out["machine"] = machine_busy_seconds()

@@ -325,7 +325,9 @@ def _claim_and_apply(candidates: str, params: list) -> tuple[int, str] | None:
         _EVENT_CHANNEL.set_cached_value(event, channel)
         # How far behind the drain is: the pushers this event's stock change wakes (on commit) space their
         # pushes out accordingly (channels_app.sync.push_interval_ms).
-        applying_behind_ms.set(max((timezone.now() - event.received_at).total_seconds() * 1000, 0))
+        # From when the event fell due: a retry (a cancel waiting for its order) is not a backlog.
+        due = max(event.received_at, event.next_attempt_at or event.received_at)
+        applying_behind_ms.set(max((timezone.now() - due).total_seconds() * 1000, 0))
         correlation_id.set(str(event.correlation_id))
         event.attempts += 1
         try:

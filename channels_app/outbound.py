@@ -10,6 +10,7 @@ and the next one pushes the latest number (absolute values, so a repeat is harml
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import random
@@ -34,7 +35,7 @@ from channels_app.models import Channel, InboundEvent, InboundStatus, Listing, L
 from channels_app.ratelimit import try_acquire_each
 from channels_app.rules import desired_quantities_many
 from channels_app.selectors import channels_for_push
-from channels_app.sync import PUSH_INTERVAL_MS, locked_listings, start_push
+from channels_app.sync import locked_listings, start_push
 from hub.observability import correlation_id as current_correlation_id
 from inventory_app.availability import available_sql
 from inventory_app.models import Sku
@@ -63,6 +64,10 @@ CONFLICT_RECHECK_SECONDS = float(os.environ.get("TALLY_CONFLICT_RECHECK_SECONDS"
 # number oversells only where stock is nearly gone, and 30 stale units of a SKU with 500 left cost nothing.
 # A listing out of date longer than this goes first regardless, so plentiful SKUs are never starved.
 SCARCE_FIRST_MAX_AGE_SECONDS = float(os.environ.get("TALLY_SCARCE_FIRST_MAX_AGE_SECONDS", "5"))
+# Listings another pusher leases are looked at again after this, not after the lease: a live pusher is done by
+# then (a round takes milliseconds), a dead one's lease runs out. Not the push interval, which is 25 ms now: a
+# channel whose listings a slow push held would be woken every few tens of milliseconds for nothing.
+LEASE_RECHECK_MS = 250
 # Threads per worker process that send push rounds' requests, one channel each at a time.
 SEND_THREADS = int(os.environ.get("TALLY_PUSH_SEND_THREADS", "16"))
 # How long a round waits for its channels' answers to record them in one transaction.
@@ -284,7 +289,9 @@ def _push_round(work: list[tuple[_Pushing, list[tuple[Listing, int]]]], owner: u
         p, items = sends[0]
         _record_sent([(p, _send(p, items, previous_attempts, prepaid))], owner, started, versions, correlation_id)
         return
-    futures = {_send_pool().submit(_send, p, items, previous_attempts, prepaid): p for p, items in sends}
+    # Each send in a copy of this context: its log lines carry the round's correlation id.
+    futures = {_send_pool().submit(contextvars.copy_context().run, _send, p, items, previous_attempts, prepaid): p
+               for p, items in sends}
     # The channels that answer within RECORD_TOGETHER_SECONDS are recorded together (typically all of them, a
     # few milliseconds apart); a slow one is recorded on its own when it answers, holding up no one else's.
     done, pending = until_answered(futures, timeout=RECORD_TOGETHER_SECONDS)
@@ -307,21 +314,49 @@ def _send_pool() -> ThreadPoolExecutor:
 
 def _send(p: _Pushing, to_send: list[PushItem], previous_attempts: dict[int, int | None], prepaid: int) -> list[_Batch]:
     """Send one channel's listings, a request at a time, each after its rate-limit tokens. No database here:
-    it runs in a send thread, and the round records the outcome."""
-    adapter, batches = p.adapter, []
-    for start in range(0, len(to_send), adapter.max_batch):
-        batch = _Batch(to_send[start:start + adapter.max_batch])
-        batches.append(batch)
-        needed = adapter.requests_needed(batch.items) - prepaid
-        prepaid = max(-needed, 0)
-        wait_for = adapter.limiter.acquire(needed, max_wait=MAX_INLINE_WAIT) if needed > 0 else 0.0
-        if wait_for:
-            metrics.RATE_LIMIT_WAITS.labels(channel=p.channel.slug).inc()
-            batch.items = to_send[start:]
-            batch.throttled_for = wait_for
-            break
-        _call(p, batch, previous_attempts)
+    it runs in a send thread, and the round records the outcome. Never raises: whatever goes wrong becomes
+    the failure of the listings not yet sent, recorded (and retried) with the rest of the round."""
+    adapter, batches, begun = p.adapter, [], time.monotonic()
+    sent = 0
+    try:
+        for items in _batches(adapter, to_send):
+            if batches and time.monotonic() - begun > LEASE_SECONDS / 2:
+                # Our lease must outlast the send and its record: what is left goes to the next push, at once.
+                batches.append(_Batch(to_send[sent:], throttled_for=0.0))
+                break
+            batch = _Batch(items)
+            batches.append(batch)
+            needed = adapter.requests_needed(batch.items) - prepaid
+            prepaid = max(-needed, 0)
+            wait_for = adapter.limiter.acquire(needed, max_wait=MAX_INLINE_WAIT) if needed > 0 else 0.0
+            if wait_for:
+                metrics.RATE_LIMIT_WAITS.labels(channel=p.channel.slug).inc()
+                batch.items = to_send[sent:]
+                batch.throttled_for = wait_for
+                break
+            _call(p, batch, previous_attempts)
+            sent += len(items)
+    except Exception as exc:  # noqa: BLE001 - e.g. Redis gone while taking tokens: the listings show it, retried
+        log.exception("push failed", extra={"channel": p.channel.slug})
+        if batches and not batches[-1].results and batches[-1].throttled_for is None:
+            batches.pop()  # the batch that was being sent when it happened
+        rest = to_send[sent:]
+        if rest:
+            batches.append(_Batch(rest, results=adapter.results_all(rest, ok=False,
+                                                                    error=f"{type(exc).__name__}: {exc}")))
     return batches
+
+
+def _batches(adapter: ChannelAdapter, items: list[PushItem]):
+    """Request-sized slices: at most the adapter's batch, and never more tokens than the bucket holds (WooCommerce
+    variations cost a request each: 100 of them against a bucket of 25 waited for tokens forever)."""
+    start = 0
+    while start < len(items):
+        end = min(start + adapter.max_batch, len(items))
+        while end - start > 1 and adapter.requests_needed(items[start:end]) > adapter.limiter.capacity:
+            end = start + (end - start) // 2
+        yield items[start:end]
+        start = end
 
 
 def _call(p: _Pushing, batch: _Batch, previous_attempts: dict[int, int | None]) -> None:
@@ -334,7 +369,10 @@ def _call(p: _Pushing, batch: _Batch, previous_attempts: dict[int, int | None]) 
             reconciled, batch.hedged = _reconcile_conflicts(adapter, batch.items, conflicts, previous_attempts)
             results = [r for r in results if r not in conflicts] + reconciled
     except RateLimited as exc:
-        adapter.limiter.block_for(exc.retry_after)
+        try:
+            adapter.limiter.block_for(exc.retry_after)
+        except Exception:  # noqa: BLE001 - the listings still wait for Retry-After; the bucket learns on the next 429
+            log.warning("could not block the channel's bucket", extra={"channel": channel.slug})
         metrics.RETRIES.labels(kind="push_429", channel=channel.slug).inc()
         batch.rate_limited = exc
         results = adapter.results_all(batch.items, ok=False, error=str(exc), status=exc.status)
@@ -615,9 +653,8 @@ def next_retry_delay(channel_id: int) -> float | None:
 
 def next_retry_delays(channel_ids: list[int]) -> dict[int, float | None]:
     """Channel id -> seconds until its next out-of-date listing may become claimable (None: none is waiting):
-    a retry falls due, or another pusher's lease ends (looked at again after the push interval: a live pusher
-    is done by then, and changes committed during its push are still out of date; a dead one's lease runs
-    out). One query for all the channels of a push round."""
+    a retry falls due, or another pusher's lease ends (looked at again after LEASE_RECHECK_MS: changes
+    committed during its push are still out of date). One query for all the channels of a push round."""
     rows = (Listing.objects.filter(channel_id__in=channel_ids, desired_version__gt=F("pushed_version"))
             .exclude(status=ListingStatus.FAILED).values("channel_id")
             .annotate(retry_at=Min("next_attempt_at"), lease_ends=Min("lease_until")).order_by())
@@ -626,7 +663,7 @@ def next_retry_delays(channel_ids: list[int]) -> dict[int, float | None]:
     for row in rows:
         moments = [row["retry_at"]]
         if row["lease_ends"] is not None:
-            moments.append(min(row["lease_ends"], now + timedelta(milliseconds=PUSH_INTERVAL_MS)))
+            moments.append(min(row["lease_ends"], now + timedelta(milliseconds=LEASE_RECHECK_MS)))
         moments = [m for m in moments if m is not None]
         if moments:
             delays[row["channel_id"]] = max((min(moments) - now).total_seconds(), 0.0) + 0.05

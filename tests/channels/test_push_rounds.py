@@ -5,17 +5,23 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 
 import pytest
+import redis
 from django.db import connection
+from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 
 from channels_app import outbound
 from channels_app.adapters import adapter_for
-from channels_app.models import Listing, ListingStatus, PushLog
+from channels_app.models import Channel, Listing, ListingStatus, PushLog
+from channels_app.ratelimit import RateLimiter, limiter_for
+from channels_app.sandbox import start_sandbox
+from hub.redis import get_redis
 from inventory_app import stock
 from inventory_app.stock import LineRequest
-from tests.channels.sandboxed import connect, remote
+from tests.channels.sandboxed import CREDENTIALS, SECRETS, connect, remote
 from tests.factories import make_location, make_sku
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -136,3 +142,79 @@ def test_an_adapter_used_from_several_threads_sends_each_on_that_threads_own_ses
         thread.join()
         assert adapter.session is adapter.session
         assert seen[0] is not adapter.session
+
+
+def woocommerce_with_variations(skus: list, **channel_fields):
+    """A WooCommerce sandbox whose listings are variations of one product (each costs a request to push)."""
+    slug = f"woocommerce-{uuid.uuid4().hex[:6]}"
+    sandbox = start_sandbox("woocommerce", hub_url=None, channel_slug=slug, webhook_secret=SECRETS["woocommerce"],
+                            credentials=CREDENTIALS["woocommerce"])
+    catalog = sandbox.state.set_catalog([{"sku": sku.code, "quantity": 0, "product_id": 900, "variant_id": 901 + i}
+                                         for i, sku in enumerate(skus)])
+    channel = Channel.objects.create(slug=slug, name=slug, kind="woocommerce", api_base_url=sandbox.url,
+                                     credentials=CREDENTIALS["woocommerce"], webhook_secret=SECRETS["woocommerce"],
+                                     **channel_fields)
+    get_redis().delete(limiter_for(channel).key)
+    for row, sku in zip(catalog, skus, strict=True):
+        Listing.objects.create(channel=channel, sku=sku, external_product_id=str(row["product_id"]),
+                               external_variant_id=str(row["variant_id"]))
+    return channel, sandbox
+
+
+def test_a_batch_never_costs_more_tokens_than_the_bucket_holds():
+    """Variations cost a request each: eight in one batch against a bucket of three waited for tokens forever."""
+    wh = make_location()
+    skus = [make_sku(stock_at={wh: 5 + i}) for i in range(8)]
+    channel, sandbox = woocommerce_with_variations(skus, rate_limit_capacity=3, rate_limit_per_second="100")
+    with sandbox:
+        for _ in range(40):
+            outbound.push_channel(channel.pk)
+            if not Listing.objects.filter(channel=channel, desired_version__gt=F("pushed_version")).exists():
+                break
+            time.sleep(0.05)  # the bucket refills at 100 a second
+        assert [remote(sandbox, sku) for sku in skus] == [5 + i for i in range(8)]
+
+
+def test_a_send_that_fails_in_its_thread_fails_its_listings_and_the_rest_of_the_round_is_recorded(monkeypatch):
+    """Redis gone while one channel's send thread takes tokens for its second request: that channel's listings
+    are failed and retried, and the other channel's acknowledgement is still recorded, its lease released."""
+    wh = make_location()
+    tee, cap = make_sku(stock_at={wh: 12}), make_sku(stock_at={wh: 7})
+    broken, broken_box = woocommerce_with_variations([tee, cap])  # two requests: one prepaid, one taken in the thread
+    fine, fine_box = connect("standard", {tee: 0, cap: 0})
+    real_acquire = RateLimiter.acquire
+
+    def acquire(self, tokens=1, *, max_wait=2.0):
+        # The one injected fault: the Redis server is real, and stopping it would stop the rest of the suite.
+        if self.key == limiter_for(broken).key:
+            raise redis.ConnectionError("Connection refused")
+        return real_acquire(self, tokens, max_wait=max_wait)
+
+    monkeypatch.setattr(RateLimiter, "acquire", acquire)
+    with broken_box, fine_box:
+        summaries = outbound.push_channels([broken.pk, fine.pk])
+        assert summaries[fine.pk].pushed == 2 and (remote(fine_box, tee), remote(fine_box, cap)) == (12, 7)
+        assert summaries[broken.pk].failed == 2
+        for listing in Listing.objects.filter(channel=fine):
+            assert listing.pushed_version == listing.desired_version and listing.lease_owner is None
+        for listing in Listing.objects.filter(channel=broken):
+            assert listing.status == ListingStatus.RETRYING and "ConnectionError" in listing.last_error
+            assert listing.lease_owner is None
+
+
+def test_a_long_send_stops_before_its_lease_runs_out_and_the_rest_goes_next(monkeypatch):
+    """Amazon takes one SKU a request: on a slow platform a channel's requests must leave the lease time to
+    record them, or another pusher takes the listings and our acknowledgements are dropped."""
+    monkeypatch.setattr(outbound, "LEASE_SECONDS", 2)  # stop sending after 1 s
+    wh = make_location()
+    skus = [make_sku(stock_at={wh: 3 + i}) for i in range(3)]
+    channel, sandbox = connect("amazon", {sku: 0 for sku in skus})
+    with sandbox:
+        sandbox.state.set_faults({"latency_ms": 600})
+        summary = outbound.push_channel(channel.pk)
+        assert (summary.pushed, summary.retry_in) == (2, 0.0)  # two sent in 1.2 s, the third released
+        left = Listing.objects.get(channel=channel, pushed_version__lt=F("desired_version"))
+        assert left.lease_owner is None and left.status != ListingStatus.FAILED
+        sandbox.state.set_faults({})
+        assert outbound.push_channel(channel.pk).pushed == 1
+        assert [remote(sandbox, sku) for sku in skus] == [3, 4, 5]

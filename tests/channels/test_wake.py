@@ -73,6 +73,12 @@ def test_channels_woken_together_are_pushed_in_one_task_and_those_the_interval_h
     assert len(push_queue()) == 2
 
 
+def test_a_wake_of_many_channels_is_split_into_tasks_of_at_most_a_rounds_size(push_queue, monkeypatch):
+    monkeypatch.setattr(sync, "ROUND_MAX_CHANNELS", 2)
+    sync.wake_pushers([CHANNEL, *OTHERS])
+    assert [q["argsrepr"] for q in push_queue()] == [f"[[{CHANNEL}, {OTHERS[0]}]]", f"[[{OTHERS[1]}]]"]
+
+
 def test_a_rate_limited_push_holds_the_flag_so_changes_meanwhile_wake_nothing(push_queue):
     sync.wake_pushers([CHANNEL], countdown=3, hold=True)
     sync.wake_pushers([CHANNEL])
@@ -143,7 +149,8 @@ def test_a_listing_another_pusher_holds_is_looked_at_again_after_the_interval_no
     Listing.objects.filter(pk=listing.pk).update(desired_version=F("pushed_version") + 1,
                                                  lease_until=timezone.now() + timedelta(seconds=20))
     # A live pusher is done well before its 20 s lease; changes during its push must not wait that long.
-    assert outbound.next_retry_delay(channel.pk) <= sync.PUSH_INTERVAL_MS / 1000 + 0.05
+    assert outbound.LEASE_RECHECK_MS / 1000 - 0.01 < outbound.next_retry_delay(channel.pk) <= \
+        outbound.LEASE_RECHECK_MS / 1000 + 0.05
     Listing.objects.filter(pk=listing.pk).update(lease_until=None,
                                                  next_attempt_at=timezone.now() + timedelta(seconds=7))
     assert 6 < outbound.next_retry_delay(channel.pk) <= 7.05  # a backoff retry waits its turn
@@ -166,7 +173,7 @@ def test_a_rounds_channels_that_wait_are_looked_up_in_one_query(django_assert_nu
                                                     next_attempt_at=timezone.now() + timedelta(seconds=7))
     with django_assert_num_queries(1):
         delays = outbound.next_retry_delays([held.pk, retrying.pk, idle.pk])
-    assert delays[held.pk] <= sync.PUSH_INTERVAL_MS / 1000 + 0.05
+    assert delays[held.pk] <= outbound.LEASE_RECHECK_MS / 1000 + 0.05
     assert 6 < delays[retrying.pk] <= 7.05
     assert delays[idle.pk] is None
 
@@ -178,8 +185,12 @@ def test_the_interval_grows_with_how_far_behind_the_drain_is():
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize(("received_ago", "interval"), [(0, sync.PUSH_INTERVAL_MS), (8, sync.PUSH_INTERVAL_MAX_MS)])
-def test_an_order_applied_seconds_after_it_came_wakes_its_pushers_with_a_longer_interval(received_ago, interval):
+@pytest.mark.parametrize(("received_ago", "retried", "interval"), [
+    (0, False, sync.PUSH_INTERVAL_MS), (8, False, sync.PUSH_INTERVAL_MAX_MS),
+    (8, True, sync.PUSH_INTERVAL_MS),  # received long ago, but a retry that fell due just now: no backlog
+])
+def test_an_order_applied_seconds_after_it_came_wakes_its_pushers_with_a_longer_interval(received_ago, retried,
+                                                                                          interval):
     """While the drain is behind, pushes every few milliseconds of numbers already seconds old only take the
     CPU it needs to catch up: the stock change it applies wakes the pushers with a quarter of the delay."""
     channel = make_channel("shopify", secret="shh")
@@ -190,7 +201,8 @@ def test_an_order_applied_seconds_after_it_came_wakes_its_pushers_with_a_longer_
     body = shopify_order(1, [(11, tee.code, 111, 1)])
     assert post(Client(), channel.slug, body, shopify_headers("shh", body, "orders/create")).status_code == 200
     event = InboundEvent.objects.get(channel=channel)
-    InboundEvent.objects.filter(pk=event.pk).update(received_at=timezone.now() - timedelta(seconds=received_ago))
+    InboundEvent.objects.filter(pk=event.pk).update(received_at=timezone.now() - timedelta(seconds=received_ago),
+                                                    next_attempt_at=timezone.now() if retried else None)
     redis = get_redis()
     redis.delete(sync.wake_key(channel.pk), sync.last_push_key(channel.pk))
     assert inbound.process_event(event.pk) == "processed"
