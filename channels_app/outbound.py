@@ -199,6 +199,7 @@ def push_channels(channel_ids: list[int], *, max_rounds: int = 100, correlation_
         ready = _with_first_token(pushing)
         if not ready:
             break
+        leased_at = time.monotonic()
         claimed = claim_many({channel_id: p.limit for channel_id, p in ready.items()}, owner=owner)
         for channel_id, p in ready.items():
             if channel_id in claimed:
@@ -206,7 +207,7 @@ def push_channels(channel_ids: list[int], *, max_rounds: int = 100, correlation_
             else:
                 p.adapter.limiter.refund(1)
         _push_round([(ready[channel_id], listings) for channel_id, listings in claimed.items()], owner,
-                    correlation_id)
+                    correlation_id, leased_at=leased_at)
         # A short claim took everything due; a change committed since then has woken a new push.
         pushing = {channel_id: p for channel_id, p in ready.items()
                    if p.summary.retry_in is None and len(claimed.get(channel_id, ())) == p.limit}
@@ -249,13 +250,17 @@ class _Batch:
     results: list[PushResult] = field(default_factory=list)
     hedged: set[int] = field(default_factory=set)
     rate_limited: RateLimited | None = None
-    # Not sent for want of rate-limit tokens: released, to be pushed after this many seconds.
+    # Not sent for want of rate-limit tokens (or of lease time): released, to be pushed after this many seconds.
     throttled_for: float | None = None
+    # False: never reached the channel (throttled, or what was left when the send failed on our side).
+    sent: bool = True
 
 
 def _push_round(work: list[tuple[_Pushing, list[tuple[Listing, int]]]], owner: uuid.UUID, correlation_id: str, *,
-                prepaid: int = 1) -> None:
+                prepaid: int = 1, leased_at: float | None = None) -> None:
     started = timezone.now()
+    # Sends stop at half the lease, counted from the claim: the rest must be recorded before the lease runs out.
+    send_until = (leased_at or time.monotonic()) + LEASE_SECONDS / 2
     versions = {listing.id: version for _, claimed in work for listing, version in claimed}
     desired = desired_quantities_many([(p.channel, [listing for listing, _ in claimed]) for p, claimed in work])
     unchanged: list[_Ack] = []
@@ -281,23 +286,22 @@ def _push_round(work: list[tuple[_Pushing, list[tuple[Listing, int]]]], owner: u
     if not sends:
         return
     previous_attempts = {item.listing.id: item.listing.attempted_quantity for _, items in sends for item in items}
-    for _, items in sends:
-        for item in items:
-            item.listing.attempted_quantity = item.quantity
     _set_attempted([item for _, items in sends for item in items])
     if len(sends) == 1:
         p, items = sends[0]
-        _record_sent([(p, _send(p, items, previous_attempts, prepaid))], owner, started, versions, correlation_id)
+        _record_sent([(p, _send(p, items, previous_attempts, prepaid, send_until))], owner, started, versions,
+                     correlation_id, previous_attempts)
         return
     # Each send in a copy of this context: its log lines carry the round's correlation id.
-    futures = {_send_pool().submit(contextvars.copy_context().run, _send, p, items, previous_attempts, prepaid): p
-               for p, items in sends}
+    futures = {_send_pool().submit(contextvars.copy_context().run, _send, p, items, previous_attempts, prepaid,
+                                   send_until): p for p, items in sends}
     # The channels that answer within RECORD_TOGETHER_SECONDS are recorded together (typically all of them, a
     # few milliseconds apart); a slow one is recorded on its own when it answers, holding up no one else's.
     done, pending = until_answered(futures, timeout=RECORD_TOGETHER_SECONDS)
     while done or pending:
         if done:
-            _record_sent([(futures[f], f.result()) for f in done], owner, started, versions, correlation_id)
+            _record_sent([(futures[f], f.result()) for f in done], owner, started, versions, correlation_id,
+                         previous_attempts)
         done, pending = until_answered(pending, return_when=FIRST_COMPLETED) if pending else (set(), set())
 
 
@@ -312,17 +316,18 @@ def _send_pool() -> ThreadPoolExecutor:
     return _pool[1]
 
 
-def _send(p: _Pushing, to_send: list[PushItem], previous_attempts: dict[int, int | None], prepaid: int) -> list[_Batch]:
+def _send(p: _Pushing, to_send: list[PushItem], previous_attempts: dict[int, int | None], prepaid: int,
+          send_until: float) -> list[_Batch]:
     """Send one channel's listings, a request at a time, each after its rate-limit tokens. No database here:
     it runs in a send thread, and the round records the outcome. Never raises: whatever goes wrong becomes
     the failure of the listings not yet sent, recorded (and retried) with the rest of the round."""
-    adapter, batches, begun = p.adapter, [], time.monotonic()
+    adapter, batches = p.adapter, []
     sent = 0
     try:
         for items in _batches(adapter, to_send):
-            if batches and time.monotonic() - begun > LEASE_SECONDS / 2:
+            if batches and time.monotonic() > send_until:
                 # Our lease must outlast the send and its record: what is left goes to the next push, at once.
-                batches.append(_Batch(to_send[sent:], throttled_for=0.0))
+                batches.append(_Batch(to_send[sent:], throttled_for=0.0, sent=False))
                 break
             batch = _Batch(items)
             batches.append(batch)
@@ -333,6 +338,7 @@ def _send(p: _Pushing, to_send: list[PushItem], previous_attempts: dict[int, int
                 metrics.RATE_LIMIT_WAITS.labels(channel=p.channel.slug).inc()
                 batch.items = to_send[sent:]
                 batch.throttled_for = wait_for
+                batch.sent = False
                 break
             _call(p, batch, previous_attempts)
             sent += len(items)
@@ -343,16 +349,17 @@ def _send(p: _Pushing, to_send: list[PushItem], previous_attempts: dict[int, int
         rest = to_send[sent:]
         if rest:
             batches.append(_Batch(rest, results=adapter.results_all(rest, ok=False,
-                                                                    error=f"{type(exc).__name__}: {exc}")))
+                                                                    error=f"{type(exc).__name__}: {exc}"),
+                                  sent=False))
     return batches
 
 
 def _batches(adapter: ChannelAdapter, items: list[PushItem]):
     """Request-sized slices: at most the adapter's batch, and never more tokens than the bucket holds (WooCommerce
     variations cost a request each: 100 of them against a bucket of 25 waited for tokens forever)."""
-    start = 0
+    start, step = 0, max(adapter.max_batch, 1)
     while start < len(items):
-        end = min(start + adapter.max_batch, len(items))
+        end = min(start + step, len(items))
         while end - start > 1 and adapter.requests_needed(items[start:end]) > adapter.limiter.capacity:
             end = start + (end - start) // 2
         yield items[start:end]
@@ -389,7 +396,12 @@ def _call(p: _Pushing, batch: _Batch, previous_attempts: dict[int, int | None]) 
 
 
 def _record_sent(outcomes: list[tuple[_Pushing, list[_Batch]]], owner: uuid.UUID, started: datetime,
-                 versions: dict[int, int], correlation_id: str) -> None:
+                 versions: dict[int, int], correlation_id: str, previous_attempts: dict[int, int | None]) -> None:
+    # What never reached the channel must not stay "attempted": a later compare-and-set conflict would take the
+    # channel's number for our unsent attempt, not for a sale, and publish over that sale.
+    unsent = [item for _, batches in outcomes for batch in batches if not batch.sent for item in batch.items]
+    if unsent:
+        _set_attempted(unsent, [previous_attempts.get(item.listing.id) for item in unsent])
     acks: list[_Ack] = []
     hedged: set[int] = set()
     failures: list[tuple[_Pushing, list[tuple[PushItem, PushResult]]]] = []
@@ -422,13 +434,15 @@ def _record_sent(outcomes: list[tuple[_Pushing, list[_Batch]]], owner: uuid.UUID
                     errors[p.channel.pk].append(r.error)
             failed = [(by_id[r.listing_id], r) for r in batch.results if not r.ok]
             if failed:
-                failures.append((p, failed))
+                failures.append((p, failed, batch.sent))
     if acks:
         _record_ok(acks, owner, started, correlation_id, hedged=hedged)
-    for p, failed in failures:
+    for p, failed, sent in failures:
         for item, result in failed:
+            # Not sent (our side failed, e.g. Redis gone): retried without spending the listing's attempts, so an
+            # outage of ours does not park listings the channel never refused.
             _record_failure(item.listing, owner, p.channel, result.error, result.http_status,
-                            permanent=not result.retryable)
+                            permanent=not result.retryable, count=sent)
     now = timezone.now()
     acked = {ack.channel.pk for ack in acks}
     for p, _ in outcomes:
@@ -440,14 +454,20 @@ def _record_sent(outcomes: list[tuple[_Pushing, list[_Batch]]], owner: uuid.UUID
             _last_push_noted.pop(p.channel.pk, None)  # the next success is written, so it reads as after this error
 
 
-def _set_attempted(items: list[PushItem]) -> None:
+def _set_attempted(items: list[PushItem], quantities: list[int | None] | None = None) -> None:
+    """Note what we are about to send (``quantities``: what to note instead, None for nothing)."""
     # Plain SQL: bulk_update would add a transaction and build the CASE through the ORM on every push.
+    quantities = [item.quantity for item in items] if quantities is None else quantities
+    for item, quantity in zip(items, quantities, strict=True):
+        item.listing.attempted_quantity = quantity
     cases = " ".join(["WHEN %s THEN %s"] * len(items))
     with connection.cursor() as cursor:
         cursor.execute(
             locked_listings(f"id IN ({', '.join(['%s'] * len(items))})")
-            + f"UPDATE {LISTINGS} SET attempted_quantity = CASE id {cases} END WHERE id IN (SELECT id FROM locked)",
-            [*[item.listing.id for item in items], *[v for item in items for v in (item.listing.id, item.quantity)]])
+            + f"UPDATE {LISTINGS} SET attempted_quantity = CAST(CASE id {cases} END AS INTEGER) "
+            f"WHERE id IN (SELECT id FROM locked)",
+            [*[item.listing.id for item in items],
+             *[v for item, quantity in zip(items, quantities, strict=True) for v in (item.listing.id, quantity)]])
 
 
 # Seconds a process lets pass between two writes of a channel's last_push_at: it is shown as "seconds ago", and

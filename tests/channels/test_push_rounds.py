@@ -200,6 +200,9 @@ def test_a_send_that_fails_in_its_thread_fails_its_listings_and_the_rest_of_the_
         for listing in Listing.objects.filter(channel=broken):
             assert listing.status == ListingStatus.RETRYING and "ConnectionError" in listing.last_error
             assert listing.lease_owner is None
+            # Our side failed, not the channel: no attempt spent (an outage of ours must not park listings), and
+            # nothing left noted as attempted that never went out.
+            assert listing.attempts == 0 and listing.attempted_quantity is None
 
 
 def test_a_long_send_stops_before_its_lease_runs_out_and_the_rest_goes_next(monkeypatch):
@@ -218,3 +221,17 @@ def test_a_long_send_stops_before_its_lease_runs_out_and_the_rest_goes_next(monk
         sandbox.state.set_faults({})
         assert outbound.push_channel(channel.pk).pushed == 1
         assert [remote(sandbox, sku) for sku in skus] == [3, 4, 5]
+
+
+def test_a_listing_throttled_after_its_claim_is_not_left_noted_as_attempted():
+    """A number noted as attempted but never sent would later pass for ours: a compare-and-set conflict on the
+    channel showing it would be read as our own landed write, not as the sale it was."""
+    wh = make_location()
+    tee, cap = make_sku(stock_at={wh: 12}), make_sku(stock_at={wh: 7})
+    channel, sandbox = woocommerce_with_variations([tee, cap], rate_limit_capacity=1, rate_limit_per_second="0.1")
+    with sandbox:
+        summary = outbound.push_channel(channel.pk)  # one token: the first variation goes, the second waits
+        assert summary.pushed == 1 and summary.retry_in > 1
+        sent, waiting = (Listing.objects.get(channel=channel, sku=sku) for sku in (tee, cap))
+        assert sent.attempted_quantity == 12 and remote(sandbox, tee) == 12
+        assert waiting.attempted_quantity is None and waiting.lease_owner is None and remote(sandbox, cap) == 0
