@@ -595,13 +595,20 @@ def _record_ok(acks: list[_Ack], owner: uuid.UUID, started: datetime, correlatio
             cursor.execute(
                 locked_listings(f"id IN ({', '.join(['%s'] * len(by_pk))}) AND lease_owner = %s")
                 + f"UPDATE {LISTINGS} SET pushed_version = {version}, pushed_quantity = {quantity}, "
-                f"desired_quantity = {quantity}, remote_quantity = {quantity}, pushed_at = %s, remote_seen_at = %s, "
+                f"desired_quantity = {quantity}, pushed_at = %s, "
+                # The channel noted a sale of its own after this round began (the drain applied its webhook while our
+                # request was out): whether it sold before our number landed or after, we cannot tell, so what it
+                # shows is forgotten and the next push is sent, not skipped as "it has it already". Kept, our 79
+                # over its later sale read as 79 while it showed 78, for good (chaos run, amazon-1).
+                f"remote_quantity = CASE WHEN remote_seen_at > %s THEN NULL ELSE {quantity} END, "
+                f"remote_seen_at = CASE WHEN remote_seen_at > %s THEN remote_seen_at ELSE %s END, "
                 f"attempts = 0, next_attempt_at = NULL, last_error = '', lease_owner = NULL, lease_until = NULL, "
                 f"dirty_since = CASE WHEN desired_version > {version} THEN %s ELSE NULL END, "
                 f"status = CASE WHEN desired_version > {version} THEN %s ELSE %s END, recheck_after = {recheck} "
                 f"WHERE id IN (SELECT id FROM locked) RETURNING id",
-                [*by_pk, _uuid_param(owner), *versions, *quantities, *quantities, *quantities, at, at, *versions,
-                 ops.adapt_datetimefield_value(started), *versions, ListingStatus.PENDING, ListingStatus.OK,
+                [*by_pk, _uuid_param(owner), *versions, *quantities, *quantities, at,
+                 ops.adapt_datetimefield_value(started), *quantities, ops.adapt_datetimefield_value(started), at,
+                 *versions, ops.adapt_datetimefield_value(started), *versions, ListingStatus.PENDING, ListingStatus.OK,
                  *recheck_params])
             mine = {row[0] for row in cursor.fetchall()}
         rows = [by_pk[pk] for pk in by_pk if pk in mine]

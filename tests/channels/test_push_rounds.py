@@ -235,3 +235,27 @@ def test_a_listing_throttled_after_its_claim_is_not_left_noted_as_attempted():
         sent, waiting = (Listing.objects.get(channel=channel, sku=sku) for sku in (tee, cap))
         assert sent.attempted_quantity == 12 and remote(sandbox, tee) == 12
         assert waiting.attempted_quantity is None and waiting.lease_owner is None and remote(sandbox, cap) == 0
+
+
+def test_a_sale_the_channel_noted_while_our_push_was_out_is_not_overwritten_by_its_record():
+    """Chaos run: our 79 landed on Amazon, Amazon sold one (78) and its webhook was applied before our push was
+    recorded; the record then said Amazon showed 79, and the cancel that brought us back to 79 was never sent."""
+    import uuid as uuid_
+
+    from django.utils import timezone
+
+    wh = make_location()
+    tee = make_sku(stock_at={wh: 80})
+    channel, sandbox = connect("amazon", {tee: 80})
+    with sandbox:
+        outbound.push_channel(channel.pk)
+        stock.reserve(lines=[LineRequest(tee.code, 1)])  # 79 to push
+        owner = uuid_.uuid4()
+        started = timezone.now()
+        (listing, version), = outbound.claim(channel, limit=10, owner=owner)
+        # Meanwhile the channel's own sale is applied and noted (what inbound.note_channel_sale writes).
+        Listing.objects.filter(pk=listing.pk).update(remote_quantity=78, remote_seen_at=timezone.now())
+        outbound._record_ok([outbound._Ack(channel, listing, version, 79, 200)], owner, started, "")
+        listing.refresh_from_db()
+        assert listing.remote_quantity is None  # not sure what it shows: the next push is sent, never skipped
+        assert listing.pushed_quantity == 79 and listing.lease_owner is None
