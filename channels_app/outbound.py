@@ -404,7 +404,7 @@ def _record_sent(outcomes: list[tuple[_Pushing, list[_Batch]]], owner: uuid.UUID
         _set_attempted(unsent, [previous_attempts.get(item.listing.id) for item in unsent])
     acks: list[_Ack] = []
     hedged: set[int] = set()
-    failures: list[tuple[_Pushing, list[tuple[PushItem, PushResult]]]] = []
+    failures: list[tuple[_Pushing, list[tuple[PushItem, PushResult]], bool]] = []
     errors: dict[int, list[str]] = {}
     for p, batches in outcomes:
         errors[p.channel.pk] = []
@@ -422,6 +422,7 @@ def _record_sent(outcomes: list[tuple[_Pushing, list[_Batch]]], owner: uuid.UUID
                 continue
             by_id = {item.listing.id: item for item in batch.items}
             hedged |= batch.hedged
+            failed = []
             for r in batch.results:
                 item = by_id[r.listing_id]
                 if r.ok:
@@ -432,7 +433,7 @@ def _record_sent(outcomes: list[tuple[_Pushing, list[_Batch]]], owner: uuid.UUID
                     p.summary.failed += 1
                     p.summary.errors.append(r.error)
                     errors[p.channel.pk].append(r.error)
-            failed = [(by_id[r.listing_id], r) for r in batch.results if not r.ok]
+                    failed.append((item, r))
             if failed:
                 failures.append((p, failed, batch.sent))
     if acks:

@@ -40,7 +40,7 @@ BEHIND_SHARE = 0.25
 # back channels share a task.
 ROUND_MAX_CHANNELS = 16
 HELD_BACK_STEP_MS = 100
-# Set by the inbox drain while it applies an event: milliseconds since the event was received.
+# Set by the inbox drain while it applies an event: milliseconds since the event fell due (received, or retried).
 applying_behind_ms: ContextVar[float] = ContextVar("applying_behind_ms", default=0.0)
 
 
@@ -119,7 +119,7 @@ def locked_listings(where: str) -> str:
 def wake_pushers(channel_ids, *, countdown: float | None = None, hold: bool = False) -> None:
     """Enqueue a push for each channel unless one is already queued (the flag coalesces bursts). The channels
     due now go in one task, pushed in one round (``outbound.push_channels``), those the interval holds back in
-    another; a retry's or a rate limit's ``countdown`` is each channel's own.
+    another; with a ``countdown`` (a retry, a rate limit), all of them in one task after it.
 
     The pusher clears the flag before it claims, so a change committed after the clear sets the
     flag again and enqueues a new task, and a change committed before it is seen by the claim.
@@ -147,19 +147,24 @@ def wake_pushers(channel_ids, *, countdown: float | None = None, hold: bool = Fa
             for start in range(0, len(ids), ROUND_MAX_CHANNELS):
                 _enqueue(ids[start:start + ROUND_MAX_CHANNELS], max(wait for _, wait in group) or None)
         return
-    for channel_id in channel_ids:
+    due = channel_ids
+    if hold:
         # A push held back for rate-limit tokens claims whatever is committed by the time it runs: it holds
         # the flag until then, so changes meanwhile coalesce into it instead of each waking a pusher that can
         # only find the tokens spent. If the flag is taken, a push is queued already (woken since this one
         # started) and one is enough: otherwise every wake during a throttle would start another chain of
         # retries. A lost message: the flag expires, the sweeper wakes.
         try:
-            if hold and not redis.set(wake_key(channel_id), 1, nx=True, px=int((countdown + WAKE_TTL_SECONDS) * 1000)):
-                continue
+            with redis.pipeline(transaction=False) as pipe:
+                for channel_id in channel_ids:
+                    pipe.set(wake_key(channel_id), 1, nx=True, px=int((countdown + WAKE_TTL_SECONDS) * 1000))
+                taken = pipe.execute()
         except Exception:  # noqa: BLE001 - the sweeper finds dirty listings; a lost wake-up costs seconds
-            log.warning("could not wake the pusher", extra={"channel_id": channel_id})
-            continue
-        _enqueue([channel_id], countdown)
+            log.warning("could not wake the pushers", extra={"channels": channel_ids})
+            return
+        due = [channel_id for channel_id, ok in zip(channel_ids, taken, strict=True) if ok]
+    for start in range(0, len(due), ROUND_MAX_CHANNELS):
+        _enqueue(due[start:start + ROUND_MAX_CHANNELS], countdown)
 
 
 def _enqueue(channel_ids: list[int], countdown: float | None) -> None:

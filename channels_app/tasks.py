@@ -6,7 +6,7 @@ from celery import shared_task
 
 from channels_app import inbound, outbound
 from channels_app.models import Channel
-from channels_app.sync import wake_pushers
+from channels_app.sync import HELD_BACK_STEP_MS, wake_pushers
 
 
 @shared_task(name="inbound.process_event")
@@ -39,12 +39,16 @@ def push_channel(channel_id: int, correlation_id: str = "") -> dict:
 
 
 def _follow_up(summaries: dict[int, outbound.PushSummary]) -> None:
+    """Wake again the channels of a round that left work behind, those due at about the same time in one task
+    (a task per throttled channel was several messages per round at 50 orders/s)."""
+    held: dict[int, list[tuple[int, float]]] = {}
+    later: dict[int, list[tuple[int, float]]] = {}
     waiting = []
     for channel_id, summary in summaries.items():
         if summary.retry_in is not None:
             # Out of rate-limit tokens (or a 429): one delayed push takes everything that changes meanwhile.
             if summary.retry_in <= 60:
-                wake_pushers([channel_id], countdown=max(summary.retry_in, 0.05), hold=True)
+                _in_step(held, channel_id, max(summary.retry_in, 0.05))
         elif summary.failed or not summary.claimed:
             # Retries falling due, or listings another pusher holds; after a clean push nothing is left waiting
             # (a change committed meanwhile has woken its own push).
@@ -53,7 +57,14 @@ def _follow_up(summaries: dict[int, outbound.PushSummary]) -> None:
         for channel_id, delay in outbound.next_retry_delays(waiting).items():
             if delay is not None and delay <= 60:
                 # Short waits (first retries, another pusher's lease) as a countdown; longer ones are the sweeper's.
-                wake_pushers([channel_id], countdown=max(delay, 0.05))
+                _in_step(later, channel_id, max(delay, 0.05))
+    for groups, hold in ((held, True), (later, False)):
+        for group in groups.values():
+            wake_pushers([channel_id for channel_id, _ in group], countdown=max(d for _, d in group), hold=hold)
+
+
+def _in_step(groups: dict[int, list[tuple[int, float]]], channel_id: int, delay: float) -> None:
+    groups.setdefault(-(-int(delay * 1000) // HELD_BACK_STEP_MS), []).append((channel_id, delay))
 
 
 @shared_task(name="push.sweep")

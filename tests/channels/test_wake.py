@@ -209,3 +209,21 @@ def test_an_order_applied_seconds_after_it_came_wakes_its_pushers_with_a_longer_
     ttl = redis.pttl(sync.wake_key(channel.pk))  # the flag lasts the interval plus WAKE_TTL_SECONDS
     assert interval - 300 < ttl - sync.WAKE_TTL_SECONDS * 1000 <= interval
     redis.delete(sync.wake_key(channel.pk), sync.last_push_key(channel.pk))
+
+
+def test_a_held_push_for_several_channels_is_one_task_and_skips_those_already_queued(push_queue):
+    """A round whose throttled channels each woke a task of their own sent several messages per round."""
+    sync.wake_pushers([OTHERS[1]])  # already queued: its flag stands
+    sync.wake_pushers([CHANNEL, *OTHERS], countdown=0.5, hold=True)
+    queued = push_queue()
+    assert [q["argsrepr"] for q in queued] == [f"[[{OTHERS[1]}]]", f"[[{CHANNEL}, {OTHERS[0]}]]"]
+    assert queued[1]["eta"] is not None
+
+
+def test_a_rounds_follow_ups_due_about_together_go_in_one_task(push_queue):
+    from channels_app import outbound
+    from channels_app.tasks import _follow_up
+
+    _follow_up({CHANNEL: outbound.PushSummary(retry_in=0.31), OTHERS[0]: outbound.PushSummary(retry_in=0.35),
+                OTHERS[1]: outbound.PushSummary(retry_in=2.0)})
+    assert sorted(q["argsrepr"] for q in push_queue()) == sorted([f"[[{CHANNEL}, {OTHERS[0]}]]", f"[[{OTHERS[1]}]]"])
