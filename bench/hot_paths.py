@@ -1,7 +1,8 @@
 """CPU and statements of the hot paths, in one process, without Celery or gunicorn around them.
 
 * receive one webhook: a signed Shopify ``orders/create`` through Django's WSGI handler;
-* apply one channel order: ``inbound.process_event`` on a stored one-line Shopify ``orders/create``;
+* apply one channel order: ``inbound.process_event`` on a stored one-line Shopify ``orders/create``, and the same
+  orders applied by the inbox drain, several to a transaction (``inbound.drain``);
 * one push: a reservation on one of 50 SKUs, then ``outbound.push_channel`` to a Shopify or WooCommerce
   sandbox served over HTTP by a thread of this process (so its CPU is counted in the figure too).
 
@@ -84,6 +85,38 @@ def orders(count: int) -> tuple[int, float, float, float]:
     return measure(step, count)
 
 
+def drained_orders(count: int) -> tuple[int, float, float, float]:
+    """The same orders applied by the inbox drain, ``inbound.DRAIN_BATCH`` to a transaction; figures per order."""
+    wh = make_location()
+    skus = [make_sku(stock_at={wh: 1_000_000}) for _ in range(20)]
+    channel = make_channel("shopify")
+    map_location(channel, wh, "1")
+    for i, sku in enumerate(skus):
+        list_sku(channel, sku, external_variant_id=str(100 + i), external_inventory_item_id=str(200 + i))
+    base = int(time.time() * 1000) % 10**9 + 500_000
+
+    def store(first: int, n: int) -> None:
+        InboundEvent.objects.bulk_create([InboundEvent(
+            channel=channel, dedup_key=f"hd{k}", delivery_id=f"hd{k}", topic="orders/create", headers={},
+            body=shopify_order(base + k, [(base + k, skus[k % 20].code, 100 + k % 20, 1)]).decode())
+            for k in range(first, first + n)])
+
+    # The receipts measured before stay pending (no worker here); set aside, or the drain would apply them too.
+    InboundEvent.objects.filter(status="pending").update(status="ignored")
+    store(0, inbound.DRAIN_BATCH)
+    assert inbound.drain() == inbound.DRAIN_BATCH  # warms per-process caches
+    store(inbound.DRAIN_BATCH, inbound.DRAIN_BATCH)
+    with CaptureQueriesContext(connection) as queries:
+        assert inbound.drain() == inbound.DRAIN_BATCH
+    statements = len(queries.captured_queries) / inbound.DRAIN_BATCH
+    store(2 * inbound.DRAIN_BATCH, count)
+    pg = backend_cpu()
+    wall, cpu = time.perf_counter(), time.process_time()
+    assert inbound.drain(max_events=count, max_seconds=600) == count
+    return (round(statements), (time.process_time() - cpu) / count * 1000, (backend_cpu() - pg) / count * 1000,
+            (time.perf_counter() - wall) / count * 1000)
+
+
 def receipts(count: int) -> tuple[int, float, float, float]:
     """A signed Shopify orders/create through Django's WSGI handler (what gunicorn calls), for a channel the
     process has seen: verify, store in the inbox, enqueue, answer."""
@@ -158,6 +191,8 @@ def main() -> None:
     args = parser.parse_args()
     rows = [("receive a webhook for a known channel (WSGI handler, in process)", *receipts(args.count)),
             ("apply a one-line channel order (process_event)", *orders(args.count)),
+            (f"the same, applied by the inbox drain ({inbound.DRAIN_BATCH} a transaction; per order)",
+             *drained_orders(args.count)),
             ("reserve one unit with a caller key (stock.reserve)", *reservations(args.count))]
     for kind in ("shopify", "woocommerce"):
         rows.append((f"reserve one unit + push it to {kind} (sandbox in process)", *pushes(kind, args.count)))

@@ -1,9 +1,10 @@
 """End-to-end stock propagation: a sale on one channel, until every other channel shows it.
 
 Eight sandbox channels (3 Shopify, 2 WooCommerce, BigCommerce, Amazon, Standard Webhooks) list the same ~50
-SKUs. Orders are placed open-loop at fixed rates through each sandbox's control API (``POST /_sandbox/orders``,
-``wait: false``): the sandbox takes the units off its own stock and sends the signed webhook to gunicorn; Celery
-workers apply it and push the new numbers to the other seven channels.
+SKUs. Orders are placed open-loop at fixed rates on each sandbox (its ``place_order``, what ``POST /_sandbox/orders``
+with ``wait: false`` calls; ``--orders http`` goes through that endpoint): the sandbox takes the units off its own
+stock and sends the signed webhook to gunicorn; Celery workers apply it and push the new numbers to the other
+seven channels.
 
 Measured at the sandboxes, with no polling: every sandbox stock write is recorded by wrapping the sandbox
 ``Item.touch`` method in this process (and each sandbox's ``place_order`` on its instance, to tell the
@@ -104,8 +105,13 @@ def schedule(rate: float, seconds: float, n_channels: int, skus: list[str], rng:
             for i, sku in enumerate(chosen)]
 
 
-def send_orders(s: stack.Stack, plan: list[dict], seq_base: int, threads: int = 16) -> dict:
-    """Open loop: each order is handed to a sender thread at its scheduled time; returns send times and stats."""
+def send_orders(s: stack.Stack, plan: list[dict], seq_base: int, threads: int = 16, direct: bool = True) -> dict:
+    """Open loop: each order is handed to a sender thread at its scheduled time; returns send times and stats.
+
+    ``direct``: the thread calls the sandbox's ``place_order`` (what its ``POST /_sandbox/orders`` calls) instead
+    of going through its control API over HTTP. That hop is the shopper's, not Tally's: on this 2-core machine its
+    client and server took about a third of the bench process's CPU (py-spy), CPU the hub then lacked. The
+    webhook to the hub and every push back still cross a socket."""
     import requests
 
     local = threading.local()
@@ -113,13 +119,22 @@ def send_orders(s: stack.Stack, plan: list[dict], seq_base: int, threads: int = 
     lateness: list[float] = []
 
     def post(order: dict, scheduled: float) -> None:
+        lines = [{"sku": order["sku"], "quantity": order["qty"]}]
+        lateness.append(time.perf_counter() - scheduled)
+        if direct:
+            try:
+                status, _ = s.sandboxes[order["ch"]].state.place_order(lines, order_id=seq_base + order["i"], wait=False)
+            except Exception as exc:  # noqa: BLE001 - counted like a failed request
+                status = type(exc).__name__
+            statuses[status] += 1
+            return
         session = getattr(local, "session", None)
         if session is None:
             session = local.session = requests.Session()
+            session.trust_env = False  # loopback: no proxy or netrc lookups on every request
         url = f"{s.sandboxes[order['ch']].url}/_sandbox/orders"
-        lateness.append(time.perf_counter() - scheduled)
         try:
-            resp = session.post(url, json={"lines": [{"sku": order["sku"], "quantity": order["qty"]}],
+            resp = session.post(url, json={"lines": lines,
                                            "order_id": seq_base + order["i"], "wait": False}, timeout=10)
             statuses[resp.status_code] += 1
         except requests.RequestException as exc:
@@ -255,7 +270,7 @@ def summarize_spy(tag: str, top: int = 25) -> str:
 
 
 def run_step(s: stack.Stack, rec: Recorder, rate: float, seconds: float, seq_base: int, rng: random.Random,
-             drain: float, profile: bool) -> dict:
+             drain: float, profile: bool, orders: str = "direct") -> dict:
     skus = [sku.code for sku in s.skus]
     plan = schedule(rate, seconds, len(s.sandboxes), skus, rng)
     s0 = hub_availability()
@@ -266,7 +281,7 @@ def run_step(s: stack.Stack, rec: Recorder, rate: float, seconds: float, seq_bas
     rec.sales.clear()
     rec.on = True
     spies = py_spy(s.pids()["celery"][1:] + s.pids()["web"][1:], int(seconds), f"r{rate:.0f}") if profile else []
-    sent = send_orders(s, plan, seq_base)
+    sent = send_orders(s, plan, seq_base, direct=orders == "direct")
     send_wall = time.monotonic() - wall0
     cpu_mid = s.cpu_breakdown()
     converged = s.wait_converged(timeout=drain)
@@ -312,11 +327,12 @@ def run_step(s: stack.Stack, rec: Recorder, rate: float, seconds: float, seq_bas
 
 def report(rows: list[dict], s: stack.Stack, args, total: float) -> str:
     kinds = [sb.kind for sb in s.sandboxes]
+    placed = "on each sandbox (`place_order`)" if args.orders == "direct" else "via `POST /_sandbox/orders`"
     head = (f"Propagation benchmark · {platform.node()} · {os.cpu_count()} cores · PostgreSQL · "
             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}{' · --quick' if args.quick else ''}\n\n"
             f"{len(kinds)} sandbox channels ({', '.join(f'{kinds.count(k)} {k}' for k in dict.fromkeys(kinds))}), "
             f"{len(s.skus)} SKUs listed on every channel, orders of 1-2 units (Zipf-like SKU choice, uniform channel) "
-            f"placed open-loop via `POST /_sandbox/orders`; gunicorn {s.web_workers}x{s.web_threads}, "
+            f"placed open-loop {placed}; gunicorn {s.web_workers}x{s.web_threads}, "
             f"{s.n_celery} Celery worker(s) x{s.concurrency}"
             f"{f' + {s.n_pushers} push worker(s) x{s.push_threads} {s.push_pool}' if s.n_pushers else ''}"
             f"{', celery beat (sweepers)' if s.beat else ', no beat'}. "
@@ -373,6 +389,8 @@ def main() -> None:
     parser.add_argument("--no-beat", action="store_true", help="run without celery beat (no inbox/push sweepers)")
     parser.add_argument("--profile", action="store_true", help="py-spy the Celery pool and gunicorn (needs py-spy)")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--orders", choices=("direct", "http"), default="direct",
+                        help="place orders by calling each sandbox (direct) or through its POST /_sandbox/orders (http)")
     args = parser.parse_args()
     if args.quick:
         args.rates, args.seconds, args.drain = "10,50", 4, 8
@@ -391,7 +409,7 @@ def main() -> None:
         rec = Recorder(s.sandboxes)
         for n, rate in enumerate(rates):
             rows.append(run_step(s, rec, rate, args.seconds, (n + 1) * 1_000_000, rng, args.drain,
-                                 args.profile and rate == rates[len(rates) // 2]))
+                                 args.profile and rate == rates[len(rates) // 2], args.orders))
         text = report(rows, s, args, time.monotonic() - started)
     print(text)
     _django.write_result("propagation.md", text)

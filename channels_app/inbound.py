@@ -17,9 +17,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import time
 import uuid
 from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -43,14 +45,14 @@ from channels_app.commands import (
 from channels_app.models import Channel, ChannelLocation, InboundEvent, InboundStatus, Listing, WebhookRejection
 from channels_app.selectors import channel_config_columns, channel_from_config
 from channels_app.signatures import SignatureError, verify
-from channels_app.sync import applying_behind_ms
+from channels_app.sync import applying_behind_ms, wakes_together
 from hub.broker import missing_messages
 from hub.observability import correlation_id
 from hub.redis import get_redis
 from inventory_app import orders, stock
 from inventory_app.errors import OrderNotFound, StockError
-from inventory_app.models import OrderLine, Sku
-from inventory_app.statements import columns, fetch, instances
+from inventory_app.models import BundleComponent, Order, OrderLine, ReservationLine, Sku, StockLevel
+from inventory_app.statements import Statements, columns, fetch, instances
 
 log = logging.getLogger(__name__)
 _EVENT_CHANNEL = InboundEvent._meta.get_field("channel")
@@ -69,10 +71,21 @@ DRAIN_WAKE_TTL_MS = 10_000
 # One drain's share before it hands over to a fresh message, so retries and other inbound tasks get a turn.
 DRAIN_MAX_EVENTS = 500
 DRAIN_MAX_SECONDS = 5.0
+# Most events one drain transaction applies. Applied one per transaction, a third of each event's time went on
+# what every transaction pays (claim, commit, recording the event, waking the pushers); a drain behind its
+# webhooks pays it once for up to this many. A drain keeping up finds one or two waiting, and applies those.
+# At most 30: each event writes in two savepoints (its own and its stock operation's), and PostgreSQL keeps 64
+# subtransactions of a transaction in its shared cache (PGPROC_MAX_CACHED_SUBXIDS); past that, every other
+# session's visibility checks look them up on disk until this transaction ends.
+DRAIN_BATCH = min(max(int(os.environ.get("TALLY_DRAIN_BATCH", "16")), 1), 30)
 KEPT_HEADERS = ("content-type", "user-agent", "x-shopify-topic", "x-shopify-shop-domain", "x-shopify-api-version",
                 "x-shopify-webhook-id", "x-shopify-event-id", "x-shopify-triggered-at", "x-wc-webhook-source",
                 "x-wc-webhook-topic", "x-wc-webhook-resource", "x-wc-webhook-event", "x-wc-webhook-id",
                 "x-wc-webhook-delivery-id", "webhook-id", "webhook-timestamp", "x-tally-correlation-id")
+
+
+# Within one drain transaction: the listings its events' order lines name, looked up once (``_lock_ahead``).
+_resolved_lines: ContextVar[dict | None] = ContextVar("resolved_lines", default=None)
 
 
 class ParkEvent(Exception):
@@ -267,9 +280,11 @@ def drain(*, max_events: int = DRAIN_MAX_EVENTS, max_seconds: float = DRAIN_MAX_
     deadline = time.monotonic() + max_seconds
     done = 0
     while done < max_events and time.monotonic() < deadline:
-        if _process("e.status = %s ORDER BY e.received_at, e.id", [InboundStatus.PENDING]) is None:
+        applied = _process("e.status = %s ORDER BY e.received_at, e.id", [InboundStatus.PENDING],
+                           limit=min(DRAIN_BATCH, max_events - done))
+        if not applied:
             return done
-        done += 1
+        done += len(applied)
     wake_drain()
     return done
 
@@ -292,91 +307,188 @@ def _backoff(attempts: int) -> timedelta:
 
 def process_event(event_id: int) -> str:
     """Apply one inbox event. Returns its status afterwards; safe to call any number of times."""
-    result = _process("e.id = %s", [event_id])
-    return "busy" if result is None else result[1]
+    result = _process("e.id = %s", [event_id], limit=1)
+    return result[0][1] if result else "busy"
 
 
-def _process(candidates: str, params: list) -> tuple[int, str] | None:
-    """Lock the first event ``candidates`` (a WHERE clause and its order, on the inbox as ``e``) names that no
-    other transaction holds and apply it: (its id, its status after), or None if every candidate is locked or
-    there is none."""
+def _process(candidates: str, params: list, *, limit: int) -> list[tuple[int, str]]:
+    """Lock up to ``limit`` events ``candidates`` (a WHERE clause and its order, on the inbox as ``e``) names that
+    no other transaction holds and apply them in one transaction: (id, status after) of each, none if every
+    candidate is locked or there is none."""
     token = applying_behind_ms.set(0.0)
     try:
-        return _claim_and_apply(candidates, params)
+        return _claim_and_apply(candidates, params, limit)
     finally:
         applying_behind_ms.reset(token)
+        _resolved_lines.set(None)
 
 
-def _claim_and_apply(candidates: str, params: list) -> tuple[int, str] | None:
+def _claim_and_apply(candidates: str, params: list, limit: int) -> list[tuple[int, str]]:
     started = time.perf_counter()
-    with transaction.atomic():
+    applied: list[tuple[InboundEvent, Channel]] = []
+    with transaction.atomic(), wakes_together():
         # Plain SQL: building the claim through the ORM took a fifth of a drain's CPU. The channel's
         # configuration comes along to check this process's copy of it (no model built, nothing decrypted).
-        # Only the event is locked: locking the channel row too would serialise every event of a channel
+        # Only the events are locked: locking the channel row too would serialise every event of a channel
         # and stall webhook inserts (KEY SHARE).
-        rows = fetch(_claim_sql(candidates), params)
-        if not rows:
-            return None
-        event = instances(InboundEvent, rows)[0]
-        event_id = event.pk
-        if event.status not in (InboundStatus.PENDING, InboundStatus.RETRYING):
-            return event_id, event.status
-        channel = channel_from_config(event.channel_id, rows[0][_EVENT_WIDTH:])
-        _EVENT_CHANNEL.set_cached_value(event, channel)
-        # How far behind the drain is: the pushers this event's stock change wakes (on commit) space their
-        # pushes out accordingly (channels_app.sync.push_interval_ms).
-        # From when the event fell due: a retry (a cancel waiting for its order) is not a backlog.
-        due = max(event.received_at, event.next_attempt_at or event.received_at)
-        applying_behind_ms.set(max((timezone.now() - due).total_seconds() * 1000, 0))
-        correlation_id.set(str(event.correlation_id))
-        event.attempts += 1
-        try:
-            with transaction.atomic():
-                commands = adapter_for(channel).commands(event.topic, json.loads(event.body))
-                outcomes = [apply_command(channel, command) for command in commands]
-            event.status = (InboundStatus.IGNORED if commands and all(isinstance(c, Ignored) for c in commands)
-                            else InboundStatus.PROCESSED)
-            event.processed_at = timezone.now()
-            event.last_error = "; ".join(o for o in outcomes if o)[:2000]
-            event.next_attempt_at = None
-        except (PayloadError, ValueError) as exc:
-            event.status, event.last_error = InboundStatus.FAILED, f"bad payload: {exc}"[:2000]
-        except (ParkEvent, StockError) as exc:
-            event.status, event.last_error = InboundStatus.PARKED, str(exc)[:2000]
-            metrics.DEAD_LETTERS.labels(kind="parked", channel=channel.slug).inc()
-        except WaitForOrder as exc:
-            if event.attempts >= WAIT_FOR_ORDER_ATTEMPTS:
-                event.status, event.last_error = InboundStatus.PARKED, f"{exc} (gave up waiting)"[:2000]
-            else:
-                event.status, event.last_error = InboundStatus.RETRYING, str(exc)[:2000]
-                event.next_attempt_at = timezone.now() + _backoff(event.attempts)
-        except Exception as exc:  # noqa: BLE001 - anything else is retried, then dead-lettered
-            log.exception("inbound event failed", extra={"event": event.pk, "channel": channel.slug})
-            if event.attempts >= MAX_ATTEMPTS:
-                event.status = InboundStatus.DEAD
-                metrics.DEAD_LETTERS.labels(kind="inbound", channel=channel.slug).inc()
-            else:
-                event.status = InboundStatus.RETRYING
-                event.next_attempt_at = timezone.now() + _backoff(event.attempts)
-                metrics.RETRIES.labels(kind="inbound", channel=channel.slug).inc()
-            event.last_error = f"{type(exc).__name__}: {exc}"[:2000]
-        event.save(update_fields=["status", "attempts", "last_error", "next_attempt_at", "processed_at"])
-        status = event.status
-        retry_at = event.next_attempt_at
-    metrics.INBOUND_PROCESSED.labels(channel=channel.slug, outcome=status).inc()
-    metrics.INBOUND_SECONDS.labels(channel=channel.slug).observe(time.perf_counter() - started)
-    if status == InboundStatus.RETRYING and retry_at is not None:
-        delay = (retry_at - timezone.now()).total_seconds()
-        if delay <= 60:  # longer waits belong to the sweeper, not to broker countdowns
-            transaction.on_commit(lambda: _enqueue(event_id, countdown=max(delay, 0)))
-    return event_id, status
+        rows = fetch(_claim_sql(candidates), [*params, limit])
+        results: list[tuple[int, str]] = []
+        work: list[tuple[InboundEvent, Channel, list[Command] | Exception]] = []
+        for event, row in zip(instances(InboundEvent, rows), rows, strict=True):
+            if event.status not in (InboundStatus.PENDING, InboundStatus.RETRYING):
+                results.append((event.pk, event.status))
+                continue
+            channel = channel_from_config(event.channel_id, row[_EVENT_WIDTH:])
+            _EVENT_CHANNEL.set_cached_value(event, channel)
+            try:
+                parsed: list[Command] | Exception = adapter_for(channel).commands(event.topic, json.loads(event.body))
+            except Exception as exc:  # noqa: BLE001 - judged in _apply, with the event's other failures
+                parsed = exc
+            work.append((event, channel, parsed))
+        if not work:
+            return results
+        # How far behind the drain is: the pushers this batch's stock changes wake (on commit) space their
+        # pushes out accordingly (channels_app.sync.push_interval_ms). From when each event fell due: a retry
+        # (a cancel waiting for its order) is not a backlog. The claim is oldest first.
+        now = timezone.now()
+        applying_behind_ms.set(max(max((now - max(e.received_at, e.next_attempt_at or e.received_at)).total_seconds()
+                                       * 1000 for e, _, _ in work), 0))
+        if len(work) > 1:
+            _lock_ahead(work)
+        writes = Statements()
+        for event, channel, parsed in work:
+            _apply(event, channel, parsed)
+            _record(writes, event)
+            results.append((event.pk, event.status))
+            applied.append((event, channel))
+        writes.run()
+    share = (time.perf_counter() - started) / len(applied) if applied else 0.0
+    for event, channel in applied:
+        metrics.INBOUND_PROCESSED.labels(channel=channel.slug, outcome=event.status).inc()
+        metrics.INBOUND_SECONDS.labels(channel=channel.slug).observe(share)
+        if event.status == InboundStatus.RETRYING and event.next_attempt_at is not None:
+            delay = (event.next_attempt_at - timezone.now()).total_seconds()
+            if delay <= 60:  # longer waits belong to the sweeper, not to broker countdowns
+                transaction.on_commit(lambda pk=event.pk, delay=delay: _enqueue(pk, countdown=max(delay, 0)))
+    return results
+
+
+def _apply(event: InboundEvent, channel: Channel, parsed: list[Command] | Exception) -> None:
+    """Apply one claimed event inside its own savepoint and set its outcome on ``event`` (not saved)."""
+    correlation_id.set(str(event.correlation_id))
+    event.attempts += 1
+    try:
+        with transaction.atomic():
+            if isinstance(parsed, Exception):
+                raise parsed
+            outcomes = [apply_command(channel, command) for command in parsed]
+        event.status = (InboundStatus.IGNORED if parsed and all(isinstance(c, Ignored) for c in parsed)
+                        else InboundStatus.PROCESSED)
+        event.processed_at = timezone.now()
+        event.last_error = "; ".join(o for o in outcomes if o)[:2000]
+        event.next_attempt_at = None
+    except (PayloadError, ValueError) as exc:
+        event.status, event.last_error = InboundStatus.FAILED, f"bad payload: {exc}"[:2000]
+    except (ParkEvent, StockError) as exc:
+        event.status, event.last_error = InboundStatus.PARKED, str(exc)[:2000]
+        metrics.DEAD_LETTERS.labels(kind="parked", channel=channel.slug).inc()
+    except WaitForOrder as exc:
+        if event.attempts >= WAIT_FOR_ORDER_ATTEMPTS:
+            event.status, event.last_error = InboundStatus.PARKED, f"{exc} (gave up waiting)"[:2000]
+        else:
+            event.status, event.last_error = InboundStatus.RETRYING, str(exc)[:2000]
+            event.next_attempt_at = timezone.now() + _backoff(event.attempts)
+    except Exception as exc:  # noqa: BLE001 - anything else is retried, then dead-lettered
+        log.exception("inbound event failed", extra={"event": event.pk, "channel": channel.slug})
+        if event.attempts >= MAX_ATTEMPTS:
+            event.status = InboundStatus.DEAD
+            metrics.DEAD_LETTERS.labels(kind="inbound", channel=channel.slug).inc()
+        else:
+            event.status = InboundStatus.RETRYING
+            event.next_attempt_at = timezone.now() + _backoff(event.attempts)
+            metrics.RETRIES.labels(kind="inbound", channel=channel.slug).inc()
+        event.last_error = f"{type(exc).__name__}: {exc}"[:2000]
+
+
+_RECORD_SQL = (f"UPDATE {InboundEvent._meta.db_table} SET status = %s, attempts = %s, last_error = %s, "
+               f"next_attempt_at = %s, processed_at = %s WHERE id = %s")
+
+
+def _record(writes: Statements, event: InboundEvent) -> None:
+    adapt = connection.ops.adapt_datetimefield_value
+    writes.add(_RECORD_SQL, [event.status, event.attempts, event.last_error, adapt(event.next_attempt_at),
+                             adapt(event.processed_at), event.pk])
+
+
+def _lock_ahead(work: list[tuple[InboundEvent, Channel, list[Command] | Exception]]) -> None:
+    """Before a transaction applies several events, lock the stock rows and listings they will write, each
+    table in id order, stock rows first: the order every stock operation takes them in. One event's writes
+    lock them as they go, which is safe for one operation but not for several in one transaction: two drains
+    (or a drain and a pusher recording what it sent) would take the same rows in different orders and
+    deadlock. Locked here, the events' own locks find them held. The SKUs are read off the payloads, the
+    listings they name and the orders they cancel or refund; an event whose SKUs cannot be told (a listing not
+    mapped yet) locks nothing here and fails or parks as it would alone. The order lines' listings are kept
+    for ``apply_command``, so each is looked up once."""
+    if not connection.features.has_select_for_update:
+        return  # SQLite: one writer at a time, no row locks to order
+    sku_ids: set[int] = set()
+    resolved: dict[tuple[int, ListingRef], Listing] = {}
+    orders_named: set[tuple[str, str]] = set()
+    for _, channel, parsed in work:
+        if isinstance(parsed, Exception):
+            continue
+        for command in parsed:
+            refs = ([line.listing for line in command.lines] if isinstance(command, OrderPlaced)
+                    else [command.listing] if isinstance(command, InventoryReported) else [])
+            for ref in refs:
+                key = (channel.pk, ref)
+                if key not in resolved:
+                    try:
+                        resolved[key] = find_listing(channel, ref)
+                    except ParkEvent:
+                        continue
+                sku_ids.add(resolved[key].sku_id)
+            if isinstance(command, OrderCancelled):
+                orders_named.add((channel.slug, command.external_id))
+            elif isinstance(command, RefundCreated):
+                orders_named.add((channel.slug, command.external_order_id))
+    if orders_named:
+        pairs = sorted(orders_named)
+        sku_ids.update(row[0] for row in fetch(
+            f"SELECT DISTINCT rl.sku_id FROM {Order._meta.db_table} o "
+            f"JOIN {OrderLine._meta.db_table} ol ON ol.order_id = o.id "
+            f"JOIN {ReservationLine._meta.db_table} rl ON rl.reservation_id = ol.reservation_id "
+            f"WHERE (o.channel, o.external_id) IN ({', '.join(['(%s, %s)'] * len(pairs))})",
+            [value for pair in pairs for value in pair]))
+    # Only order lines keep their listing: an inventory report reads the listing's state, which an earlier
+    # event of the batch may have changed.
+    _resolved_lines.set({key: listing for key, listing in resolved.items()})
+    if not sku_ids:
+        return
+    skus = sorted(sku_ids)
+    locks = Statements()
+    locks.add(_LOCK_STOCK_SQL, [skus, skus], on_rows=lambda rows: None)
+    locks.add(_LOCK_LISTINGS_SQL, [skus, skus, skus, skus], on_rows=lambda rows: None)
+    locks.run()
+
+
+_COMPONENTS = BundleComponent._meta.db_table
+# The SKUs whose stock rows an operation on these SKUs locks: their own and, for bundles, the components'.
+_STOCK_SKUS = (f"SELECT id FROM {Sku._meta.db_table} WHERE id = ANY(%s) "
+               f"UNION SELECT component_id FROM {_COMPONENTS} WHERE bundle_id = ANY(%s)")
+_LOCK_STOCK_SQL = (f"SELECT id FROM {StockLevel._meta.db_table} WHERE sku_id IN ({_STOCK_SKUS}) "
+                   f"ORDER BY id FOR UPDATE")
+# The listings their stock changes mark (sync.mark_listings_dirty): those SKUs' and the bundles' made of them.
+_LOCK_LISTINGS_SQL = (f"SELECT id FROM {Listing._meta.db_table} WHERE sku_id IN ({_STOCK_SKUS}) OR sku_id IN "
+                      f"(SELECT bundle_id FROM {_COMPONENTS} WHERE component_id IN ({_STOCK_SKUS})) "
+                      f"ORDER BY id FOR UPDATE")
 
 
 @lru_cache(maxsize=8)
 def _claim_sql(candidates: str) -> str:
     lock = " FOR UPDATE OF e SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
     return (f"SELECT {columns(InboundEvent, 'e')}, {channel_config_columns('c')} FROM {InboundEvent._meta.db_table} e "
-            f"JOIN {Channel._meta.db_table} c ON c.id = e.channel_id WHERE {candidates} LIMIT 1{lock}")
+            f"JOIN {Channel._meta.db_table} c ON c.id = e.channel_id WHERE {candidates} LIMIT %s{lock}")
 
 
 @lru_cache(maxsize=8)
@@ -419,7 +531,9 @@ def apply_command(channel: Channel, command: Command) -> str:
     if isinstance(command, Ignored):
         return command.reason
     if isinstance(command, OrderPlaced):
-        resolved = [(line, find_listing(channel, line.listing)) for line in command.lines]
+        known = _resolved_lines.get() or {}
+        resolved = [(line, known.get((channel.pk, line.listing)) or find_listing(channel, line.listing))
+                    for line in command.lines]
         result = orders.place_order(
             channel=channel.slug, external_id=command.external_id, name=command.name, currency=command.currency,
             total=command.total, placed_at=command.placed_at,
@@ -465,14 +579,24 @@ def note_channel_sale(channel: Channel, sold: list[tuple[Listing, int]], *, sold
     so the next push does not send it the number it already has (no echo).
 
     Only if the sale came after our last push: a push made after it (say the event was parked and
-    replayed) set an absolute number that no longer carries the channel's own decrement."""
-    for listing, quantity in sold:
-        if sold_at is not None and listing.pushed_at is not None and sold_at < listing.pushed_at:
-            continue
-        base = listing.remote_quantity if listing.remote_quantity is not None else listing.pushed_quantity
-        if base is not None:
-            Listing.objects.filter(pk=listing.pk).update(remote_quantity=max(base - quantity, 0),
-                                                          remote_seen_at=timezone.now())
+    replayed) set an absolute number that no longer carries the channel's own decrement.
+
+    Worked out in the statement, from the row as it is when locked, not from the listing as read earlier: a
+    push recorded since, or an earlier sale in the same drain transaction, would otherwise be overwritten."""
+    adapt = connection.ops.adapt_datetimefield_value
+    now = adapt(timezone.now())
+    with connection.cursor() as cursor:
+        for listing, quantity in sold:
+            if sold_at is None:
+                cursor.execute(_NOTE_SALE_SQL, [quantity, quantity, now, listing.pk])
+            else:
+                cursor.execute(_NOTE_SALE_SQL + _SOLD_AFTER_PUSH, [quantity, quantity, now, listing.pk, adapt(sold_at)])
+
+
+_NOTE_SALE_SQL = (f"UPDATE {Listing._meta.db_table} SET remote_quantity = CASE WHEN "
+                  f"COALESCE(remote_quantity, pushed_quantity) > %s THEN COALESCE(remote_quantity, pushed_quantity) - %s "
+                  f"ELSE 0 END, remote_seen_at = %s WHERE id = %s AND COALESCE(remote_quantity, pushed_quantity) IS NOT NULL")
+_SOLD_AFTER_PUSH = " AND (pushed_at IS NULL OR pushed_at <= %s)"
 
 
 def forget_what_channel_shows(channel: Channel, order_id: int) -> None:

@@ -275,7 +275,9 @@ class InboundEvent(models.Model):
         ordering = ["-id"]
         constraints = [models.UniqueConstraint(fields=["channel", "dedup_key"], name="inbound_dedup")]
         indexes = [
-            models.Index(fields=["status", "received_at"], condition=Q(status__in=["pending", "retrying"]),
+            # (received_at, id) is the drain's order: the claim reads the first rows of the index, where a
+            # shorter index made it sort every pending event, a cost that grows with the backlog it works off.
+            models.Index(fields=["status", "received_at", "id"], condition=Q(status__in=["pending", "retrying"]),
                          name="inbound_unfinished"),
         ]
 

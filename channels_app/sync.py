@@ -9,8 +9,10 @@ to a bundle's components can never leave a half-seen number behind.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from collections.abc import Iterator
 from contextvars import ContextVar
 from functools import lru_cache
 
@@ -42,6 +44,8 @@ ROUND_MAX_CHANNELS = 16
 HELD_BACK_STEP_MS = 100
 # Set by the inbox drain while it applies an event: milliseconds since the event fell due (received, or retried).
 applying_behind_ms: ContextVar[float] = ContextVar("applying_behind_ms", default=0.0)
+# Inside ``wakes_together``: the channels this transaction's stock writes woke, to be woken once on commit.
+_woken_together: ContextVar[set[int] | None] = ContextVar("woken_together", default=None)
 
 
 def push_interval_ms(behind_ms: float) -> int:
@@ -93,7 +97,10 @@ def mark_listings_dirty(sku_ids: set[int], context: dict) -> None:
 
     def wake(rows: list[tuple]) -> None:
         channel_ids = {row[0] for row in rows}
-        if channel_ids:
+        together = _woken_together.get()
+        if together is not None:
+            together.update(channel_ids)
+        elif channel_ids:
             transaction.on_commit(lambda: wake_pushers(channel_ids))
 
     # Sent with the stock operation's other writes (one round trip). Rows are locked in id order, the order
@@ -107,6 +114,21 @@ def mark_listings_dirty(sku_ids: set[int], context: dict) -> None:
         [*ids, *ids, connection.ops.adapt_datetimefield_value(context["occurred_at"])],
         on_rows=wake,
     )
+
+
+@contextlib.contextmanager
+def wakes_together() -> Iterator[None]:
+    """The pushers that the stock writes inside wake are woken once, on commit of the enclosing transaction,
+    for all of them: a drain applying several events in one transaction makes one wake-up, not one per event.
+    A write rolled back to a savepoint still wakes its channels; the push finds nothing to send."""
+    channel_ids: set[int] = set()
+    token = _woken_together.set(channel_ids)
+    try:
+        yield
+    finally:
+        _woken_together.reset(token)
+    if channel_ids:
+        transaction.on_commit(lambda: wake_pushers(channel_ids))
 
 
 def locked_listings(where: str) -> str:

@@ -168,6 +168,9 @@ class WebhookSender:
         session = getattr(self._local, "session", None)
         if session is None:
             session = self._local.session = requests.Session()
+            # A platform's sender knows its target: no proxy settings or netrc read from the environment, which
+            # requests otherwise looks up (files included) on every delivery.
+            session.trust_env = False
         return session
 
     def _work(self) -> None:

@@ -1,0 +1,197 @@
+"""The inbox drain applies several events per transaction (``inbound.DRAIN_BATCH``): each once, each in its own
+savepoint, and without deadlocking against another drain."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+from django.db import connection
+from django.db.models import Sum
+from django.test.utils import CaptureQueriesContext
+
+from channels_app import inbound
+from channels_app.models import InboundEvent, InboundStatus, Listing
+from inventory_app.models import OrderLine, StockLevel
+from tests.channels.helpers import list_sku, make_channel, map_location, shopify_order
+from tests.factories import make_location, make_sku
+
+
+def stored(channel, topic: str, body: bytes | str, key: str) -> InboundEvent:
+    """An event as receipt stores it (the receipt path has its own tests)."""
+    return InboundEvent.objects.create(channel=channel, dedup_key=key, delivery_id=key, topic=topic, headers={},
+                                       body=body if isinstance(body, str) else body.decode())
+
+
+def on_hand(sku) -> int:
+    return StockLevel.objects.filter(sku=sku).aggregate(s=Sum("on_hand"))["s"]
+
+
+@pytest.fixture
+def shop(transactional_db):
+    channel = make_channel("shopify", slug="shop")
+    wh = make_location("wh-main")
+    tee = make_sku("TEE", stock_at={wh: 20})
+    cap = make_sku("CAP", stock_at={wh: 20})
+    list_sku(channel, tee, external_variant_id="111", external_inventory_item_id="9001")
+    list_sku(channel, cap, external_variant_id="222", external_inventory_item_id="9002")
+    map_location(channel, wh, "L-WH")
+    return channel, tee, cap
+
+
+def test_one_transaction_applies_the_batch_and_a_bad_event_fails_alone(shop):
+    channel, tee, cap = shop
+    stored(channel, "orders/create", shopify_order(1, [(11, "TEE", 111, 2)]), "a")
+    stored(channel, "orders/create", "{not json", "b")
+    stored(channel, "orders/create", shopify_order(2, [(21, "NOPE", 999, 1)]), "c")
+    stored(channel, "orders/create", shopify_order(3, [(31, "CAP", 222, 1)]), "d")
+    stored(channel, "orders/cancelled", json.dumps({**json.loads(shopify_order(1, [(11, "TEE", 111, 2)])),
+                                                     "cancelled_at": "2026-11-23T11:00:00Z"}), "e")
+    with CaptureQueriesContext(connection) as queries:
+        assert inbound.drain() == 5
+    # One for the batch, one for the claim after it that found none left; one per event and one more before.
+    assert [q["sql"] for q in queries.captured_queries].count("COMMIT") == 2
+    assert list(InboundEvent.objects.order_by("id").values_list("status", flat=True)) == [
+        InboundStatus.PROCESSED, InboundStatus.FAILED, InboundStatus.PARKED, InboundStatus.PROCESSED,
+        InboundStatus.PROCESSED]
+    # The failed and parked events rolled back alone: the order before them and the cancel after both held.
+    assert on_hand(tee) == 20 and on_hand(cap) == 19
+    assert OrderLine.objects.count() == 2
+    assert InboundEvent.objects.filter(attempts=1).count() == 5
+
+
+def test_two_sales_of_one_listing_in_one_batch_are_both_taken_off_what_the_channel_shows(shop):
+    """Regression: with the batch's listings looked up once, the second sale worked from the listing as read
+    before the first was noted and showed the channel one sale too many."""
+    channel, tee, cap = shop
+    Listing.objects.filter(channel=channel, sku=tee).update(pushed_quantity=20, pushed_at=None)
+    stored(channel, "orders/create", shopify_order(1, [(11, "TEE", 111, 2)]), "a")
+    stored(channel, "orders/create", shopify_order(2, [(21, "TEE", 111, 3)]), "b")
+    assert inbound.drain() == 2
+    assert Listing.objects.get(channel=channel, sku=tee).remote_quantity == 15
+
+
+@pytest.mark.django_db
+def test_a_batch_wakes_the_pushers_once(django_capture_on_commit_callbacks):
+    channel = make_channel("shopify", slug="shop")
+    other = make_channel("woocommerce", slug="woo")
+    wh = make_location("wh-main")
+    for k in range(4):
+        sku = make_sku(f"S{k}", stock_at={wh: 5})
+        list_sku(channel, sku, external_variant_id=str(100 + k))
+        list_sku(other, sku, external_product_id=str(k + 1))
+        stored(channel, "orders/create", shopify_order(10 + k, [(100 + k, sku.code, 100 + k, 1)]), f"w{k}")
+    with django_capture_on_commit_callbacks() as callbacks:
+        assert inbound.drain() == 4
+    # One wake-up (of both channels) for the batch, where each event's commit made its own.
+    assert len(callbacks) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_drains_whose_batches_cross_skus_do_not_deadlock(monkeypatch):
+    """Two drains, each with a batch that sells TEE then CAP in one and CAP then TEE in the other. Each event
+    locking its own stock rows as it went, each drain held its first SKU and waited for the other's: PostgreSQL
+    broke the deadlock after a second by failing one event (left retrying). The batch's rows are now locked
+    up front, in id order, and the second drain waits for the first."""
+    channel = make_channel("shopify", slug="shop")
+    wh = make_location("wh-main")
+    tee, cap = make_sku("TEE", stock_at={wh: 20}), make_sku("CAP", stock_at={wh: 20})
+    list_sku(channel, tee, external_variant_id="111")
+    list_sku(channel, cap, external_variant_id="222")
+    for k, (code, variant) in enumerate([("TEE", 111), ("CAP", 222), ("CAP", 222), ("TEE", 111)]):
+        stored(channel, "orders/create", shopify_order(k + 1, [(k + 10, code, variant, 1)]), f"x{k}")
+    monkeypatch.setattr(inbound, "DRAIN_BATCH", 2)  # TALLY_DRAIN_BATCH: a batch each
+    errors: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def drain_slowly():
+        held = []
+
+        def pause_after_first_lock(execute, sql, params, many, context):
+            result = execute(sql, params, many, context)
+            if "FOR UPDATE OF sl" in sql and not held:
+                held.append(sql)
+                time.sleep(0.4)  # the other drain takes its first SKU meanwhile
+            return result
+
+        try:
+            start.wait(5)
+            with connection.execute_wrapper(pause_after_first_lock):
+                inbound.drain()  # a batch of two, then a claim that finds the rest taken
+        except BaseException as exc:  # noqa: BLE001 - reported by the test below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=drain_slowly) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert not errors
+    events = list(InboundEvent.objects.order_by("id").values_list("status", "last_error"))
+    assert events == [(InboundStatus.PROCESSED, "")] * 4
+    assert on_hand(tee) == 18 and on_hand(cap) == 18
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_and_a_pusher_recording_listings_do_not_deadlock(monkeypatch):
+    """A pusher records what it sent in one statement over several listings, locked in id order
+    (``sync.locked_listings``). A batch marking each sale's listings as it went held TEE's (ids 1 and 3) while the
+    pusher took CAP's id 2 and waited for 3; the batch's CAP sale then waited for 2. Locked up front, in id
+    order, the batch holds all four before the pusher takes any."""
+    from channels_app.sync import locked_listings
+
+    shop, woo = make_channel("shopify", slug="shop"), make_channel("woocommerce", slug="woo")
+    wh = make_location("wh-main")
+    tee, cap = make_sku("TEE", stock_at={wh: 20}), make_sku("CAP", stock_at={wh: 20})
+    ids = [list_sku(shop, tee, external_variant_id="111").pk, list_sku(shop, cap, external_variant_id="222").pk,
+           list_sku(woo, tee, external_product_id="1").pk, list_sku(woo, cap, external_product_id="2").pk]
+    assert ids == sorted(ids)
+    stored(shop, "orders/create", shopify_order(1, [(10, "TEE", 111, 1)]), "x1")
+    stored(shop, "orders/create", shopify_order(2, [(20, "CAP", 222, 1)]), "x2")
+    first_sold, pusher_waiting = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def drain():
+        locks = []
+
+        def pause_before_second_sale(execute, sql, params, many, context):
+            if "FOR UPDATE OF sl" in sql:
+                locks.append(sql)
+                if len(locks) == 2:  # the first sale and its listings are written
+                    first_sold.set()
+                    pusher_waiting.wait(5)
+                    time.sleep(0.3)  # the pusher's statement is waiting on a listing by now
+            return execute(sql, params, many, context)
+
+        try:
+            with connection.execute_wrapper(pause_before_second_sale):
+                inbound.drain()
+        except BaseException as exc:  # noqa: BLE001 - reported by the test below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    def record_push():
+        try:
+            first_sold.wait(5)
+            pusher_waiting.set()
+            with connection.cursor() as cursor:
+                cursor.execute(locked_listings("id IN (%s, %s)") + f"UPDATE {Listing._meta.db_table} SET "
+                               "pushed_quantity = 20 WHERE id IN (SELECT id FROM locked)", [ids[1], ids[2]])
+        except BaseException as exc:  # noqa: BLE001 - reported by the test below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=drain), threading.Thread(target=record_push)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert not errors
+    assert list(InboundEvent.objects.order_by("id").values_list("status", "last_error")) == [
+        (InboundStatus.PROCESSED, "")] * 2
