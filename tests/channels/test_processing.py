@@ -218,6 +218,27 @@ def test_a_sale_replayed_after_a_later_push_is_not_assumed_to_be_on_the_channel(
     assert listing.remote_quantity == 20  # our later absolute push did not carry the channel's decrement
 
 
+@pytest.mark.parametrize("pushed_ago, remote_after", [(10, 18), (0.4, None), (-10, 20)])
+def test_a_sale_near_our_last_push_forgets_what_the_channel_shows(setup, pushed_ago, remote_after):
+    """Orders are stamped to the second: a sale made just after our number landed reads as older than our push.
+    Regression (chaos run, amazon-1 at 221 against the hub's 222): it was skipped as "our push overwrote it", so
+    the channel kept one unit less than the hub. Near the push, what the channel shows is forgotten (the next
+    push is sent); well after it, the sale is taken off; well before it, our later number stands."""
+    from django.utils import timezone
+
+    channel, wh, tee, cap = setup
+    sold_at = timezone.now().replace(microsecond=0)
+    listing = Listing.objects.get(sku=tee)
+    Listing.objects.filter(pk=listing.pk).update(pushed_quantity=20, remote_quantity=20,
+                                                 pushed_at=sold_at + timedelta(seconds=0.6) - timedelta(seconds=pushed_ago))
+    payload = json.loads(shopify_order(13, [(131, "TEE", 111, 2)]))
+    payload["created_at"] = sold_at.isoformat()
+    deliver(Client(), "orders/create", payload)
+    assert process_all() == ["processed"]
+    listing.refresh_from_db()
+    assert listing.remote_quantity == remote_after
+
+
 def test_amazon_order_with_money_objects_is_applied():
     """Regression (found by the propagation bench): SP-API prices are {CurrencyCode, Amount} objects."""
     amazon = make_channel("amazon", slug="amzn", secret="relay")
