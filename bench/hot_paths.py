@@ -66,18 +66,27 @@ def measure(step, count: int) -> tuple[int, float, float, float]:
             (backend_cpu() - pg) / count * 1000, (time.perf_counter() - wall) / count * 1000)
 
 
-def orders(count: int) -> tuple[int, float, float, float]:
+def one_line_orders(prefix: str, base: int):
+    """A Shopify channel listing 20 SKUs, and ``make(first, n)``: n of its one-line ``orders/create`` events,
+    stored as receipt stores them (ids returned)."""
     wh = make_location()
     skus = [make_sku(stock_at={wh: 1_000_000}) for _ in range(20)]
     channel = make_channel("shopify")
     map_location(channel, wh, "1")
     for i, sku in enumerate(skus):
         list_sku(channel, sku, external_variant_id=str(100 + i), external_inventory_item_id=str(200 + i))
-    base = int(time.time() * 1000) % 10**9
-    events = [InboundEvent.objects.create(
-        channel=channel, dedup_key=f"hp{k}", delivery_id=f"hp{k}", topic="orders/create", headers={},
-        body=shopify_order(base + k, [(base + k, skus[k % 20].code, 100 + k % 20, 1)]).decode()).pk
-        for k in range(count + 2)]
+
+    def make(first: int, n: int) -> list[int]:
+        return [event.pk for event in InboundEvent.objects.bulk_create([InboundEvent(
+            channel=channel, dedup_key=f"{prefix}{k}", delivery_id=f"{prefix}{k}", topic="orders/create", headers={},
+            body=shopify_order(base + k, [(base + k, skus[k % 20].code, 100 + k % 20, 1)]).decode())
+            for k in range(first, first + n)])]
+
+    return make
+
+
+def orders(count: int) -> tuple[int, float, float, float]:
+    events = one_line_orders("hp", int(time.time() * 1000) % 10**9)(0, count + 2)
 
     def step(i: int) -> None:
         assert inbound.process_event(events[i]) == "processed"
@@ -87,20 +96,7 @@ def orders(count: int) -> tuple[int, float, float, float]:
 
 def drained_orders(count: int) -> tuple[int, float, float, float]:
     """The same orders applied by the inbox drain, ``inbound.DRAIN_BATCH`` to a transaction; figures per order."""
-    wh = make_location()
-    skus = [make_sku(stock_at={wh: 1_000_000}) for _ in range(20)]
-    channel = make_channel("shopify")
-    map_location(channel, wh, "1")
-    for i, sku in enumerate(skus):
-        list_sku(channel, sku, external_variant_id=str(100 + i), external_inventory_item_id=str(200 + i))
-    base = int(time.time() * 1000) % 10**9 + 500_000
-
-    def store(first: int, n: int) -> None:
-        InboundEvent.objects.bulk_create([InboundEvent(
-            channel=channel, dedup_key=f"hd{k}", delivery_id=f"hd{k}", topic="orders/create", headers={},
-            body=shopify_order(base + k, [(base + k, skus[k % 20].code, 100 + k % 20, 1)]).decode())
-            for k in range(first, first + n)])
-
+    store = one_line_orders("hd", int(time.time() * 1000) % 10**9 + 500_000)
     # The receipts measured before stay pending (no worker here); set aside, or the drain would apply them too.
     InboundEvent.objects.filter(status="pending").update(status="ignored")
     store(0, inbound.DRAIN_BATCH)
