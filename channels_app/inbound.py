@@ -27,7 +27,7 @@ from datetime import timedelta
 from decimal import Decimal
 from functools import lru_cache
 
-from django.db import IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
 
 from channels_app import metrics
@@ -74,10 +74,12 @@ DRAIN_MAX_SECONDS = 5.0
 # Most events one drain transaction applies. Applied one per transaction, a third of each event's time went on
 # what every transaction pays (claim, commit, recording the event, waking the pushers); a drain behind its
 # webhooks pays it once for up to this many. A drain keeping up finds one or two waiting, and applies those.
-# At most 30: each event writes in two savepoints (its own and its stock operation's), and PostgreSQL keeps 64
-# subtransactions of a transaction in its shared cache (PGPROC_MAX_CACHED_SUBXIDS); past that, every other
-# session's visibility checks look them up on disk until this transaction ends.
+# At most 30 events, and at most SUBTRANSACTIONS savepoints: each event takes one, and each of its stock
+# operations one more (a line sold, a line restocked). PostgreSQL keeps 64 subtransactions of a transaction in
+# its shared cache (PGPROC_MAX_CACHED_SUBXIDS); past that, every other session's visibility checks look them up
+# on disk until this transaction ends.
 DRAIN_BATCH = min(max(int(os.environ.get("TALLY_DRAIN_BATCH", "16")), 1), 30)
+SUBTRANSACTIONS = 56
 KEPT_HEADERS = ("content-type", "user-agent", "x-shopify-topic", "x-shopify-shop-domain", "x-shopify-api-version",
                 "x-shopify-webhook-id", "x-shopify-event-id", "x-shopify-triggered-at", "x-wc-webhook-source",
                 "x-wc-webhook-topic", "x-wc-webhook-resource", "x-wc-webhook-event", "x-wc-webhook-id",
@@ -353,7 +355,8 @@ def _claim_and_apply(candidates: str, params: list, limit: int) -> list[tuple[in
         now = timezone.now()
         applying_behind_ms.set(max(max((now - max(e.received_at, e.next_attempt_at or e.received_at)).total_seconds()
                                        * 1000 for e, _, _ in work), 0))
-        if len(work) > 1:
+        work = _within_subtransactions(work)
+        if len(work) > 1 or _subtransactions(work[0][2]) > 2:  # one stock operation alone locks in order by itself
             _lock_ahead(work)
         writes = Statements()
         for event, channel, parsed in work:
@@ -420,15 +423,38 @@ def _record(writes: Statements, event: InboundEvent) -> None:
                              adapt(event.processed_at), event.pk])
 
 
+def _subtransactions(parsed: list[Command] | Exception) -> int:
+    """About how many savepoints applying an event takes: its own, and one per stock operation (a cancel's
+    restocks are not known before its order is read: counted as four)."""
+    return 1 + (1 if isinstance(parsed, Exception) else sum(
+        len(c.lines) if isinstance(c, OrderPlaced | RefundCreated) else 4 if isinstance(c, OrderCancelled) else 1
+        for c in parsed))
+
+
+def _within_subtransactions(work: list) -> list:
+    """The first events of the claim whose savepoints fit ``SUBTRANSACTIONS`` (at least one); the rest are left
+    pending for the next claim."""
+    used, kept = 0, []
+    for item in work:
+        cost = _subtransactions(item[2])
+        if kept and used + cost > SUBTRANSACTIONS:
+            break
+        kept.append(item)
+        used += cost
+    return kept
+
+
 def _lock_ahead(work: list[tuple[InboundEvent, Channel, list[Command] | Exception]]) -> None:
-    """Before a transaction applies several events, lock the stock rows and listings they will write, each
+    """Before a transaction applies its events, lock the stock rows and listings they will write, each
     table in id order, stock rows first: the order every stock operation takes them in. One event's writes
     lock them as they go, which is safe for one operation but not for several in one transaction: two drains
     (or a drain and a pusher recording what it sent) would take the same rows in different orders and
     deadlock. Locked here, the events' own locks find them held. The SKUs are read off the payloads, the
     listings they name and the orders they cancel or refund; an event whose SKUs cannot be told (a listing not
     mapped yet) locks nothing here and fails or parks as it would alone. The order lines' listings are kept
-    for ``apply_command``, so each is looked up once."""
+    for ``apply_command``, so each is looked up once. Done for one event too when it makes more than one stock
+    operation: an order of two lines sells them one after the other, which against a batch holding the second
+    line's rows is the same cycle."""
     if not connection.features.has_select_for_update:
         return  # SQLite: one writer at a time, no row locks to order
     sku_ids: set[int] = set()
@@ -445,7 +471,10 @@ def _lock_ahead(work: list[tuple[InboundEvent, Channel, list[Command] | Exceptio
                 if key not in resolved:
                     try:
                         resolved[key] = find_listing(channel, ref)
-                    except ParkEvent:
+                    except (ParkEvent, DatabaseError, UnicodeError):
+                        # Not mapped, or a value the driver refuses to send (a NUL, a lone surrogate; refused
+                        # before it reaches the server, so the transaction goes on): the event fails or parks
+                        # in its own savepoint, as it would alone, instead of failing every batch it is in.
                         continue
                 sku_ids.add(resolved[key].sku_id)
             if isinstance(command, OrderCancelled):
@@ -454,12 +483,14 @@ def _lock_ahead(work: list[tuple[InboundEvent, Channel, list[Command] | Exceptio
                 orders_named.add((channel.slug, command.external_order_id))
     if orders_named:
         pairs = sorted(orders_named)
-        sku_ids.update(row[0] for row in fetch(
-            f"SELECT DISTINCT rl.sku_id FROM {Order._meta.db_table} o "
-            f"JOIN {OrderLine._meta.db_table} ol ON ol.order_id = o.id "
-            f"JOIN {ReservationLine._meta.db_table} rl ON rl.reservation_id = ol.reservation_id "
-            f"WHERE (o.channel, o.external_id) IN ({', '.join(['(%s, %s)'] * len(pairs))})",
-            [value for pair in pairs for value in pair]))
+        try:
+            found = fetch(_ORDER_SKUS_SQL, [[c for c, _ in pairs], [o for _, o in pairs]])
+        except (DatabaseError, UnicodeError):  # as above: one refused order id, and these lock as they go
+            found = []
+        for line_sku, held_sku in found:
+            sku_ids.add(line_sku)  # what forget_what_channel_shows names, short lines (nothing held) included
+            if held_sku is not None:
+                sku_ids.add(held_sku)  # what the restock puts back: a bundle's components
     # Order lines use only their listing's id and SKU from it; an inventory report reads the listing's state,
     # which an earlier event of the batch may have changed, and looks it up again.
     _resolved_lines.set(resolved)
@@ -473,6 +504,11 @@ def _lock_ahead(work: list[tuple[InboundEvent, Channel, list[Command] | Exceptio
 
 
 _COMPONENTS = BundleComponent._meta.db_table
+# The SKUs of the orders a batch cancels or refunds: each line's own, and the ones its units were taken from.
+_ORDER_SKUS_SQL = (f"SELECT ol.sku_id, rl.sku_id FROM {Order._meta.db_table} o "
+                   f"JOIN {OrderLine._meta.db_table} ol ON ol.order_id = o.id "
+                   f"LEFT JOIN {ReservationLine._meta.db_table} rl ON rl.reservation_id = ol.reservation_id "
+                   f"WHERE (o.channel, o.external_id) IN (SELECT * FROM unnest(%s::text[], %s::text[]))")
 # The SKUs whose stock rows an operation on these SKUs locks: their own and, for bundles, the components'.
 _STOCK_SKUS = (f"SELECT id FROM {Sku._meta.db_table} WHERE id = ANY(%s) "
                f"UNION SELECT component_id FROM {_COMPONENTS} WHERE bundle_id = ANY(%s)")
@@ -539,7 +575,11 @@ def apply_command(channel: Channel, command: Command) -> str:
             total=command.total, placed_at=command.placed_at,
             lines=[orders.OrderLineRequest(external_id=line.external_id, sku=listing.sku, quantity=line.quantity,
                                            unit_price=Decimal(line.unit_price)) for line, listing in resolved])
-        note_channel_sale(channel, [(listing, line.quantity) for line, listing in resolved], sold_at=command.placed_at)
+        # Only the lines this delivery applied: an orders/paid after its orders/create names the same lines, and
+        # noting them again took the sale off what the channel shows twice.
+        new = set(result["new_lines"])
+        note_channel_sale(channel, [(listing, line.quantity) for line, listing in resolved if line.external_id in new],
+                          sold_at=command.placed_at)
         if result.get("short"):
             metrics.OVERSOLD_UNITS.labels(channel=channel.slug).inc(result["short"])
             return f"oversold: {result['short']} unit(s) on lines {', '.join(result['short_lines'])}"
@@ -580,11 +620,12 @@ def note_channel_sale(channel: Channel, sold: list[tuple[Listing, int]], *, sold
 
     Only if the sale came after our last push. A push made after it (say the event was parked and replayed)
     set an absolute number that no longer carries the channel's own decrement: left as it is. A sale within
-    ``SALE_TIME_MARGIN`` of our last push may have come before our number landed or after: what the channel
-    shows is forgotten, and the next push is sent whatever it is. The platforms stamp orders to the second
-    (Amazon's ``EventTime``, Shopify's ``created_at``) with clocks that are not ours: a sale made a few hundred
-    milliseconds after our number landed read as older than our push, was skipped, and the channel showed one
-    unit less than the hub, for good (chaos run, amazon-1: 221 against 222).
+    ``SALE_TIME_MARGIN`` of our last push may have come before our number landed or after: the decrement is
+    noted as a guess (``remote_unsure``), so the next push is sent whatever it is, with the guess as its
+    compare-and-set expectation. The platforms stamp orders to the second (Amazon's ``EventTime``, Shopify's
+    ``created_at``) with clocks that are not ours: a sale made a few hundred milliseconds after our number
+    landed read as older than our push, was skipped, and the channel showed one unit less than the hub, for
+    good (chaos run, amazon-1: 221 against 222).
 
     Worked out in the statement, from the row as it is when locked, not from the listing as read earlier: a
     push recorded since, or an earlier sale in the same drain transaction, would otherwise be overwritten."""
@@ -596,14 +637,14 @@ def note_channel_sale(channel: Channel, sold: list[tuple[Listing, int]], *, sold
                 cursor.execute(_NOTE_SALE_SQL.format(when="TRUE", unsure="FALSE"), [quantity, quantity, now, listing.pk])
             else:
                 cursor.execute(_NOTE_SALE_SQL.format(when="(pushed_at IS NULL OR pushed_at <= %s)",
-                                                     unsure="pushed_at >= %s"),
+                                                     unsure="COALESCE(pushed_at >= %s, FALSE)"),
                                [adapt(sold_at - SALE_TIME_MARGIN), quantity, quantity, now, listing.pk,
                                 adapt(sold_at + SALE_TIME_MARGIN)])
 
 
 SALE_TIME_MARGIN = timedelta(seconds=2)
 # {when}: the sale is not older than our last push; {unsure}: it may have come before our number landed.
-_NOTE_SALE_SQL = (f"UPDATE {Listing._meta.db_table} SET remote_quantity = CASE WHEN {{unsure}} THEN NULL WHEN "
+_NOTE_SALE_SQL = (f"UPDATE {Listing._meta.db_table} SET remote_unsure = {{unsure}}, remote_quantity = CASE WHEN "
                   f"COALESCE(remote_quantity, pushed_quantity) > %s THEN COALESCE(remote_quantity, pushed_quantity) - %s "
                   f"ELSE 0 END, remote_seen_at = %s WHERE id = %s AND COALESCE(remote_quantity, pushed_quantity) IS NOT NULL "
                   f"AND {{when}}")
@@ -635,7 +676,7 @@ def _inventory_reported(channel: Channel, command: InventoryReported) -> str:
     now = timezone.now()
     echo = listing.pushed_quantity == command.available
     Listing.objects.filter(pk=listing.pk).update(
-        remote_quantity=command.available, remote_seen_at=now,
+        remote_quantity=command.available, remote_seen_at=now, remote_unsure=False,
         edited_on_channel_at=listing.edited_on_channel_at if echo else now)
     return "" if echo else f"channel shows {command.available}, we last pushed {listing.pushed_quantity}"
 

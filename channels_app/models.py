@@ -189,6 +189,9 @@ class Listing(models.Model):
     attempted_quantity = models.IntegerField(null=True, blank=True)
     remote_quantity = models.IntegerField(null=True, blank=True, help_text="Last value the channel told us.")
     remote_seen_at = models.DateTimeField(null=True, blank=True)
+    remote_unsure = models.BooleanField(
+        default=False, help_text="remote_quantity is our best guess, not known (a sale of the channel's own too close "
+                                 "to our last push to tell which came first): the next push is sent even if it matches.")
     edited_on_channel_at = models.DateTimeField(null=True, blank=True,
                                                 help_text="The channel changed this stock on its own.")
     # A compare-and-set conflict published our number less sales the channel made that we had not

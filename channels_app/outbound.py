@@ -270,7 +270,7 @@ def _push_round(work: list[tuple[_Pushing, list[tuple[Listing, int]]]], owner: u
         for listing, version in claimed:
             quantity = desired[listing.id]
             known = listing.remote_quantity if listing.remote_quantity is not None else listing.pushed_quantity
-            if listing.remote_quantity is not None and listing.remote_quantity == quantity and (
+            if listing.remote_quantity is not None and listing.remote_quantity == quantity and not listing.remote_unsure and (
                     listing.pushed_at is None or (listing.remote_seen_at and listing.remote_seen_at >= listing.pushed_at)):
                 # The channel already shows this number (it made the sale itself): no echo.
                 unchanged.append(_Ack(p.channel, listing, version, quantity, None, sent=False))
@@ -602,7 +602,7 @@ def _record_ok(acks: list[_Ack], owner: uuid.UUID, started: datetime, correlatio
                 # shows is forgotten and the next push is sent, not skipped as "it has it already". Kept, our 79
                 # over its later sale read as 79 while it showed 78, for good (chaos run, amazon-1).
                 f"remote_quantity = CASE WHEN remote_seen_at > %s THEN NULL ELSE {quantity} END, "
-                f"remote_seen_at = CASE WHEN remote_seen_at > %s THEN remote_seen_at ELSE %s END, "
+                f"remote_seen_at = CASE WHEN remote_seen_at > %s THEN remote_seen_at ELSE %s END, remote_unsure = FALSE, "
                 f"attempts = 0, next_attempt_at = NULL, last_error = '', lease_owner = NULL, lease_until = NULL, "
                 f"dirty_since = CASE WHEN desired_version > {version} THEN %s ELSE NULL END, "
                 f"status = CASE WHEN desired_version > {version} THEN %s ELSE %s END, recheck_after = {recheck} "

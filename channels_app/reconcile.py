@@ -96,7 +96,7 @@ def _heal(channel: Channel, drifted: list[tuple[Listing, int, int]]) -> None:
         for listing, shows, _ in drifted:
             edited = listing.pushed_quantity != shows
             Listing.objects.filter(pk=listing.pk).update(
-                desired_version=F("desired_version") + 1, remote_quantity=shows, remote_seen_at=now,
+                desired_version=F("desired_version") + 1, remote_quantity=shows, remote_seen_at=now, remote_unsure=False,
                 dirty_since=now, status="pending",
                 edited_on_channel_at=now if edited else listing.edited_on_channel_at)
         transaction.on_commit(lambda: wake_pushers([channel.pk]))

@@ -97,7 +97,7 @@ def place_order(
             order = _locked_order(channel, external_id)
         assert order is not None
         if order.status == OrderStatus.CANCELLED:
-            return {"order": order.pk, "applied": 0, "short": 0, "cancelled": True}
+            return {"order": order.pk, "applied": 0, "short": 0, "cancelled": True, "new_lines": []}
         known = set() if created else set(order.lines.values_list("external_id", flat=True))
         applied, short = [], []
         for line in lines:
@@ -123,7 +123,8 @@ def place_order(
                 "lines": [{"line": x.external_id, "sku": x.sku.code, "quantity": x.quantity,
                            "status": "short" if x in short else "committed"} for x in [*applied, *short]]})
         return {"order": order.pk, "applied": sum(x.quantity for x in applied),
-                "short": sum(x.quantity for x in short), "short_lines": [x.external_id for x in short]}
+                "short": sum(x.quantity for x in short), "short_lines": [x.external_id for x in short],
+                "new_lines": [x.external_id for x in [*applied, *short]]}
 
 
 def _restock_line(line: OrderLine, units: int, *, key: str, channel: str, location: Location | None) -> int:

@@ -16,6 +16,7 @@ of them touch ``StockLevel`` directly. Each operation:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import uuid
@@ -27,7 +28,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from hub import events
@@ -118,26 +119,30 @@ class _KeyTaken(Exception):
     """Another call recorded this key while ours worked: our work is rolled back and theirs answers."""
 
 
-def _idempotent(operation: str, key: str | None, payload: dict, work: Callable[[Statements], dict]) -> dict:
+def _idempotent(operation: str, key: str | None, payload: dict, work: Callable[[Statements], dict], *,
+                reads_first: bool = False) -> dict:
     """Run ``work(writes)`` in one transaction; its batched writes and the caller's key go in one round trip.
 
     The key is written, not looked up first: a new key (nearly every call) costs no read. A key already
     recorded rolls the work back and answers with the first result, as does a key whose work now fails
     (a retry of a reservation that took the last unit must get that reservation, not "insufficient stock").
-    A concurrent call with the same key waits on the key's index entry and then answers with the winner's."""
+    A concurrent call with the same key waits on the key's index entry and then answers with the winner's.
+
+    ``reads_first``: ``work`` only reads and locks, and queues every write in ``writes``. Inside a caller's
+    transaction on PostgreSQL the operation's savepoint then goes out with its writes, first in the same
+    pipeline, instead of a round trip of its own before the reads and another to release it: two of the
+    ten round trips of each order an inbox drain applies. Left unreleased, it ends with the caller's."""
     fingerprint = _fingerprint(operation, payload) if key else ""
+    if reads_first and connection.vendor == "postgresql" and connection.in_atomic_block:
+        return _idempotent_in_pipeline(operation, key, fingerprint, work)
     try:
         with transaction.atomic():
             writes = Statements()
             result = work(writes)
             recorded: list[tuple] = []
             if key:
-                writes.add(
-                    f"INSERT INTO {OperationRecord._meta.db_table} (key, operation, request_hash, result, created_at) "
-                    "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (key) DO NOTHING RETURNING key",
-                    [key, operation, fingerprint, json.dumps(result), _db_time(timezone.now())],
-                    on_rows=recorded.extend,
-                )
+                writes.add(_RECORD_KEY_SQL, [key, operation, fingerprint, json.dumps(result), _db_time(timezone.now())],
+                           on_rows=recorded.extend)
             writes.run()
             if key and not recorded:
                 raise _KeyTaken(key)
@@ -147,6 +152,46 @@ def _idempotent(operation: str, key: str | None, payload: dict, work: Callable[[
         if previous is None:
             raise
         return _replay(previous, operation, fingerprint, key)
+
+
+_RECORD_KEY_SQL = (f"INSERT INTO {OperationRecord._meta.db_table} (key, operation, request_hash, result, created_at) "
+                   "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (key) DO NOTHING RETURNING key")
+# One name for every operation's savepoint: ROLLBACK TO names the latest, and one statement text is prepared once.
+_SAVEPOINT = "tally_operation"
+
+
+def _idempotent_in_pipeline(operation: str, key: str | None, fingerprint: str,
+                            work: Callable[[Statements], dict]) -> dict:
+    writes = Statements()
+    writes.add(f"SAVEPOINT {_SAVEPOINT}")
+    try:
+        result = work(writes)  # nothing written yet: a StockError here leaves nothing to roll back
+        recorded: list[tuple] = []
+        if key:
+            writes.add(_RECORD_KEY_SQL, [key, operation, fingerprint, json.dumps(result), _db_time(timezone.now())],
+                       on_rows=recorded.extend)
+        try:
+            writes.run()
+        except BaseException:
+            # Back to before the operation, for a caller that goes on; if even that fails, the caller's own
+            # transaction is broken and rolls back with the error raised here.
+            with contextlib.suppress(DatabaseError):
+                _roll_back_operation()
+            raise
+        if key and not recorded:
+            _roll_back_operation()
+            raise _KeyTaken(key)
+        return result
+    except (StockError, _KeyTaken):
+        previous = _previous_result(key) if key else None
+        if previous is None:
+            raise
+        return _replay(previous, operation, fingerprint, key)
+
+
+def _roll_back_operation() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}; RELEASE SAVEPOINT {_SAVEPOINT}")
 
 
 def _previous_result(key: str) -> tuple[str, str, dict] | None:
@@ -651,7 +696,7 @@ def _take(lines: Sequence[LineRequest], *, channel: str, reference: str, ttl: in
                       for (req_id, stock_id, row_id), qty in merged.items()],
         }
 
-    return _idempotent("sell" if sold else "reserve", key, payload, work)
+    return _idempotent("sell" if sold else "reserve", key, payload, work, reads_first=True)
 
 
 _location_code_cache: dict[int, str] = {}

@@ -218,12 +218,12 @@ def test_a_sale_replayed_after_a_later_push_is_not_assumed_to_be_on_the_channel(
     assert listing.remote_quantity == 20  # our later absolute push did not carry the channel's decrement
 
 
-@pytest.mark.parametrize("pushed_ago, remote_after", [(10, 18), (0.4, None), (-10, 20)])
-def test_a_sale_near_our_last_push_forgets_what_the_channel_shows(setup, pushed_ago, remote_after):
+@pytest.mark.parametrize("pushed_ago, remote_after, unsure", [(10, 18, False), (0.4, 18, True), (-10, 20, False)])
+def test_a_sale_near_our_last_push_is_noted_as_a_guess(setup, pushed_ago, remote_after, unsure):
     """Orders are stamped to the second: a sale made just after our number landed reads as older than our push.
     Regression (chaos run, amazon-1 at 221 against the hub's 222): it was skipped as "our push overwrote it", so
-    the channel kept one unit less than the hub. Near the push, what the channel shows is forgotten (the next
-    push is sent); well after it, the sale is taken off; well before it, our later number stands."""
+    the channel kept one unit less than the hub. Near the push, the sale is taken off as a guess (the next push
+    is sent even if it matches); well after it, as a fact; well before it, our later number stands."""
     from django.utils import timezone
 
     channel, wh, tee, cap = setup
@@ -236,7 +236,7 @@ def test_a_sale_near_our_last_push_forgets_what_the_channel_shows(setup, pushed_
     deliver(Client(), "orders/create", payload)
     assert process_all() == ["processed"]
     listing.refresh_from_db()
-    assert listing.remote_quantity == remote_after
+    assert (listing.remote_quantity, listing.remote_unsure) == (remote_after, unsure)
 
 
 def test_amazon_order_with_money_objects_is_applied():
@@ -292,8 +292,9 @@ def test_concurrent_events_of_one_channel_do_not_lock_each_other(setup):
 
 @pytest.mark.django_db(transaction=True)
 def test_applying_a_one_line_order_stays_within_its_statement_budget():
-    """22 statements today (one sale with its idempotency record, ledger, order, inbox row, and the two ring-fence
-    statements that ride in the sale's pipeline; it was 37 with reserve + commit, 26 before the order's insert
+    """21 statements today (one sale with its idempotency record, ledger, order, inbox row, and the two ring-fence
+    statements that ride in the sale's pipeline, as does the sale's savepoint, which took a round trip of its own
+    and another to release it until then: 22; it was 37 with reserve + commit, 26 before the order's insert
     took the place of its read, savepoint, insert and release); a regression that adds per-line queries to the
     hot path shows here first."""
     from django.db import connection
@@ -318,4 +319,4 @@ def test_applying_a_one_line_order_stays_within_its_statement_budget():
         with CaptureQueriesContext(connection) as queries:
             assert inbound.process_event(event.pk) == "processed"
         counts.append(len(queries.captured_queries))
-    assert counts[-1] <= 22, counts
+    assert counts[-1] <= 21, counts
