@@ -498,8 +498,8 @@ def _lock_ahead(work: list[tuple[InboundEvent, Channel, list[Command] | Exceptio
         return
     skus = sorted(sku_ids)
     locks = Statements()
-    locks.add(_LOCK_STOCK_SQL, [skus, skus], on_rows=lambda rows: None)
-    locks.add(_LOCK_LISTINGS_SQL, [skus, skus, skus, skus], on_rows=lambda rows: None)
+    locks.add(_LOCK_STOCK_SQL, [skus, skus])  # the rows are locked as the statements run; nobody reads them
+    locks.add(_LOCK_LISTINGS_SQL, [skus, skus, skus, skus])
     locks.run()
 
 

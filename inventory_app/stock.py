@@ -133,20 +133,13 @@ def _idempotent(operation: str, key: str | None, payload: dict, work: Callable[[
     pipeline, instead of a round trip of its own before the reads and another to release it: two of the
     ten round trips of each order an inbox drain applies. Left unreleased, it ends with the caller's."""
     fingerprint = _fingerprint(operation, payload) if key else ""
-    if reads_first and connection.vendor == "postgresql" and connection.in_atomic_block:
-        return _idempotent_in_pipeline(operation, key, fingerprint, work)
     try:
-        with transaction.atomic():
+        if reads_first and connection.vendor == "postgresql" and connection.in_atomic_block:
             writes = Statements()
-            result = work(writes)
-            recorded: list[tuple] = []
-            if key:
-                writes.add(_RECORD_KEY_SQL, [key, operation, fingerprint, json.dumps(result), _db_time(timezone.now())],
-                           on_rows=recorded.extend)
-            writes.run()
-            if key and not recorded:
-                raise _KeyTaken(key)
-            return result
+            writes.add(f"SAVEPOINT {_SAVEPOINT}")  # runs first in the pipeline, after work's reads and locks
+            return _run(operation, key, fingerprint, work, writes, undo=_roll_back_operation)
+        with transaction.atomic():
+            return _run(operation, key, fingerprint, work, Statements())
     except (StockError, _KeyTaken):
         previous = _previous_result(key) if key else None
         if previous is None:
@@ -160,33 +153,27 @@ _RECORD_KEY_SQL = (f"INSERT INTO {OperationRecord._meta.db_table} (key, operatio
 _SAVEPOINT = "tally_operation"
 
 
-def _idempotent_in_pipeline(operation: str, key: str | None, fingerprint: str,
-                            work: Callable[[Statements], dict]) -> dict:
-    writes = Statements()
-    writes.add(f"SAVEPOINT {_SAVEPOINT}")
+def _run(operation: str, key: str | None, fingerprint: str, work: Callable[[Statements], dict], writes: Statements,
+         undo: Callable[[], None] | None = None) -> dict:
+    """``work``, its writes and the caller's key; ``undo`` takes the writes back when they fail or the key is
+    taken (None: the enclosing atomic block does)."""
+    result = work(writes)
+    recorded: list[tuple] = []
+    if key:
+        writes.add(_RECORD_KEY_SQL, [key, operation, fingerprint, json.dumps(result), _db_time(timezone.now())],
+                   on_rows=recorded.extend)
     try:
-        result = work(writes)  # nothing written yet: a StockError here leaves nothing to roll back
-        recorded: list[tuple] = []
-        if key:
-            writes.add(_RECORD_KEY_SQL, [key, operation, fingerprint, json.dumps(result), _db_time(timezone.now())],
-                       on_rows=recorded.extend)
-        try:
-            writes.run()
-        except BaseException:
+        writes.run()
+        if key and not recorded:
+            raise _KeyTaken(key)
+    except BaseException:
+        if undo is not None:
             # Back to before the operation, for a caller that goes on; if even that fails, the caller's own
             # transaction is broken and rolls back with the error raised here.
             with contextlib.suppress(DatabaseError):
-                _roll_back_operation()
-            raise
-        if key and not recorded:
-            _roll_back_operation()
-            raise _KeyTaken(key)
-        return result
-    except (StockError, _KeyTaken):
-        previous = _previous_result(key) if key else None
-        if previous is None:
-            raise
-        return _replay(previous, operation, fingerprint, key)
+                undo()
+        raise
+    return result
 
 
 def _roll_back_operation() -> None:
