@@ -17,6 +17,7 @@ from channels_app.models import InboundEvent, InboundStatus, Listing
 from inventory_app.models import OrderLine, StockLevel
 from tests.channels.helpers import list_sku, make_channel, map_location, shopify_order
 from tests.factories import make_location, make_sku
+from tests.threads import run_together
 
 
 def stored(channel, topic: str, body: bytes | str, key: str) -> InboundEvent:
@@ -103,7 +104,6 @@ def test_drains_whose_batches_cross_skus_do_not_deadlock(monkeypatch):
     for k, (code, variant) in enumerate([("TEE", 111), ("CAP", 222), ("CAP", 222), ("TEE", 111)]):
         stored(channel, "orders/create", shopify_order(k + 1, [(k + 10, code, variant, 1)]), f"x{k}")
     monkeypatch.setattr(inbound, "DRAIN_BATCH", 2)  # TALLY_DRAIN_BATCH: a batch each
-    errors: list[BaseException] = []
     start = threading.Barrier(2)
 
     def drain_slowly():
@@ -116,21 +116,11 @@ def test_drains_whose_batches_cross_skus_do_not_deadlock(monkeypatch):
                 time.sleep(0.4)  # the other drain takes its first SKU meanwhile
             return result
 
-        try:
-            start.wait(5)
-            with connection.execute_wrapper(pause_after_first_lock):
-                inbound.drain()  # a batch of two, then a claim that finds the rest taken
-        except BaseException as exc:  # noqa: BLE001 - reported by the test below
-            errors.append(exc)
-        finally:
-            connection.close()
+        start.wait(5)
+        with connection.execute_wrapper(pause_after_first_lock):
+            inbound.drain()  # a batch of two, then a claim that finds the rest taken
 
-    threads = [threading.Thread(target=drain_slowly) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    assert not errors
+    assert run_together(drain_slowly, drain_slowly) == []
     events = list(InboundEvent.objects.order_by("id").values_list("status", "last_error"))
     assert events == [(InboundStatus.PROCESSED, "")] * 4
     assert on_hand(tee) == 18 and on_hand(cap) == 18
@@ -153,7 +143,6 @@ def test_a_batch_and_a_pusher_recording_listings_do_not_deadlock(monkeypatch):
     stored(shop, "orders/create", shopify_order(1, [(10, "TEE", 111, 1)]), "x1")
     stored(shop, "orders/create", shopify_order(2, [(20, "CAP", 222, 1)]), "x2")
     first_sold, pusher_waiting = threading.Event(), threading.Event()
-    errors: list[BaseException] = []
 
     def drain():
         locks = []
@@ -167,32 +156,17 @@ def test_a_batch_and_a_pusher_recording_listings_do_not_deadlock(monkeypatch):
                     time.sleep(0.3)  # the pusher's statement is waiting on a listing by now
             return execute(sql, params, many, context)
 
-        try:
-            with connection.execute_wrapper(pause_before_second_sale):
-                inbound.drain()
-        except BaseException as exc:  # noqa: BLE001 - reported by the test below
-            errors.append(exc)
-        finally:
-            connection.close()
+        with connection.execute_wrapper(pause_before_second_sale):
+            inbound.drain()
 
     def record_push():
-        try:
-            first_sold.wait(5)
-            pusher_waiting.set()
-            with connection.cursor() as cursor:
-                cursor.execute(locked_listings("id IN (%s, %s)") + f"UPDATE {Listing._meta.db_table} SET "
-                               "pushed_quantity = 20 WHERE id IN (SELECT id FROM locked)", [ids[1], ids[2]])
-        except BaseException as exc:  # noqa: BLE001 - reported by the test below
-            errors.append(exc)
-        finally:
-            connection.close()
+        first_sold.wait(5)
+        pusher_waiting.set()
+        with connection.cursor() as cursor:
+            cursor.execute(locked_listings("id IN (%s, %s)") + f"UPDATE {Listing._meta.db_table} SET "
+                           "pushed_quantity = 20 WHERE id IN (SELECT id FROM locked)", [ids[1], ids[2]])
 
-    threads = [threading.Thread(target=drain), threading.Thread(target=record_push)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    assert not errors
+    assert run_together(drain, record_push) == []
     assert list(InboundEvent.objects.order_by("id").values_list("status", "last_error")) == [
         (InboundStatus.PROCESSED, "")] * 2
 

@@ -21,6 +21,7 @@ from hub.redis import get_redis
 from inventory_app.models import LedgerKind, StockLedgerEntry, StockLevel
 from tests.channels.helpers import list_sku, make_channel, post, shopify_headers, shopify_order
 from tests.factories import make_location, make_sku
+from tests.threads import run_together
 
 pytestmark = pytest.mark.django_db
 
@@ -123,22 +124,11 @@ def test_concurrent_drains_apply_each_event_exactly_once(inbound_queue, shop):
     _, tee = shop
     deliver(40)
     counts: list[int] = []
-    errors: list[BaseException] = []
 
     def run():
-        try:
-            counts.append(inbound.drain())
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-        finally:
-            connection.close()
+        counts.append(inbound.drain())
 
-    threads = [threading.Thread(target=run) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors
+    assert run_together(run, run, run, run) == []
     assert sum(counts) == 40
     assert StockLevel.objects.get(sku=tee).on_hand == 60
     assert StockLedgerEntry.objects.filter(sku=tee, kind=LedgerKind.COMMIT).count() == 40
