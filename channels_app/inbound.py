@@ -634,20 +634,26 @@ def note_channel_sale(channel: Channel, sold: list[tuple[Listing, int]], *, sold
     with connection.cursor() as cursor:
         for listing, quantity in sold:
             if sold_at is None:
-                cursor.execute(_NOTE_SALE_SQL.format(when="TRUE", unsure="FALSE"), [quantity, quantity, now, listing.pk])
+                cursor.execute(_NOTE_SALE_SQL, [quantity, quantity, now, listing.pk])
             else:
-                cursor.execute(_NOTE_SALE_SQL.format(when="(pushed_at IS NULL OR pushed_at <= %s)",
-                                                     unsure="COALESCE(pushed_at >= %s, FALSE)"),
-                               [adapt(sold_at - SALE_TIME_MARGIN), quantity, quantity, now, listing.pk,
-                                adapt(sold_at + SALE_TIME_MARGIN)])
+                near = adapt(sold_at - SALE_TIME_MARGIN)  # {unsure} is in the statement twice
+                cursor.execute(_NOTE_TIMED_SALE_SQL, [near, near, quantity, quantity, now, listing.pk,
+                                                      adapt(sold_at + SALE_TIME_MARGIN)])
 
 
 SALE_TIME_MARGIN = timedelta(seconds=2)
-# {when}: the sale is not older than our last push; {unsure}: it may have come before our number landed.
-_NOTE_SALE_SQL = (f"UPDATE {Listing._meta.db_table} SET remote_unsure = {{unsure}}, remote_quantity = CASE WHEN "
-                  f"COALESCE(remote_quantity, pushed_quantity) > %s THEN COALESCE(remote_quantity, pushed_quantity) - %s "
-                  f"ELSE 0 END, remote_seen_at = %s WHERE id = %s AND COALESCE(remote_quantity, pushed_quantity) IS NOT NULL "
-                  f"AND {{when}}")
+# {unsure}: the sale may have come before our number landed; {when}: it is not older than our last push. A
+# guess stays a guess while later sales are taken off it: only a push (or the channel's own report) makes
+# what the channel shows known again. Cleared by a later sale, a guess that was wrong read as known, and the
+# push that would have put it right was skipped.
+_NOTE_SALE = (f"UPDATE {Listing._meta.db_table} SET remote_unsure = CASE WHEN remote_quantity IS NULL THEN {{unsure}} "
+              f"ELSE remote_unsure OR {{unsure}} END, remote_quantity = CASE WHEN "
+              f"COALESCE(remote_quantity, pushed_quantity) > %s THEN COALESCE(remote_quantity, pushed_quantity) - %s "
+              f"ELSE 0 END, remote_seen_at = %s WHERE id = %s AND COALESCE(remote_quantity, pushed_quantity) IS NOT NULL "
+              f"AND {{when}}")
+_NOTE_SALE_SQL = _NOTE_SALE.format(unsure="FALSE", when="TRUE")
+_NOTE_TIMED_SALE_SQL = _NOTE_SALE.format(unsure="COALESCE(pushed_at >= %s, FALSE)",
+                                         when="(pushed_at IS NULL OR pushed_at <= %s)")
 
 
 def forget_what_channel_shows(channel: Channel, order_id: int) -> None:

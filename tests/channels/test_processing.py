@@ -239,6 +239,25 @@ def test_a_sale_near_our_last_push_is_noted_as_a_guess(setup, pushed_ago, remote
     assert (listing.remote_quantity, listing.remote_unsure) == (remote_after, unsure)
 
 
+def test_a_sale_taken_off_a_guess_leaves_it_a_guess(setup):
+    """Self-review finding: a sale well after our push cleared the guess a sale near it had left, though the number
+    it took the sale off was still that guess. Had the first sale come before our number landed, the channel
+    showed one more than we believed, and the push that would have put it right was skipped as "it has it"."""
+    from django.utils import timezone
+
+    channel, wh, tee, cap = setup
+    pushed_at = timezone.now().replace(microsecond=0)
+    listing = Listing.objects.get(sku=tee)
+    Listing.objects.filter(pk=listing.pk).update(pushed_quantity=20, remote_quantity=20, pushed_at=pushed_at)
+    for order_id, sold_at in ((14, pushed_at), (15, pushed_at + timedelta(seconds=10))):
+        payload = json.loads(shopify_order(order_id, [(order_id * 10, "TEE", 111, 2)]))
+        payload["created_at"] = sold_at.isoformat()
+        deliver(Client(), "orders/create", payload, webhook_id=f"w{order_id}")
+    assert process_all() == ["processed", "processed"]
+    listing.refresh_from_db()
+    assert (listing.remote_quantity, listing.remote_unsure) == (16, True)
+
+
 def test_amazon_order_with_money_objects_is_applied():
     """Regression (found by the propagation bench): SP-API prices are {CurrencyCode, Amount} objects."""
     amazon = make_channel("amazon", slug="amzn", secret="relay")
