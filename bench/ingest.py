@@ -101,8 +101,13 @@ async def run_step(port: int, requests_: list[bytes], rate: float, max_conns: in
     waiting: collections.deque = collections.deque()
     opened = 0
     latencies: list[float] = []
+    sent_at: list[float] = []  # each latency's scheduled send, seconds into the step
     errors: dict[str, int] = {}
     loop = asyncio.get_running_loop()
+
+    def done(scheduled: float) -> None:
+        latencies.append((loop.time() - scheduled) * 1000)
+        sent_at.append(scheduled - start)
 
     async def open_conn() -> Conn:
         nonlocal opened
@@ -151,11 +156,11 @@ async def run_step(port: int, requests_: list[bytes], rate: float, max_conns: in
                 conn = await get_conn()
                 if loop.time() - scheduled > timeout:  # queued client-side past the deadline: a timeout, unsent
                     put_conn(conn)
-                    latencies.append((loop.time() - scheduled) * 1000)
+                    done(scheduled)
                     errors["timeout"] = errors.get("timeout", 0) + 1
                     return
                 status = await asyncio.wait_for(conn.exchange(request), timeout)
-                latencies.append((loop.time() - scheduled) * 1000)
+                done(scheduled)
                 if status != 200:
                     errors[str(status)] = errors.get(str(status), 0) + 1
                 put_conn(conn)
@@ -167,7 +172,7 @@ async def run_step(port: int, requests_: list[bytes], rate: float, max_conns: in
                     if waiting:
                         asyncio.ensure_future(replace_conn())
                 if attempt == 1 or isinstance(exc, TimeoutError):
-                    latencies.append((loop.time() - scheduled) * 1000)
+                    done(scheduled)
                     errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
                     return
 
@@ -187,8 +192,8 @@ async def run_step(port: int, requests_: list[bytes], rate: float, max_conns: in
     end = loop.time()
     for conn in idle:
         conn.close()
-    return {"latencies": latencies, "errors": errors, "elapsed": end - start, "send_elapsed": send_end - start,
-            "late_max_ms": late_max * 1000, "conns": opened}
+    return {"latencies": latencies, "sent_at": sent_at, "errors": errors, "elapsed": end - start,
+            "send_elapsed": send_end - start, "late_max_ms": late_max * 1000, "conns": opened}
 
 
 def pending_events() -> int:
@@ -200,17 +205,39 @@ def pending_events() -> int:
 def drop_backlog(s: stack.Stack) -> None:
     """Set aside what earlier steps left unapplied: its queued messages, and its inbox rows (a drain would
     take them up again), marked ignored so the step's "processed" counts its own orders only."""
+    from django.db import transaction
+
     from channels_app.models import InboundEvent
 
     s.purge_queues()
-    InboundEvent.objects.filter(status__in=["pending", "retrying"]).update(
-        status="ignored", last_error="bench: left unapplied by an earlier step")
+    # Only rows no drain holds: waiting for the drains' row locks kept this statement's snapshot open for
+    # up to 20 s, and with it every dead row version the stack made meanwhile, which slowed the next step's
+    # reads of the busiest tables. The ones held are being applied; a few more rounds finds them done.
+    for _ in range(100):
+        left = InboundEvent.objects.filter(status__in=["pending", "retrying"])
+        if not left.exists():
+            break
+        with transaction.atomic():
+            InboundEvent.objects.filter(pk__in=left.select_for_update(skip_locked=True).values("pk")).update(
+                status="ignored", last_error="bench: left unapplied by an earlier step")
+        time.sleep(0.05)
 
 
 def processed_events() -> int:
     from channels_app.models import InboundEvent
 
     return InboundEvent.objects.filter(status="processed").count()
+
+
+def by_second(sent_at: list[float], latencies: list[float]) -> list[tuple[int, float]]:
+    """p99 of the requests scheduled in each second of a step: shows whether a tail is spread or a stall."""
+    seconds: dict[int, list[float]] = collections.defaultdict(list)
+    for at, ms in zip(sent_at, latencies, strict=True):
+        seconds[int(at)].append(ms)
+    return [(second, _django.percentile(seconds[second], 99)) for second in sorted(seconds)]
+
+
+TIMELINE = False
 
 
 def measure(s: stack.Stack, rate: float, seconds: float, seq: list[int], max_conns: int, label: str) -> dict:
@@ -248,6 +275,9 @@ def measure(s: stack.Stack, rate: float, seconds: float, seq: list[int], max_con
           f"cpu web {row['cpu_web']:.2f} celery {row['cpu_celery']:.2f} pg {row['cpu_pg']:.2f} "
           f"gen {row['cpu_gen']:.2f} machine {row['cpu_machine']:.2f}, processed {row['processed']}, "
           f"conns {row['conns']}", flush=True)
+    if TIMELINE:
+        print("             p99 by second: " + " ".join(f"{ms:.0f}" for _, ms in by_second(result["sent_at"], lat)),
+              flush=True)
     return row
 
 
@@ -282,7 +312,10 @@ def main() -> None:
     parser.add_argument("--max-conns", type=int, default=64, help="client keep-alive connections at most")
     parser.add_argument("--celery-workers", type=int, default=1)
     parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--timeline", action="store_true", help="print each step's p99 second by second")
     args = parser.parse_args()
+    global TIMELINE
+    TIMELINE = args.timeline
     if args.quick:
         args.configs, args.sweep_seconds, args.rates, args.seconds = "2x4", 4, "100,300", 5
     configs = [parse_config(c) for c in args.configs.split(",") if c]

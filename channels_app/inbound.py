@@ -537,6 +537,20 @@ def _listing_sql(condition: str) -> str:
 def find_listing(channel: Channel, ref: ListingRef) -> Listing:
     """The listing a payload names, looked up only among this channel's listings: by the most specific id the
     payload carries first (inventory item, variant, a product without variants, then the SKU code)."""
+    for condition, params in listing_conditions(ref):
+        # Plain SQL: one per order line, and building it through the ORM cost more than answering it.
+        rows = fetch(_listing_sql(condition), [channel.pk, *params])
+        if rows:
+            listing = instances(Listing, rows)[0]
+            _LISTING_SKU.set_cached_value(listing, instances(Sku, rows, start=_LISTING_WIDTH)[0])
+            return listing
+    raise ParkEvent(f"No listing on {channel.slug} for {ref.describe()}; add the mapping and replay.")
+
+
+def listing_conditions(ref: ListingRef) -> list[tuple[str, list]]:
+    """``find_listing``'s lookups in the order it tries them, each a condition on the listing ``l`` (joined to
+    its SKU ``s``) and its parameters. Each is answered from an index (``Listing.Meta``), so a lookup reads the
+    listing it finds, not the channel's other listings."""
     conditions = []
     if ref.inventory_item_id:
         conditions.append(("l.external_inventory_item_id = %s", [ref.inventory_item_id]))
@@ -545,15 +559,11 @@ def find_listing(channel: Channel, ref: ListingRef) -> Listing:
     if ref.product_id and not ref.variant_id:
         conditions.append(("l.external_product_id = %s AND l.external_variant_id = ''", [ref.product_id]))
     if ref.sku:
-        conditions.append(("(l.external_sku = %s OR (l.external_sku = '' AND s.code = %s))", [ref.sku, ref.sku]))
-    for condition, params in conditions:
-        # Plain SQL: one per order line, and building it through the ORM cost more than answering it.
-        rows = fetch(_listing_sql(condition), [channel.pk, *params])
-        if rows:
-            listing = instances(Listing, rows)[0]
-            _LISTING_SKU.set_cached_value(listing, instances(Sku, rows, start=_LISTING_WIDTH)[0])
-            return listing
-    raise ParkEvent(f"No listing on {channel.slug} for {ref.describe()}; add the mapping and replay.")
+        # Two lookups, not one OR across both tables: an OR over the listing and its SKU can use neither's
+        # index, and read every listing of the channel. The channel's own code for a listing goes first.
+        conditions.append(("l.external_sku = %s", [ref.sku]))
+        conditions.append(("l.external_sku = '' AND s.code = %s", [ref.sku]))
+    return conditions
 
 
 def _location_for(channel: Channel, external_id: str):

@@ -166,8 +166,10 @@ class Listing(models.Model):
     out of date exactly when desired_version > pushed_version: the table, not a message, is the record.
     """
 
-    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="listings")
-    sku = models.ForeignKey("inventory_app.Sku", on_delete=models.PROTECT, related_name="listings")
+    # No index of their own: (channel, sku) is unique, and listing_sku serves the SKU's side. Every index is
+    # written on each update that moves a version, and a listing is updated on every sale and every push.
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="listings", db_index=False)
+    sku = models.ForeignKey("inventory_app.Sku", on_delete=models.PROTECT, related_name="listings", db_index=False)
     external_product_id = models.CharField(max_length=128, blank=True, default="")
     external_variant_id = models.CharField(max_length=128, blank=True, default="")
     external_inventory_item_id = models.CharField(max_length=128, blank=True, default="")
@@ -217,6 +219,14 @@ class Listing(models.Model):
                          name="listing_dirty"),
             models.Index(fields=["sku"], name="listing_sku"),
             models.Index(fields=["recheck_after"], condition=Q(recheck_after__isnull=False), name="listing_recheck"),
+            # Webhooks name a listing by the channel's ids (inbound.find_listing, once per order line). Without
+            # these, each lookup filtered every listing of the channel, and every version of them an update
+            # had left in the channel index until vacuum: 1.3 ms a line at 50 listings under load.
+            # Not partial (``<> ''``): a prepared statement's generic plan could not use them.
+            models.Index(fields=["channel", "external_inventory_item_id"], name="listing_by_inventory_item"),
+            models.Index(fields=["channel", "external_variant_id"], name="listing_by_variant"),
+            models.Index(fields=["channel", "external_product_id"], name="listing_by_product"),
+            models.Index(fields=["channel", "external_sku"], name="listing_by_channel_sku"),
         ]
 
     def __str__(self) -> str:

@@ -12,7 +12,7 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.task_queues = (Queue("default"), Queue("inbound"), Queue("push"), Queue("batch"))
 app.autodiscover_tasks()
 
-from celery.signals import task_postrun, task_prerun, worker_init  # noqa: E402
+from celery.signals import task_postrun, task_prerun, worker_init, worker_process_init  # noqa: E402
 
 from hub.observability import install_celery_hooks  # noqa: E402
 
@@ -30,6 +30,15 @@ def close_unusable_connections(sender=None, **_) -> None:
     from django.db import close_old_connections
 
     close_old_connections()
+
+
+@worker_process_init.connect(weak=False)
+def warm_up_pool_process(**_) -> None:
+    """In each prefork pool process, after the fork: the tasks' modules are loaded by then (see
+    ``hub.startup.warm_up`` for why the heap is frozen)."""
+    from hub.startup import warm_up
+
+    warm_up(web=False)
 
 
 @worker_init.connect(weak=False)

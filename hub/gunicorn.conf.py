@@ -15,3 +15,11 @@ def child_exit(server, worker):
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)
+
+
+def post_worker_init(worker):
+    # After the app is loaded in this worker, before its first request: see hub.startup.
+    from hub.startup import warm_up
+
+    warm_up(web=True)
+
