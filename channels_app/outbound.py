@@ -39,7 +39,7 @@ from channels_app.sync import locked_listings, start_push
 from hub.observability import correlation_id as current_correlation_id
 from inventory_app.availability import available_sql
 from inventory_app.models import Sku
-from inventory_app.statements import columns, instances
+from inventory_app.statements import columns, commits_without_flush_wait, fetch, instances
 
 log = logging.getLogger(__name__)
 LISTINGS = Listing._meta.db_table
@@ -102,6 +102,10 @@ def dirty_listings(channel: Channel, now: datetime):
 _AVAILABLE = available_sql(f"{LISTINGS}.sku_id")
 
 
+# One shape for any number of SKUs (an array), so it is prepared once per connection.
+_CLAIMED_SKUS_SQL = f"SELECT {columns(Sku)} FROM {Sku._meta.db_table} WHERE id = ANY(%s)"
+
+
 def claim(channel: Channel, *, limit: int, owner: uuid.UUID) -> list[tuple[Listing, int]]:
     """Lease up to ``limit`` out-of-date listings, scarcest SKUs first; returns each with the version it will carry."""
     return claim_many({channel.pk: limit}, owner=owner).get(channel.pk, [])
@@ -127,16 +131,14 @@ def claim_many(limits: dict[int, int], *, owner: uuid.UUID) -> dict[int, list[tu
     update = (f"UPDATE {LISTINGS} SET lease_owner = %s, lease_until = %s WHERE id IN (SELECT id FROM picked) "
               f"RETURNING {columns(Listing)}")
     rows: list = []
-    with connection.cursor() as cursor:
-        if connection.features.has_select_for_update_skip_locked:
-            # MATERIALIZED: picked once; as a plain IN (subquery) the planner may rescan it and lease past the limit.
-            ids, counts = list(limits), list(limits.values())
-            cursor.execute(
-                f"WITH picked AS MATERIALIZED (SELECT p.id FROM unnest(%s::bigint[], %s::int[]) AS c(channel_id, n) "
-                f"CROSS JOIN LATERAL ({pick.format(channel='c.channel_id', limit='c.n')} FOR UPDATE SKIP LOCKED) p) "
-                + update, [ids, counts, *rule, *lease])
-            rows = cursor.fetchall()
-        else:
+    if connection.features.has_select_for_update_skip_locked:
+        # MATERIALIZED: picked once; as a plain IN (subquery) the planner may rescan it and lease past the limit.
+        # Prepared (``fetch``): one shape whatever the channels, and planning it took longer than running it.
+        rows = fetch(f"WITH picked AS MATERIALIZED (SELECT p.id FROM unnest(%s::bigint[], %s::int[]) AS c(channel_id, n) "
+                     f"CROSS JOIN LATERAL ({pick.format(channel='c.channel_id', limit='c.n')} FOR UPDATE SKIP LOCKED) p) "
+                     + update, [list(limits), list(limits.values()), *rule, *lease])
+    else:
+        with connection.cursor() as cursor:
             for channel_id, limit in limits.items():
                 cursor.execute(f"WITH picked AS ({pick.format(channel='%s', limit='%s')}) " + update,
                                [channel_id, *rule, limit, *lease])
@@ -145,12 +147,14 @@ def claim_many(limits: dict[int, int], *, owner: uuid.UUID) -> dict[int, list[tu
         return {}
     listings = instances(Listing, rows)
     sku_ids = sorted({listing.sku_id for listing in listings})
-    # Not prepared (one shape per count of SKUs would crowd the stock path's statements out of the connection's
-    # prepared-statement cache).
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {columns(Sku)} FROM {Sku._meta.db_table} WHERE id IN "
-                       f"({', '.join(['%s'] * len(sku_ids))})", sku_ids)
-        skus = {sku.pk: sku for sku in instances(Sku, cursor.fetchall())}
+    if connection.vendor == "postgresql":
+        sku_rows = fetch(_CLAIMED_SKUS_SQL, [sku_ids])
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT {columns(Sku)} FROM {Sku._meta.db_table} WHERE id IN "
+                           f"({', '.join(['%s'] * len(sku_ids))})", sku_ids)
+            sku_rows = cursor.fetchall()
+    skus = {sku.pk: sku for sku in instances(Sku, sku_rows)}
     claimed: dict[int, list[tuple[Listing, int]]] = {}
     for listing in sorted(listings, key=lambda x: x.pk):
         _LISTING_SKU.set_cached_value(listing, skus[listing.sku_id])
@@ -187,6 +191,16 @@ def push_channels(channel_ids: list[int], *, max_rounds: int = 100, correlation_
     summaries = {channel_id: PushSummary() for channel_id in channel_ids}
     correlation_id = correlation_id or current_correlation_id.get()
     start_push(channel_ids)
+    # A push's own writes (lease, attempt, record) are bookkeeping a lost commit only repeats: a lease lost is
+    # taken again, a record lost leaves the listing out of date and it is pushed again (an absolute number),
+    # an attempt lost makes a later compare-and-set conflict publish low until its recheck.
+    with commits_without_flush_wait():
+        _push_rounds(channel_ids, summaries, correlation_id, max_rounds)
+    return summaries
+
+
+def _push_rounds(channel_ids: list[int], summaries: dict[int, PushSummary], correlation_id: str,
+                 max_rounds: int) -> None:
     pushing: dict[int, _Pushing] = {}
     for channel_id, channel in channels_for_push(channel_ids).items():
         if channel.enabled and not channel.paused:
@@ -213,7 +227,6 @@ def push_channels(channel_ids: list[int], *, max_rounds: int = 100, correlation_
                    if p.summary.retry_in is None and len(claimed.get(channel_id, ())) == p.limit}
         if not pushing:
             break
-    return summaries
 
 
 def _with_first_token(pushing: dict[int, _Pushing]) -> dict[int, _Pushing]:

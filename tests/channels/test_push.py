@@ -473,3 +473,41 @@ def test_the_channels_last_push_time_is_written_at_most_once_a_second_per_proces
         assert channel.last_push_at > channel.last_push_error_at
         monkeypatch.setattr(outbound, "LAST_PUSH_RESOLUTION", 0.0)
         assert pushes_writing_last_push_at(3) == 3  # with no resolution every push writes it
+
+
+def _commit_setting() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        return cursor.fetchone()[0]
+
+
+def test_a_push_does_not_wait_for_its_bookkeeping_to_reach_the_disk_and_leaves_the_connection_as_it_was():
+    """A push round's lease, attempt and record commits were a third of its time, waiting for the flush; the
+    drain and receipts on the same connection afterwards must wait for it again."""
+    wh = make_location()
+    tee = make_sku(stock_at={wh: 5})
+    channel, sandbox = connect("shopify", {tee: 0})
+    seen = []
+
+    def at_claim(execute, sql, params, many, context):
+        if "SET lease_owner = %s, lease_until = %s" in sql:
+            seen.append(context["connection"].connection.execute("SHOW synchronous_commit").fetchone()[0])
+        return execute(sql, params, many, context)
+
+    with sandbox:
+        assert _commit_setting() == "on"
+        stock.reserve(lines=[LineRequest(tee.code, 1)])
+        with connection.execute_wrapper(at_claim):
+            outbound.push_channel(channel.pk)
+        assert seen == ["off"]
+        assert _commit_setting() == "on"
+        assert remote(sandbox, tee) == 4
+
+
+def test_commits_wait_for_the_disk_again_after_bookkeeping_that_failed():
+    from inventory_app.statements import commits_without_flush_wait
+
+    with pytest.raises(ZeroDivisionError), commits_without_flush_wait():
+        assert _commit_setting() == "off"
+        1 / 0  # noqa: B018
+    assert _commit_setting() == "on"
