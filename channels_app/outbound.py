@@ -65,7 +65,7 @@ CONFLICT_RECHECK_SECONDS = float(os.environ.get("TALLY_CONFLICT_RECHECK_SECONDS"
 # A listing out of date longer than this goes first regardless, so plentiful SKUs are never starved.
 SCARCE_FIRST_MAX_AGE_SECONDS = float(os.environ.get("TALLY_SCARCE_FIRST_MAX_AGE_SECONDS", "5"))
 # Listings another pusher leases are looked at again after this, not after the lease: a live pusher is done by
-# then (a round takes milliseconds), a dead one's lease runs out. Not the push interval, which is 25 ms now: a
+# then (a round takes milliseconds), a dead one's lease runs out. Not the push interval, which is 50 ms now: a
 # channel whose listings a slow push held would be woken every few tens of milliseconds for nothing.
 LEASE_RECHECK_MS = 250
 # Threads per worker process that send push rounds' requests, one channel each at a time.

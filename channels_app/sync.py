@@ -37,8 +37,8 @@ WAKE_TTL_SECONDS = 5
 # already seconds old only takes the CPU the drain needs to catch up, and each push carries more instead.
 # 50 ms, not 25: on two busy cores a push round takes 30-60 ms, and pushes every 25 ms spent the CPU the
 # drain and the rounds themselves needed. Back to back at 50 orders/s (bench/propagation.py), p50 lag
-# 239-248 ms at 25 against 83-94 at 50 in a slow hour, 94-118 against 81-91 in a faster one; at 10 orders/s
-# about the same (49-54 against 49-55 ms).
+# 239-248 ms at 25 against 86-100 at 50 in a slow hour, 94-118 against 81-91 in a faster one; at 10 orders/s
+# about the same (33-36 against 35-40 ms in the faster one). README, "late night".
 PUSH_INTERVAL_MS = int(os.environ.get("TALLY_PUSH_INTERVAL_MS", "50"))
 PUSH_INTERVAL_MAX_MS = max(int(os.environ.get("TALLY_PUSH_INTERVAL_MAX_MS", "1000")), PUSH_INTERVAL_MS)
 BEHIND_SHARE = 0.25

@@ -12,7 +12,7 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.task_queues = (Queue("default"), Queue("inbound"), Queue("push"), Queue("batch"))
 app.autodiscover_tasks()
 
-from celery.signals import task_postrun, task_prerun, worker_init, worker_process_init  # noqa: E402
+from celery.signals import task_postrun, task_prerun, worker_init, worker_process_init, worker_ready  # noqa: E402
 
 from hub.observability import install_celery_hooks  # noqa: E402
 
@@ -36,6 +36,15 @@ def close_unusable_connections(sender=None, **_) -> None:
 def warm_up_pool_process(**_) -> None:
     """In each prefork pool process, after the fork: the tasks' modules are loaded by then (see
     ``hub.startup.warm_up`` for why the heap is frozen)."""
+    from hub.startup import warm_up
+
+    warm_up(web=False)
+
+
+@worker_ready.connect(weak=False)
+def warm_up_worker(**_) -> None:
+    """In the worker's main process once it is ready: where a threads or solo pool (the push workers) runs its
+    tasks. Under prefork the pool processes have done their own (above); freezing the parent is harmless."""
     from hub.startup import warm_up
 
     warm_up(web=False)

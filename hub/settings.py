@@ -113,6 +113,11 @@ def _database_config() -> dict:
 
 
 DATABASES = {"default": _database_config()}
+# Behind a transaction-pooling proxy (PgBouncer, pgcat, RDS Proxy) a session-level SET lands on a server
+# connection that other clients get next, so nothing here may change the session: the push rounds' commits
+# then wait for the disk like every other (inventory_app.statements.commits_without_flush_wait).
+# DB_PREPARED_STATEMENTS=false is only ever set behind such a pooler, so it implies this.
+DB_TRANSACTION_POOLER = env_bool("DB_TRANSACTION_POOLER", False) or not env_bool("DB_PREPARED_STATEMENTS", True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import psycopg
+from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
 RowsCallback = Callable[[list[tuple]], None]
@@ -169,16 +170,19 @@ def read_snapshot() -> Iterator[None]:
 def commits_without_flush_wait() -> Iterator[None]:
     """Commits inside return without waiting for PostgreSQL to flush them to disk (``synchronous_commit``
     off for this connection, then back to the server's setting), for bookkeeping that a lost commit only
-    repeats. What a commit made is still atomic and in order; only a crash of PostgreSQL itself (not of this
-    process) can lose the last fraction of a second of them, as if they had not run. Never around a write
-    that is the record of something (a receipt, a stock change): those wait for the disk.
+    repeats. What a commit made is still atomic and in order; a crash of PostgreSQL or of its host (or a
+    failover to a synchronous standby, which these commits do not wait for either) can lose the last
+    fraction of a second of them, as if they had not run. Never around a write that is the record of a sale
+    or a stock change (receipts, the drain, stock operations): those wait for the disk. Behind a
+    transaction-pooling proxy (``settings.DB_TRANSACTION_POOLER``) the SET would outlive this block on a
+    server connection others get next, so nothing changes there.
 
     A push round commits three times (lease, attempt, record). While this VM's disk was slow each waited
     about 1 ms for the flush, a third of a one-channel round; at 50 orders/s (`bench/propagation.py`, back to
     back) p50 lag fell from 258-268 to 118-133 ms in such a window, and stayed about even (67-80 against
     61-79 ms, p99 776 against 441-509) in a fast one."""
     db = connections[DEFAULT_DB_ALIAS]
-    if db.vendor != "postgresql":
+    if db.vendor != "postgresql" or settings.DB_TRANSACTION_POOLER:
         yield
         return
     with db.cursor() as cursor:

@@ -481,33 +481,60 @@ def _commit_setting() -> str:
         return cursor.fetchone()[0]
 
 
+def _claims_commit_setting(seen: list):
+    def at_claim(execute, sql, params, many, context):
+        if "SET lease_owner = %s, lease_until = %s" in sql:
+            seen.append(context["connection"].connection.execute("SHOW synchronous_commit").fetchone()[0])
+        return execute(sql, params, many, context)
+    return at_claim
+
+
 def test_a_push_does_not_wait_for_its_bookkeeping_to_reach_the_disk_and_leaves_the_connection_as_it_was():
     """A push round's lease, attempt and record commits were a third of its time, waiting for the flush; the
     drain and receipts on the same connection afterwards must wait for it again."""
     wh = make_location()
     tee = make_sku(stock_at={wh: 5})
     channel, sandbox = connect("shopify", {tee: 0})
-    seen = []
+    seen: list = []
+    with sandbox:
+        configured = _commit_setting()
+        assert configured != "off"
+        stock.reserve(lines=[LineRequest(tee.code, 1)])
+        with connection.execute_wrapper(_claims_commit_setting(seen)):
+            outbound.push_channel(channel.pk)
+        assert seen == ["off"]
+        assert _commit_setting() == configured
+        assert remote(sandbox, tee) == 4
 
-    def at_claim(execute, sql, params, many, context):
-        if "SET lease_owner = %s, lease_until = %s" in sql:
-            seen.append(context["connection"].connection.execute("SHOW synchronous_commit").fetchone()[0])
+
+def test_behind_a_transaction_pooler_a_push_changes_nothing_in_the_session(settings):
+    """A session SET would stay on the pooled server connection that the next client (a drain) gets."""
+    settings.DB_TRANSACTION_POOLER = True
+    wh = make_location()
+    tee = make_sku(stock_at={wh: 5})
+    channel, sandbox = connect("shopify", {tee: 0})
+    seen: list = []
+    statements: list[str] = []
+
+    def log(execute, sql, params, many, context):
+        statements.append(sql)
         return execute(sql, params, many, context)
 
     with sandbox:
-        assert _commit_setting() == "on"
+        configured = _commit_setting()
         stock.reserve(lines=[LineRequest(tee.code, 1)])
-        with connection.execute_wrapper(at_claim):
+        with connection.execute_wrapper(_claims_commit_setting(seen)), connection.execute_wrapper(log):
             outbound.push_channel(channel.pk)
-        assert seen == ["off"]
-        assert _commit_setting() == "on"
+        assert seen == [configured]
+        assert not [sql for sql in statements if "synchronous_commit" in sql]
         assert remote(sandbox, tee) == 4
 
 
 def test_commits_wait_for_the_disk_again_after_bookkeeping_that_failed():
     from inventory_app.statements import commits_without_flush_wait
 
+    configured = _commit_setting()
     with pytest.raises(ZeroDivisionError), commits_without_flush_wait():
         assert _commit_setting() == "off"
         1 / 0  # noqa: B018
-    assert _commit_setting() == "on"
+    assert _commit_setting() == configured
