@@ -15,6 +15,7 @@ separately, its PostgreSQL backend's (from /proc: the database must run on this 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import os
 import platform
@@ -32,6 +33,7 @@ os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/13")
 _django.setup(fresh=True)
 
 from django.db import connection  # noqa: E402
+from django.db.models import F  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 
 from channels_app import inbound, outbound  # noqa: E402
@@ -181,17 +183,48 @@ def pushes(kind: str, count: int) -> tuple[int, float, float, float]:
     return result
 
 
+ROUND_KINDS = ("shopify", "shopify", "woocommerce", "bigcommerce", "standard")
+
+
+def round_pushes(count: int) -> tuple[int, float, float, float]:
+    """A sale of three SKUs listed on five channels, and the push round that sends each channel its three numbers."""
+    wh = make_location()
+    skus = [make_sku(stock_at={wh: 1_000_000}) for _ in range(30)]
+    unlimited = {"rate_limit_capacity": 10_000, "rate_limit_per_second": 10_000}
+    plan = {"rest_bucket": 10_000, "rest_leak": 10_000, "graphql_bucket": 1_000_000, "graphql_restore": 1_000_000,
+            "window_quota": 1_000_000}
+    pairs = [connect(kind, {sku: 0 for sku in skus}, channel_fields=unlimited, plan=plan) for kind in ROUND_KINDS]
+    channel_ids = [channel.pk for channel, _ in pairs]
+    with contextlib.ExitStack() as servers:
+        for _, sandbox in pairs:
+            servers.enter_context(sandbox)
+        outbound.push_channels(channel_ids)
+
+        def step(i: int) -> None:
+            stock.reserve(lines=[LineRequest(skus[(3 * i + j) % 30].code, 1) for j in range(3)])
+            outbound.push_channels(channel_ids)
+
+        result = measure(step, count)
+        assert not Listing.objects.filter(channel_id__in=channel_ids, status="failed").exists()
+        assert not Listing.objects.filter(channel_id__in=channel_ids, desired_version__gt=F("pushed_version")).exists()
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, default=300)
+    parser.add_argument("--only", help="run the paths whose name contains this (e.g. under valgrind)")
     args = parser.parse_args()
-    rows = [("receive a webhook for a known channel (WSGI handler, in process)", *receipts(args.count)),
-            ("apply a one-line channel order (process_event)", *orders(args.count)),
-            (f"the same, applied by the inbox drain ({inbound.DRAIN_BATCH} a transaction; per order)",
-             *drained_orders(args.count)),
-            ("reserve one unit with a caller key (stock.reserve)", *reservations(args.count))]
+    paths = [("receive a webhook for a known channel (WSGI handler, in process)", receipts),
+             ("apply a one-line channel order (process_event)", orders),
+             (f"the same, applied by the inbox drain ({inbound.DRAIN_BATCH} a transaction; per order)", drained_orders),
+             ("reserve one unit with a caller key (stock.reserve)", reservations)]
     for kind in ("shopify", "woocommerce"):
-        rows.append((f"reserve one unit + push it to {kind} (sandbox in process)", *pushes(kind, args.count)))
+        paths.append((f"reserve one unit + push it to {kind} (sandbox in process)",
+                      lambda count, kind=kind: pushes(kind, count)))
+    paths.append((f"reserve three SKUs + one push round to {len(ROUND_KINDS)} channels "
+                  f"({', '.join(ROUND_KINDS)}; sandboxes in process)", round_pushes))
+    rows = [(name, *path(args.count)) for name, path in paths if not args.only or args.only in name]
     text = (f"Hot paths · {platform.node()} · {datetime.now(UTC):%Y-%m-%d %H:%M} UTC · {args.count} each · "
             f"run {uuid.uuid4().hex[:6]}\n\n| path | statements | CPU ms (this process) | CPU ms (PostgreSQL backend) "
             f"| wall ms |\n|---|---:|---:|---:|---:|\n")

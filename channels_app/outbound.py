@@ -39,7 +39,7 @@ from channels_app.sync import locked_listings, start_push
 from hub.observability import correlation_id as current_correlation_id
 from inventory_app.availability import available_sql
 from inventory_app.models import Sku
-from inventory_app.statements import columns, commits_without_flush_wait, fetch, instances
+from inventory_app.statements import Statements, columns, commits_without_flush_wait, fetch, instances, rows_cte
 
 log = logging.getLogger(__name__)
 LISTINGS = Listing._meta.db_table
@@ -470,18 +470,16 @@ def _record_sent(outcomes: list[tuple[_Pushing, list[_Batch]]], owner: uuid.UUID
 
 def _set_attempted(items: list[PushItem], quantities: list[int | None] | None = None) -> None:
     """Note what we are about to send (``quantities``: what to note instead, None for nothing)."""
-    # Plain SQL: bulk_update would add a transaction and build the CASE through the ORM on every push.
     quantities = [item.quantity for item in items] if quantities is None else quantities
     for item, quantity in zip(items, quantities, strict=True):
         item.listing.attempted_quantity = quantity
-    cases = " ".join(["WHEN %s THEN %s"] * len(items))
-    with connection.cursor() as cursor:
-        cursor.execute(
-            locked_listings(f"id IN ({', '.join(['%s'] * len(items))})")
-            + f"UPDATE {LISTINGS} SET attempted_quantity = CAST(CASE id {cases} END AS INTEGER) "
-            f"WHERE id IN (SELECT id FROM locked)",
-            [*[item.listing.id for item in items],
-             *[v for item, quantity in zip(items, quantities, strict=True) for v in (item.listing.id, quantity)]])
+    noted, params = rows_cte("noted", (("id", "bigint"), ("quantity", "integer")),
+                             [(item.listing.id, quantity) for item, quantity in zip(items, quantities, strict=True)])
+    writes = Statements()
+    writes.add(locked_listings("id IN (SELECT id FROM noted)", after=noted)
+               + f"UPDATE {LISTINGS} SET attempted_quantity = noted.quantity FROM noted "
+               f"WHERE {LISTINGS}.id = noted.id AND {LISTINGS}.id IN (SELECT id FROM locked)", params)
+    writes.run()
 
 
 # Seconds a process lets pass between two writes of a channel's last_push_at: it is shown as "seconds ago", and
@@ -591,40 +589,32 @@ def _record_ok(acks: list[_Ack], owner: uuid.UUID, started: datetime, correlatio
     now = timezone.now()
     ops = connection.ops
     by_pk = {ack.listing.pk: ack for ack in acks}
-    cases = " ".join(["WHEN %s THEN %s"] * len(by_pk))
-    version = f"CAST(CASE id {cases} END AS BIGINT)"
-    versions = [v for pk, ack in by_pk.items() for v in (pk, ack.version)]
-    quantity = f"CAST(CASE id {cases} END AS INTEGER)"
-    quantities = [v for pk, ack in by_pk.items() for v in (pk, ack.quantity)]
-    at = ops.adapt_datetimefield_value(now)
-    low = [pk for pk in by_pk if pk in hedged]
-    recheck = f"CASE WHEN id IN ({', '.join(['%s'] * len(low))}) THEN %s ELSE NULL END" if low else "NULL"
-    recheck_params = [*low, ops.adapt_datetimefield_value(now + timedelta(seconds=CONFLICT_RECHECK_SECONDS))] \
-        if low else []
+    at, since = ops.adapt_datetimefield_value(now), ops.adapt_datetimefield_value(started)
+    acked, acked_params = rows_cte(
+        "acked", (("id", "bigint"), ("version", "bigint"), ("quantity", "integer"), ("hedged", "boolean")),
+        [(pk, ack.version, ack.quantity, pk in hedged) for pk, ack in by_pk.items()])
     with transaction.atomic():
-        # One UPDATE for the round, in plain SQL (the ORM spent more time building it than PostgreSQL running it).
-        # Only rows we still lease; changes committed after our claim keep a listing out of date, its lag
-        # counted from the claim.
-        with connection.cursor() as cursor:
-            cursor.execute(
-                locked_listings(f"id IN ({', '.join(['%s'] * len(by_pk))}) AND lease_owner = %s")
-                + f"UPDATE {LISTINGS} SET pushed_version = {version}, pushed_quantity = {quantity}, "
-                f"desired_quantity = {quantity}, pushed_at = %s, "
-                # The channel noted a sale of its own after this round began (the drain applied its webhook while our
-                # request was out): whether it sold before our number landed or after, we cannot tell, so what it
-                # shows is forgotten and the next push is sent, not skipped as "it has it already". Kept, our 79
-                # over its later sale read as 79 while it showed 78, for good (chaos run, amazon-1).
-                f"remote_quantity = CASE WHEN remote_seen_at > %s THEN NULL ELSE {quantity} END, "
-                f"remote_seen_at = CASE WHEN remote_seen_at > %s THEN remote_seen_at ELSE %s END, remote_unsure = FALSE, "
-                f"attempts = 0, next_attempt_at = NULL, last_error = '', lease_owner = NULL, lease_until = NULL, "
-                f"dirty_since = CASE WHEN desired_version > {version} THEN %s ELSE NULL END, "
-                f"status = CASE WHEN desired_version > {version} THEN %s ELSE %s END, recheck_after = {recheck} "
-                f"WHERE id IN (SELECT id FROM locked) RETURNING id",
-                [*by_pk, _uuid_param(owner), *versions, *quantities, *quantities, at,
-                 ops.adapt_datetimefield_value(started), *quantities, ops.adapt_datetimefield_value(started), at,
-                 *versions, ops.adapt_datetimefield_value(started), *versions, ListingStatus.PENDING, ListingStatus.OK,
-                 *recheck_params])
-            mine = {row[0] for row in cursor.fetchall()}
+        # One UPDATE for the round, in plain SQL (the ORM spent more time building it than PostgreSQL running it),
+        # prepared (``rows_cte``). Only rows we still lease; changes committed after our claim keep a listing out
+        # of date, its lag counted from the claim.
+        mine = {row[0] for row in fetch(
+            locked_listings("id IN (SELECT id FROM acked) AND lease_owner = %s", after=acked)
+            + f"UPDATE {LISTINGS} SET pushed_version = acked.version, pushed_quantity = acked.quantity, "
+            f"desired_quantity = acked.quantity, pushed_at = %s, "
+            # The channel noted a sale of its own after this round began (the drain applied its webhook while our
+            # request was out): whether it sold before our number landed or after, we cannot tell, so what it
+            # shows is forgotten and the next push is sent, not skipped as "it has it already". Kept, our 79
+            # over its later sale read as 79 while it showed 78, for good (chaos run, amazon-1).
+            f"remote_quantity = CASE WHEN remote_seen_at > %s THEN NULL ELSE acked.quantity END, "
+            f"remote_seen_at = CASE WHEN remote_seen_at > %s THEN remote_seen_at ELSE %s END, remote_unsure = FALSE, "
+            f"attempts = 0, next_attempt_at = NULL, last_error = '', lease_owner = NULL, lease_until = NULL, "
+            f"dirty_since = CASE WHEN desired_version > acked.version THEN %s ELSE NULL END, "
+            f"status = CASE WHEN desired_version > acked.version THEN %s ELSE %s END, "
+            f"recheck_after = CASE WHEN acked.hedged THEN %s ELSE NULL END "
+            f"FROM acked WHERE {LISTINGS}.id = acked.id AND {LISTINGS}.id IN (SELECT id FROM locked) "
+            f"RETURNING {LISTINGS}.id",
+            [*acked_params, _uuid_param(owner), at, since, since, at, since, ListingStatus.PENDING, ListingStatus.OK,
+             ops.adapt_datetimefield_value(now + timedelta(seconds=CONFLICT_RECHECK_SECONDS))])}
         rows = [by_pk[pk] for pk in by_pk if pk in mine]
         if not rows:
             return
@@ -632,14 +622,17 @@ def _record_ok(acks: list[_Ack], owner: uuid.UUID, started: datetime, correlatio
                 if ack.listing.dirty_since else None for ack in rows}
         sent = [ack for ack in rows if ack.sent]
         if sent:
-            # Plain SQL for the same reason as the UPDATE above.
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    f"INSERT INTO {PushLog._meta.db_table} (listing_id, channel_id, version, quantity, ok, http_status, "
-                    f"error, lag_ms, correlation_id, created_at) VALUES "
-                    + ", ".join(["(%s, %s, %s, %s, %s, %s, '', %s, %s, %s)"] * len(sent)),
-                    [v for ack in sent for v in (ack.listing.pk, ack.channel.pk, ack.version, ack.quantity, True,
-                                                 ack.http_status, lags[ack.listing.pk], correlation_id[:64], at)])
+            pushed, pushed_params = rows_cte(
+                "pushed", (("listing_id", "bigint"), ("channel_id", "bigint"), ("version", "bigint"),
+                           ("quantity", "integer"), ("http_status", "smallint"), ("lag_ms", "integer")),
+                [(ack.listing.pk, ack.channel.pk, ack.version, ack.quantity, ack.http_status, lags[ack.listing.pk])
+                 for ack in sent])
+            writes = Statements()
+            writes.add(f"WITH {pushed} INSERT INTO {PushLog._meta.db_table} (listing_id, channel_id, version, "
+                       f"quantity, ok, http_status, error, lag_ms, correlation_id, created_at) "
+                       f"SELECT listing_id, channel_id, version, quantity, TRUE, http_status, '', lag_ms, %s, %s "
+                       f"FROM pushed", [*pushed_params, correlation_id[:64], at])
+            writes.run()
     counts = Counter((ack.channel.slug, "ok" if ack.sent else "no_change") for ack in rows)
     for (slug, outcome), n in counts.items():
         metrics.PUSHES.labels(channel=slug, outcome=outcome).inc(n)

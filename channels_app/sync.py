@@ -135,11 +135,13 @@ def wakes_together() -> Iterator[None]:
         transaction.on_commit(lambda: wake_pushers(channel_ids))
 
 
-def locked_listings(where: str) -> str:
+def locked_listings(where: str, *, after: str = "") -> str:
     """A CTE naming the listings ``where`` selects, row-locked in id order: every multi-row write of listings
-    that waits for locks takes them in one order, so two of them never deadlock."""
+    that waits for locks takes them in one order, so two of them never deadlock. ``after``: a CTE that
+    ``where`` may name, put before it."""
     lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
-    return f"WITH locked AS MATERIALIZED (SELECT id FROM {LISTINGS} WHERE {where} ORDER BY id{lock}) "
+    first = f"{after}, " if after else ""
+    return f"WITH {first}locked AS MATERIALIZED (SELECT id FROM {LISTINGS} WHERE {where} ORDER BY id{lock}) "
 
 
 def wake_pushers(channel_ids, *, countdown: float | None = None, hold: bool = False) -> None:

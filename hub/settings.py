@@ -211,7 +211,8 @@ LOG_FORMAT = os.environ.get("LOG_FORMAT", "json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"redact": {"()": "hub.observability.RedactFilter"}},
+    "filters": {"redact": {"()": "hub.observability.RedactFilter"},
+                "task_success": {"()": "hub.observability.TaskSuccessFilter"}},
     "formatters": {
         "json": {"()": "hub.observability.JsonFormatter"},
         "plain": {"()": "hub.observability.PlainFormatter", "format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
@@ -221,5 +222,7 @@ LOGGING = {
                     "filters": ["redact"]},
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {"django.db.backends": {"level": "WARNING"},
+                # Celery's line per successful task, off unless LOG_TASK_SUCCESS (hub.observability.TaskSuccessFilter).
+                "celery.app.trace": {"filters": [] if env_bool("LOG_TASK_SUCCESS", False) else ["task_success"]}},
 }

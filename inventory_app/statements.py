@@ -82,6 +82,22 @@ def fetch(sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         return cursor.fetchall()
 
 
+def rows_cte(name: str, columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[Any]]) -> tuple[str, list]:
+    """A CTE ``name(columns)`` holding ``rows`` (``columns``: name and PostgreSQL type of each), and its parameters.
+
+    On PostgreSQL the rows travel as one array per column (``unnest``): the statement has one shape whatever
+    the number of rows, so it is prepared once per connection and its values are bound by the server; a
+    ``VALUES`` list or a ``CASE id WHEN ...`` per row made a new statement for each size, parsed and planned
+    on every call, and its parameters were quoted into the text by the driver. Elsewhere (SQLite) a VALUES list."""
+    names = ", ".join(column for column, _ in columns)
+    if connections[DEFAULT_DB_ALIAS].vendor == "postgresql":
+        arrays = ", ".join(f"%s::{kind}[]" for _, kind in columns)
+        return (f"{name} AS (SELECT * FROM unnest({arrays}) AS {name}({names}))",
+                [[row[i] for row in rows] for i in range(len(columns))])
+    one = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    return f"{name}({names}) AS (VALUES {', '.join([one] * len(rows))})", [value for row in rows for value in row]
+
+
 def columns(model, alias: str = "") -> str:
     """The model's concrete columns in field order, the order ``instances`` reads them in."""
     return ", ".join(f"{alias}.{column}" if alias else column for column in _loader(model)[0])

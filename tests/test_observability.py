@@ -77,3 +77,31 @@ def test_webhook_response_carries_the_events_correlation_id():
     body = shopify_order(1, [(1, "TEE", 111, 1)])
     response = post(client, "shop", body, shopify_headers("shh", body, "orders/create"))
     assert response["X-Correlation-Id"] == response.json()["correlation_id"]
+
+
+def test_celery_logs_failed_and_retried_tasks_but_not_each_success(caplog):
+    """The real trace of a task run by Celery's tracer, through the logging configuration the workers use."""
+    from celery import Celery
+    from celery.app.trace import build_tracer
+
+    app = Celery("obs-test", set_as_current=False)
+
+    @app.task(name="obs.ok")
+    def ok():
+        return 1
+
+    @app.task(name="obs.broken")
+    def broken():
+        raise ValueError("boom")
+
+    trace_logger = logging.getLogger("celery.app.trace")
+    caplog.set_level(logging.INFO, logger="celery.app.trace")
+    trace_logger.addHandler(caplog.handler)  # caplog's own handler sits on the root, after the logger's filters
+    try:
+        for task in (ok, broken):
+            build_tracer(task.name, task, app=app, eager=False)("task-id", (), {}, {})
+    finally:
+        trace_logger.removeHandler(caplog.handler)
+    messages = [r.getMessage() for r in caplog.records if r.name == "celery.app.trace"]
+    assert not any("obs.ok" in m and "succeeded" in m for m in messages), messages
+    assert any("obs.broken" in m and "boom" in m for m in messages), messages

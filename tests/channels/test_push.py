@@ -538,3 +538,52 @@ def test_commits_wait_for_the_disk_again_after_bookkeeping_that_failed():
         assert _commit_setting() == "off"
         1 / 0  # noqa: B018
     assert _commit_setting() == configured
+
+
+def test_a_rounds_bookkeeping_has_one_shape_whatever_its_size():
+    """The statements that note what a round sends and record what the channels acknowledged have the same text
+    for one listing as for three, so PostgreSQL prepares each once per connection; built row by row (a CASE
+    per listing) every size was a new statement, parsed and planned on every round."""
+    from django.test.utils import CaptureQueriesContext
+
+    wh = make_location()
+    skus = [make_sku(stock_at={wh: 10}) for _ in range(3)]
+    channel, sandbox = connect("shopify", {sku: 0 for sku in skus})
+
+    def bookkeeping(sold):
+        stock.reserve(lines=[LineRequest(sku.code, 1) for sku in sold])
+        with CaptureQueriesContext(connection) as queries:
+            assert outbound.push_channel(channel.pk).pushed == len(sold)
+        return {q["sql"] for q in queries.captured_queries
+                if "attempted_quantity =" in q["sql"] or "pushed_version =" in q["sql"] or "pushlog" in q["sql"]}
+
+    with sandbox:
+        converge(channel)
+        one, three = bookkeeping(skus[:1]), bookkeeping(skus)
+        assert len(one) == 3 and one == three
+        assert_converged(channel, sandbox)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT statement FROM pg_prepared_statements")
+            prepared = {row[0] for row in cursor.fetchall()}
+        numbered = set()
+        for sql in one:
+            parts = sql.split("%s")
+            numbered.add("".join(part + (f"${i + 1}" if i < len(parts) - 1 else "") for i, part in enumerate(parts)))
+        assert numbered <= prepared
+
+
+@pytest.mark.parametrize("variable", [None, "HTTPS_PROXY", "REQUESTS_CA_BUNDLE"])
+def test_channel_sessions_read_proxy_and_ca_settings_only_where_the_environment_has_them(monkeypatch, variable):
+    import requests.utils
+
+    from channels_app.adapters import http
+
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        for spelling in (name, name.lower()):
+            monkeypatch.delenv(spelling, raising=False)
+    if variable:
+        monkeypatch.setenv(variable, "http://proxy.internal:3128" if variable.endswith("PROXY") else "/etc/ssl/ours.pem")
+    session = http.session_for(f"env-{variable}-{uuid.uuid4().hex}")
+    assert session.trust_env is (variable is not None)
+    if variable == "HTTPS_PROXY":
+        assert requests.utils.get_environ_proxies("https://shop.example")["https"] == "http://proxy.internal:3128"
