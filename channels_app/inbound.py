@@ -369,11 +369,20 @@ def _claim_and_apply(candidates: str, params: list, limit: int) -> list[tuple[in
     for event, channel in applied:
         metrics.INBOUND_PROCESSED.labels(channel=channel.slug, outcome=event.status).inc()
         metrics.INBOUND_SECONDS.labels(channel=channel.slug).observe(share)
+        # One line per event, not per task: the drain applies many events per task, and this line is what
+        # ties a webhook's correlation id to what it did in the worker log.
+        log.log(_OUTCOME_LEVEL.get(event.status, logging.INFO), "inbound event %s", event.status,
+                extra={"event": event.pk, "channel": channel.slug, "topic": event.topic, "outcome": event.last_error,
+                       "attempts": event.attempts, "correlation_id": str(event.correlation_id)})
         if event.status == InboundStatus.RETRYING and event.next_attempt_at is not None:
             delay = (event.next_attempt_at - timezone.now()).total_seconds()
             if delay <= 60:  # longer waits belong to the sweeper, not to broker countdowns
                 transaction.on_commit(lambda pk=event.pk, delay=delay: _enqueue(pk, countdown=max(delay, 0)))
     return results
+
+
+_OUTCOME_LEVEL = {InboundStatus.PARKED: logging.WARNING, InboundStatus.FAILED: logging.WARNING,
+                  InboundStatus.DEAD: logging.ERROR}
 
 
 def _apply(event: InboundEvent, channel: Channel, parsed: list[Command] | Exception) -> None:

@@ -39,3 +39,5 @@ def test_order_webhook_to_other_channels_with_one_correlation_id():
     lines = [json.loads(line) for line in worker.log_path.read_text().splitlines() if line.startswith("{")]
     traced = [line for line in lines if line.get("correlation_id") == cid]
     assert traced, "worker log lines carry the webhook's correlation id"
+    applied = [line for line in traced if line.get("message") == "inbound event processed"]
+    assert applied and applied[0]["topic"] == "orders/create" and applied[0]["channel"] == "shop"
