@@ -26,7 +26,7 @@ from inventory_app.models import (
     ReservationLine,
     Sku,
 )
-from inventory_app.statements import fetch
+from inventory_app.statements import Statements, fetch
 from inventory_app.stock import LineRequest
 
 
@@ -73,6 +73,30 @@ def _new_order(**fields) -> Order | None:
     return order
 
 
+_LINE_COLUMNS = ("order_id", "external_id", "sku_id", "quantity", "unit_price", "status", "restocked_quantity",
+                 "reservation_id")
+# A sold line goes out with its sale's writes (``stock.sell``'s pipeline): its own round trip through the ORM was
+# a sixth of the time an inbox drain spent on each order.
+_NEW_LINE_SQL = (f"INSERT INTO {OrderLine._meta.db_table} ({', '.join(_LINE_COLUMNS)}) "
+                 f"VALUES ({', '.join(['%s'] * len(_LINE_COLUMNS))}) RETURNING id")
+
+
+_LINE_FIELDS = [next(f for f in OrderLine._meta.concrete_fields if f.attname == column) for column in _LINE_COLUMNS]
+
+
+def _write_sold_line(order: Order, line: OrderLineRequest, written_for: list[str]):
+    """``stock.sell``'s ``also_write`` for one order line: its row, committed to the sale. Once the row is
+    written, ``written_for`` holds the sale's id; a sale answered from its key rolls the row back, and its id
+    differs from the one answered."""
+    def write(reservation_id, writes: Statements) -> None:
+        row = OrderLine(order=order, external_id=line.external_id, sku=line.sku, quantity=line.quantity,
+                        unit_price=line.unit_price, status=OrderLineStatus.COMMITTED, reservation_id=reservation_id)
+        writes.add(_NEW_LINE_SQL, [field.get_db_prep_save(getattr(row, field.attname), connection)
+                                   for field in _LINE_FIELDS],
+                   on_rows=lambda rows: written_for.append(str(reservation_id)) if rows else None)
+    return write
+
+
 def place_order(
     *,
     channel: str,
@@ -106,16 +130,20 @@ def place_order(
             known.add(line.external_id)
             key = f"order:{channel}:{external_id}:{line.external_id}"
             reservation_id, status = None, OrderLineStatus.COMMITTED
+            written_for: list[str] = []
             try:
                 sold = stock.sell(lines=[LineRequest(line.sku.code, line.quantity)], channel=channel,
-                                  reference=f"{channel}:{external_id}", key=f"{key}:sell")
+                                  reference=f"{channel}:{external_id}", key=f"{key}:sell",
+                                  also_write=_write_sold_line(order, line, written_for))
                 reservation_id = sold["id"]
                 applied.append(line)
             except InsufficientStock:
                 status = OrderLineStatus.SHORT
                 short.append(line)
-            OrderLine.objects.create(order=order, external_id=line.external_id, sku=line.sku, quantity=line.quantity,
-                                     unit_price=line.unit_price, status=status, reservation_id=reservation_id)
+            if written_for != [reservation_id]:  # a short line, or a sale its key answered from before
+                OrderLine.objects.create(order=order, external_id=line.external_id, sku=line.sku,
+                                         quantity=line.quantity, unit_price=line.unit_price, status=status,
+                                         reservation_id=reservation_id)
         if applied or short:
             events.emit("order.created", {
                 "channel": channel, "order": external_id, "name": order.name, "currency": order.currency,

@@ -582,17 +582,22 @@ def reserve(
     return _take(lines, channel=channel, reference=reference, ttl=ttl, key=key, sold=False)
 
 
-def sell(*, lines: Sequence[LineRequest], channel: str = "", reference: str = "", key: str | None = None) -> dict:
+def sell(*, lines: Sequence[LineRequest], channel: str = "", reference: str = "", key: str | None = None,
+         also_write: Callable[[uuid.UUID, Statements], None] | None = None) -> dict:
     """A sale already made (a channel's order): units leave on_hand at once, allocated as ``reserve``
     would (all lines or none), in one transaction with one COMMIT ledger row per stock row.
 
     The same as reserve then commit, in half the statements: every order of every channel takes this
-    path. A committed reservation records where the units came from, for cancellations and refunds."""
-    return _take(lines, channel=channel, reference=reference, ttl=None, key=key, sold=True)
+    path. A committed reservation records where the units came from, for cancellations and refunds.
+
+    ``also_write(reservation_id, writes)``: the caller's own rows for this sale (its order line) go out with
+    the sale's writes, in the same round trip and savepoint; they are rolled back with it, also when the key
+    answers with an earlier result (the caller sees that its statements returned no rows)."""
+    return _take(lines, channel=channel, reference=reference, ttl=None, key=key, sold=True, also_write=also_write)
 
 
 def _take(lines: Sequence[LineRequest], *, channel: str, reference: str, ttl: int | None, key: str | None,
-          sold: bool) -> dict:
+          sold: bool, also_write: Callable[[uuid.UUID, Statements], None] | None = None) -> dict:
     if not lines:
         raise StockError("A reservation needs at least one line.", field="lines")
     payload = {"lines": [[line.sku, line.quantity] for line in lines], "channel": channel, "reference": reference}
@@ -672,6 +677,8 @@ def _take(lines: Sequence[LineRequest], *, channel: str, reference: str, ttl: in
                     sold_units[stock_id] += units
         _stock_changed({stock_id for _, stock_id, _, _ in needs}, writes=writes, source=channel or "api",
                        sold=sold_units or None)
+        if also_write is not None:
+            also_write(reservation_id, writes)
         RESERVATIONS.labels(outcome="sold" if sold else "reserved").inc()
         requested_codes = {requested.id: requested.code for requested, _, _, _ in allocation}
         location_codes = _location_codes({row.location_id for row in rows.values()})
