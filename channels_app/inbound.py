@@ -589,16 +589,19 @@ def apply_command(channel: Channel, command: Command) -> str:
         known = _resolved_lines.get() or {}
         resolved = [(line, known.get((channel.pk, line.listing)) or find_listing(channel, line.listing))
                     for line in command.lines]
+        listings: dict[str, Listing] = {}
+        for line, listing in resolved:
+            listings.setdefault(line.external_id, listing)  # a line named twice is recorded once, the first
+        # The channel's note of each sale goes with the line's own writes, only for the lines this delivery records:
+        # an orders/paid after its orders/create names the same lines, and noting them again took the sale off what
+        # the channel shows twice.
         result = orders.place_order(
             channel=channel.slug, external_id=command.external_id, name=command.name, currency=command.currency,
             total=command.total, placed_at=command.placed_at,
             lines=[orders.OrderLineRequest(external_id=line.external_id, sku=listing.sku, quantity=line.quantity,
-                                           unit_price=Decimal(line.unit_price)) for line, listing in resolved])
-        # Only the lines this delivery applied: an orders/paid after its orders/create names the same lines, and
-        # noting them again took the sale off what the channel shows twice.
-        new = set(result["new_lines"])
-        note_channel_sale(channel, [(listing, line.quantity) for line, listing in resolved if line.external_id in new],
-                          sold_at=command.placed_at)
+                                           unit_price=Decimal(line.unit_price)) for line, listing in resolved],
+            also_write=lambda line, writes: note_channel_sale(listings[line.external_id], line.quantity, writes,
+                                                              sold_at=command.placed_at))
         if result.get("short"):
             metrics.OVERSOLD_UNITS.labels(channel=channel.slug).inc(result["short"])
             return f"oversold: {result['short']} unit(s) on lines {', '.join(result['short_lines'])}"
@@ -633,9 +636,10 @@ def apply_command(channel: Channel, command: Command) -> str:
     raise PayloadError(f"Unknown command {command!r}")
 
 
-def note_channel_sale(channel: Channel, sold: list[tuple[Listing, int]], *, sold_at=None) -> None:
+def note_channel_sale(listing: Listing, quantity: int, writes: Statements, *, sold_at=None) -> None:
     """The selling channel already took these units off its own count: remember what it shows now,
-    so the next push does not send it the number it already has (no echo).
+    so the next push does not send it the number it already has (no echo). Added to ``writes``: it goes out
+    with the sale's own writes.
 
     Only if the sale came after our last push. A push made after it (say the event was parked and replayed)
     set an absolute number that no longer carries the channel's own decrement: left as it is. A sale within
@@ -650,14 +654,12 @@ def note_channel_sale(channel: Channel, sold: list[tuple[Listing, int]], *, sold
     push recorded since, or an earlier sale in the same drain transaction, would otherwise be overwritten."""
     adapt = connection.ops.adapt_datetimefield_value
     now = adapt(timezone.now())
-    with connection.cursor() as cursor:
-        for listing, quantity in sold:
-            if sold_at is None:
-                cursor.execute(_NOTE_SALE_SQL, [quantity, quantity, now, listing.pk])
-            else:
-                near = adapt(sold_at - SALE_TIME_MARGIN)  # {unsure} is in the statement twice
-                cursor.execute(_NOTE_TIMED_SALE_SQL, [near, near, quantity, quantity, now, listing.pk,
-                                                      adapt(sold_at + SALE_TIME_MARGIN)])
+    if sold_at is None:
+        writes.add(_NOTE_SALE_SQL, [quantity, quantity, now, listing.pk])
+    else:
+        near = adapt(sold_at - SALE_TIME_MARGIN)  # {unsure} is in the statement twice
+        writes.add(_NOTE_TIMED_SALE_SQL, [near, near, quantity, quantity, now, listing.pk,
+                                          adapt(sold_at + SALE_TIME_MARGIN)])
 
 
 SALE_TIME_MARGIN = timedelta(seconds=2)

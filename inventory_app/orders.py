@@ -6,7 +6,9 @@ Every order line is applied at most once whatever delivery brought it: each stoc
 
 from __future__ import annotations
 
+import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -75,26 +77,27 @@ def _new_order(**fields) -> Order | None:
 
 _LINE_COLUMNS = ("order_id", "external_id", "sku_id", "quantity", "unit_price", "status", "restocked_quantity",
                  "reservation_id")
-# A sold line goes out with its sale's writes (``stock.sell``'s pipeline): its own round trip through the ORM was
-# a sixth of the time an inbox drain spent on each order.
 _NEW_LINE_SQL = (f"INSERT INTO {OrderLine._meta.db_table} ({', '.join(_LINE_COLUMNS)}) "
                  f"VALUES ({', '.join(['%s'] * len(_LINE_COLUMNS))}) RETURNING id")
 
 
 _LINE_FIELDS = [next(f for f in OrderLine._meta.concrete_fields if f.attname == column) for column in _LINE_COLUMNS]
 
+# The caller's own rows for an order line this call records (a channel's note of its sale), given the line and the
+# statements to add them to.
+LineWrites = Callable[[OrderLineRequest, Statements], None]
 
-def _write_sold_line(order: Order, line: OrderLineRequest, written_for: list[str]):
-    """``stock.sell``'s ``also_write`` for one order line: its row, committed to the sale. Once the row is
-    written, ``written_for`` holds the sale's id; a sale answered from its key rolls the row back, and its id
-    differs from the one answered."""
-    def write(reservation_id, writes: Statements) -> None:
-        row = OrderLine(order=order, external_id=line.external_id, sku=line.sku, quantity=line.quantity,
-                        unit_price=line.unit_price, status=OrderLineStatus.COMMITTED, reservation_id=reservation_id)
-        writes.add(_NEW_LINE_SQL, [field.get_db_prep_save(getattr(row, field.attname), connection)
-                                   for field in _LINE_FIELDS],
-                   on_rows=lambda rows: written_for.append(str(reservation_id)) if rows else None)
-    return write
+
+def _write_line(order: Order, line: OrderLineRequest, status: OrderLineStatus, reservation_id, writes: Statements,
+                also_write: LineWrites | None, written_for: list) -> None:
+    """The line's row and the caller's rows for it, added to ``writes``; ``written_for`` gets the sale's id once
+    the row is written."""
+    row = OrderLine(order=order, external_id=line.external_id, sku=line.sku, quantity=line.quantity,
+                    unit_price=line.unit_price, status=status, reservation_id=reservation_id)
+    writes.add(_NEW_LINE_SQL, [field.get_db_prep_save(getattr(row, field.attname), connection) for field in _LINE_FIELDS],
+               on_rows=lambda rows: written_for.append(reservation_id and str(reservation_id)) if rows else None)
+    if also_write is not None:
+        also_write(line, writes)
 
 
 def place_order(
@@ -106,11 +109,18 @@ def place_order(
     currency: str = "USD",
     total: Decimal = Decimal("0"),
     placed_at: datetime | None = None,
+    also_write: LineWrites | None = None,
 ) -> dict:
     """Record a channel's order and take its units from stock (``stock.sell`` per line).
 
     A line the hub cannot cover is recorded as ``short``: the channel already sold it, so the
     order is a fact; the shortfall is what the operator (and the oversell figures) must see.
+
+    Each line this call records (sold or short, never one recorded before) is written with its sale, in the
+    sale's own pipeline and savepoint (a round trip of its own through the ORM was a sixth of the time an
+    inbox drain spent on each order); ``also_write`` adds the caller's rows for the line to the same
+    statements. A short line, or a sale its key answers from before (whose writes are rolled back with it),
+    is written on its own, with the caller's rows.
     """
     # No savepoint of its own: inside an inbox event's transaction a failure rolls back with the event's.
     with transaction.atomic(savepoint=False):
@@ -130,20 +140,21 @@ def place_order(
             known.add(line.external_id)
             key = f"order:{channel}:{external_id}:{line.external_id}"
             reservation_id, status = None, OrderLineStatus.COMMITTED
-            written_for: list[str] = []
+            written_for: list = []
             try:
                 sold = stock.sell(lines=[LineRequest(line.sku.code, line.quantity)], channel=channel,
                                   reference=f"{channel}:{external_id}", key=f"{key}:sell",
-                                  also_write=_write_sold_line(order, line, written_for))
+                                  also_write=lambda sale, writes, line=line, written_for=written_for: _write_line(
+                                      order, line, OrderLineStatus.COMMITTED, sale, writes, also_write, written_for))
                 reservation_id = sold["id"]
                 applied.append(line)
             except InsufficientStock:
                 status = OrderLineStatus.SHORT
                 short.append(line)
             if written_for != [reservation_id]:  # a short line, or a sale its key answered from before
-                OrderLine.objects.create(order=order, external_id=line.external_id, sku=line.sku,
-                                         quantity=line.quantity, unit_price=line.unit_price, status=status,
-                                         reservation_id=reservation_id)
+                own = Statements()
+                _write_line(order, line, status, reservation_id and uuid.UUID(reservation_id), own, also_write, [])
+                own.run()
         if applied or short:
             events.emit("order.created", {
                 "channel": channel, "order": external_id, "name": order.name, "currency": order.currency,

@@ -58,12 +58,9 @@ def parse_retry_after(value: str | None, default: float = 1.0) -> float:
             return default
 
 
-_ENVIRONMENT_HTTP_SETTINGS = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
-
-
-def environment_configures_http() -> bool:
-    """Whether the process environment holds settings requests takes from it: a proxy or a CA bundle."""
-    return bool(requests.utils.getproxies()) or any(os.environ.get(name) for name in _ENVIRONMENT_HTTP_SETTINGS)
+def environment_ca_bundle() -> str | None:
+    """The CA bundle the environment names, read as requests reads it (REQUESTS_CA_BUNDLE, then CURL_CA_BUNDLE)."""
+    return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or None
 
 
 _local = threading.local()
@@ -78,10 +75,14 @@ def session_for(key: str) -> requests.Session:
         session = requests.Session()
         session.headers["User-Agent"] = "Tally/1.0 (+https://github.com/tally-hub)"
         # With trust_env, every request looks up proxy variables, no_proxy matching and ~/.netrc again: 0.2 ms of
-        # the 1.6-1.8 ms a push request costs here in requests (bench/hot_paths.py). Where the environment names
-        # a proxy or a CA bundle they are honoured as before; otherwise ~/.netrc is not read either, which no
-        # channel needs (each carries its own credentials).
-        session.trust_env = environment_configures_http()
+        # the 1.6-1.8 ms a push request costs here in requests (bench/hot_paths.py). Only a proxy needs that (its
+        # no_proxy rules match per URL). A CA bundle named by the environment is set on the session once: kept
+        # on for it, trust_env made every push pay the lookups on hosts that set one (this VM and CI set
+        # REQUESTS_CA_BUNDLE: 6% of the push worker's CPU at 50 orders/s, py-spy). ~/.netrc is not read, which
+        # no channel needs (each carries its own credentials).
+        session.trust_env = bool(requests.utils.getproxies())
+        if not session.trust_env and environment_ca_bundle():
+            session.verify = environment_ca_bundle()
         sessions[key] = session
     return sessions[key]
 

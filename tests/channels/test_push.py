@@ -572,7 +572,7 @@ def test_a_rounds_bookkeeping_has_one_shape_whatever_its_size():
         assert numbered <= prepared
 
 
-@pytest.mark.parametrize("variable", [None, "HTTPS_PROXY", "REQUESTS_CA_BUNDLE"])
+@pytest.mark.parametrize("variable", [None, "HTTPS_PROXY", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"])
 def test_channel_sessions_read_proxy_and_ca_settings_only_where_the_environment_has_them(monkeypatch, variable):
     import requests.utils
 
@@ -584,6 +584,11 @@ def test_channel_sessions_read_proxy_and_ca_settings_only_where_the_environment_
     if variable:
         monkeypatch.setenv(variable, "http://proxy.internal:3128" if variable.endswith("PROXY") else "/etc/ssl/ours.pem")
     session = http.session_for(f"env-{variable}-{uuid.uuid4().hex}")
-    assert session.trust_env is (variable is not None)
+    assert session.trust_env is (variable == "HTTPS_PROXY")
+    # What a request would take from the environment (requests' own reading of it) is what the session holds.
+    url = "https://shop.example/admin/api/graphql.json"
+    from_environment = requests.Session().merge_environment_settings(url, {}, None, None, None)
+    assert session.merge_environment_settings(url, {}, None, None, None) == from_environment
+    assert from_environment["verify"] == ("/etc/ssl/ours.pem" if variable and variable.endswith("BUNDLE") else True)
     if variable == "HTTPS_PROXY":
         assert requests.utils.get_environ_proxies("https://shop.example")["https"] == "http://proxy.internal:3128"

@@ -8,7 +8,15 @@ import pytest
 from django.db.models import Sum
 
 from inventory_app import orders
-from inventory_app.models import Order, OrderLine, OrderLineStatus, Reservation, StockLedgerEntry, StockLevel
+from inventory_app.models import (
+    OperationRecord,
+    Order,
+    OrderLine,
+    OrderLineStatus,
+    Reservation,
+    StockLedgerEntry,
+    StockLevel,
+)
 from tests.factories import make_location, make_sku
 
 pytestmark = pytest.mark.django_db
@@ -48,3 +56,31 @@ def test_a_sale_answered_from_its_key_still_gets_its_order_line():
     row = StockLevel.objects.get(sku=tee)
     assert row.on_hand == 3, "the key sold the units once"
     assert StockLedgerEntry.objects.filter(sku=tee).aggregate(s=Sum("on_hand_delta"))["s"] == row.on_hand
+
+
+def test_the_callers_rows_for_a_line_are_written_once_with_it_sold_short_or_answered_from_its_key():
+    """``also_write`` (the channel's note of its sale) lands once per line the call records: with the sale, with a
+    short line, with a sale answered from its key (the pipelined copy rolled back with the sale); a redelivery
+    records no line and writes nothing."""
+    wh = make_location()
+    tee, gone = make_sku(stock_at={wh: 5}), make_sku(stock_at={wh: 0})
+    table = OperationRecord._meta.db_table
+
+    def note(order_line, writes):
+        writes.add(f"INSERT INTO {table} (key, operation, request_hash, result, created_at) "
+                   "VALUES (%s, 'note', '', '{}', CURRENT_TIMESTAMP)", [f"note:{order_line.external_id}"])
+
+    def place():
+        return orders.place_order(channel="shop", external_id="3003", lines=[line("a", tee, 2), line("b", gone, 1)],
+                                  also_write=note)
+
+    notes = OperationRecord.objects.filter(operation="note")
+    first = place()
+    place()
+    assert sorted(notes.values_list("key", flat=True)) == ["note:a", "note:b"]
+    Order.objects.filter(pk=first["order"]).delete()
+    notes.delete()
+    again = place()
+    assert (again["applied"], again["short"]) == (2, 1)
+    assert sorted(notes.values_list("key", flat=True)) == ["note:a", "note:b"]
+    assert StockLevel.objects.get(sku=tee).on_hand == 3
