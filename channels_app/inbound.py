@@ -52,7 +52,7 @@ from hub.redis import get_redis
 from inventory_app import orders, stock
 from inventory_app.errors import OrderNotFound, StockError
 from inventory_app.models import BundleComponent, Order, OrderLine, ReservationLine, Sku, StockLevel
-from inventory_app.statements import Statements, columns, fetch, instances
+from inventory_app.statements import Statements, columns, fetch, instances, savepoint
 
 log = logging.getLogger(__name__)
 _EVENT_CHANNEL = InboundEvent._meta.get_field("channel")
@@ -390,7 +390,7 @@ def _apply(event: InboundEvent, channel: Channel, parsed: list[Command] | Except
     correlation_id.set(str(event.correlation_id))
     event.attempts += 1
     try:
-        with transaction.atomic():
+        with savepoint("tally_event"):
             if isinstance(parsed, Exception):
                 raise parsed
             outcomes = [apply_command(channel, command) for command in parsed]

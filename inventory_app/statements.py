@@ -22,11 +22,12 @@ import contextlib
 import functools
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextvars import ContextVar
 from typing import Any
 
 import psycopg
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, Error, connections, transaction
 
 RowsCallback = Callable[[list[tuple]], None]
 
@@ -70,8 +71,9 @@ def fetch(sql: str, params: Sequence[Any] = ()) -> list[tuple]:
     if db.vendor == "postgresql":
         db.ensure_connection()
         raw = db.connection
-        if raw.info.transaction_status == psycopg.pq.TransactionStatus.IDLE and not raw.autocommit:
-            # The transaction's first statement: pipelined, its BEGIN travels with it.
+        if (raw.info.transaction_status == psycopg.pq.TransactionStatus.IDLE and not raw.autocommit) or _waiting():
+            # The transaction's first statement, or a savepoint's (``savepoint``): pipelined, its BEGIN or SAVEPOINT
+            # travels with it.
             return _pipelined(db, [(sql, params, True)])[0]
         db.validate_no_broken_transaction()
         with db.wrap_database_errors, psycopg.Cursor(raw) as cursor:
@@ -136,6 +138,9 @@ def _loader(model) -> tuple[list[str], list[str], list[tuple[int, Any, list]]]:
 def _pipelined(db, statements: list[tuple[str, Sequence[Any], bool]]) -> list[list[tuple]]:
     db.ensure_connection()
     db.validate_no_broken_transaction()
+    opening = _take_waiting()
+    if opening:
+        return _pipelined(db, [(opening, (), False), *statements])[1:]
     raw = db.connection
     shared = psycopg.Cursor(raw)  # for statements whose rows nobody reads
     cursors = [psycopg.Cursor(raw) if wants_rows else shared for _, _, wants_rows in statements]
@@ -165,6 +170,72 @@ def _execute(db, cursor, sql: str, params: Sequence[Any]) -> None:
     execute(sql, params, False, {"connection": db, "cursor": cursor})
     if db.queries_logged:
         db.queries_log.append({"sql": sql, "time": f"{time.monotonic() - started:.3f}"})
+
+
+# The savepoint ``savepoint`` opened and not sent yet: [its SAVEPOINT statement, whether it went out].
+_waiting_savepoint: ContextVar[list | None] = ContextVar("waiting_savepoint", default=None)
+
+
+def _waiting() -> bool:
+    state = _waiting_savepoint.get()
+    return state is not None and not state[1]
+
+
+def _take_waiting() -> str | None:
+    """The SAVEPOINT statement to send before the next one, once."""
+    state = _waiting_savepoint.get()
+    if state is None or state[1]:
+        return None
+    state[1] = True
+    return state[0]
+
+
+def _savepoint_first(execute, sql, params, many, context):
+    # A statement through Django's cursor: the waiting savepoint goes first, in a round trip of its own.
+    opening = _take_waiting()
+    if opening:
+        context["cursor"].execute(opening)
+    return execute(sql, params, many, context)
+
+
+@contextlib.contextmanager
+def savepoint(name: str) -> Iterator[None]:
+    """``transaction.atomic()`` for a block inside an open transaction on PostgreSQL, in no round trip of its own:
+    the SAVEPOINT goes out with the block's first statement (in the same pipeline when it is one of ours, just
+    before it when it goes through Django's cursor), and the savepoint is not released (it ends with the
+    transaction; PostgreSQL counts it the same, released or not). A block that raises is rolled back to it, with
+    what Django would undo: callbacks it registered with ``on_commit``, and the broken-transaction flag an inner
+    ``atomic(savepoint=False)`` left. A block that sent nothing has nothing to roll back. Elsewhere (SQLite, or
+    outside a transaction) it is ``transaction.atomic()``.
+
+    An inbox drain applies each event in one of these: SAVEPOINT and RELEASE were two of the eight round trips
+    of each order it applied."""
+    db = connections[DEFAULT_DB_ALIAS]
+    if db.vendor != "postgresql" or not db.in_atomic_block or db.needs_rollback:
+        with transaction.atomic():
+            yield
+        return
+    state = [f"SAVEPOINT {name}", False]
+    token = _waiting_savepoint.set(state)
+    callbacks = len(db.run_on_commit)
+    try:
+        with db.execute_wrapper(_savepoint_first):
+            yield
+        failed = db.needs_rollback  # as Django's atomic: a block that swallowed a database error is undone
+    except BaseException:
+        failed = True
+        raise
+    finally:
+        _waiting_savepoint.reset(token)
+        if failed:
+            db.needs_rollback = False
+            del db.run_on_commit[callbacks:]
+            if state[1] and not db.closed_in_transaction:
+                try:
+                    with db.cursor() as cursor:
+                        cursor.execute(f"ROLLBACK TO SAVEPOINT {name}")
+                except Error:
+                    db.needs_rollback = True  # the transaction is broken: it rolls back as a whole
 
 
 @contextlib.contextmanager

@@ -41,7 +41,7 @@ from inventory_app.errors import (
     UnknownLocation,
     UnknownSku,
 )
-from inventory_app.locking import LockedRow, ensure_stock_rows, lock_stock_rows
+from inventory_app.locking import LockedRow, ensure_stock_rows, lock_by_codes_sql, lock_stock_rows
 from inventory_app.metrics import RESERVATIONS
 from inventory_app.models import (
     BundleComponent,
@@ -57,7 +57,7 @@ from inventory_app.models import (
     StockLevel,
     StockPolicy,
 )
-from inventory_app.statements import Statements, fetch
+from inventory_app.statements import Statements
 
 __all__ = [
     "LineRequest",
@@ -531,21 +531,28 @@ class _SkuRef:
     components: list[tuple[int, str, int]]  # (component id, code, units per bundle)
 
 
-def _expand(lines: Sequence[LineRequest]) -> list[tuple[_SkuRef, int, str, int]]:
-    """Turn requested lines into (requested sku, stock sku id, stock code, units); bundles become components."""
+def _expand_and_lock(lines: Sequence[LineRequest]) -> tuple[list[tuple[_SkuRef, int, str, int]], list[LockedRow]]:
+    """Turn requested lines into (requested sku, stock sku id, stock code, units), bundles into components, and
+    lock the stock rows they draw on: the description and the lock in one round trip (the lock names the SKUs by
+    code), where the lock waited for the description's answer. Rows of a SKU that turns out unknown or inactive
+    are locked for nothing: the error rolls them back with the operation."""
     for line in lines:
         _positive(line.quantity)
     codes = sorted({line.sku for line in lines})
-    skus: dict[str, _SkuRef] = {}
-    rows = fetch(
+    described: list[tuple] = []
+    locked: list[tuple] = []
+    reads = Statements()
+    reads.add(
         f"SELECT s.id, s.code, s.is_active, bc.component_id, c.code, bc.quantity "
         f"FROM {Sku._meta.db_table} s "
         f"LEFT JOIN {BundleComponent._meta.db_table} bc ON bc.bundle_id = s.id "
         f"LEFT JOIN {Sku._meta.db_table} c ON c.id = bc.component_id "
         f"WHERE s.code IN ({', '.join(['%s'] * len(codes))}) ORDER BY s.id, bc.component_id",
-        codes,
-    )
-    for sku_id, code, is_active, component_id, component_code, units in rows:
+        codes, on_rows=described.extend)
+    reads.add(*lock_by_codes_sql(codes), on_rows=locked.extend)
+    reads.run()
+    skus: dict[str, _SkuRef] = {}
+    for sku_id, code, is_active, component_id, component_code, units in described:
         ref = skus.setdefault(code, _SkuRef(sku_id, code, bool(is_active), []))
         if component_id is not None:
             ref.components.append((component_id, component_code, units))
@@ -560,7 +567,7 @@ def _expand(lines: Sequence[LineRequest]) -> list[tuple[_SkuRef, int, str, int]]
             needs.extend((ref, cid, ccode, units * line.quantity) for cid, ccode, units in ref.components)
         else:
             needs.append((ref, ref.id, ref.code, line.quantity))
-    return needs
+    return needs, [LockedRow(*row) for row in locked]
 
 
 def reserve(
@@ -604,9 +611,9 @@ def _take(lines: Sequence[LineRequest], *, channel: str, reference: str, ttl: in
 
     def work(writes: Statements) -> dict:
         now = timezone.now()
-        needs = _expand(lines)
+        needs, locked = _expand_and_lock(lines)
         by_sku: dict[int, list[LockedRow]] = defaultdict(list)
-        for row in lock_stock_rows(sku_ids={stock_id for _, stock_id, _, _ in needs}):
+        for row in locked:  # a bundle's own rows, if it has any, are locked and never drawn on
             if row.location_active:
                 by_sku[row.sku_id].append(row)
         for candidates in by_sku.values():

@@ -142,3 +142,58 @@ def test_nothing_is_prepared_when_prepared_statements_are_turned_off():
         assert StockLevel.objects.get(sku=sku).reserved == 3
     finally:
         connection.close()
+
+
+def _units(sku) -> int:
+    return StockLevel.objects.get(sku=sku).on_hand
+
+
+@pytest.mark.parametrize("first", ["ours", "django"])
+def test_a_savepoint_that_rides_undoes_its_block_and_what_it_registered_and_the_transaction_goes_on(first):
+    """``statements.savepoint``: the SAVEPOINT goes out with the block's first statement, whether that is one of
+    ours (pipelined) or Django's (just before it); a block that raises is undone, with its on_commit callbacks
+    and the broken-transaction flag an inner atomic(savepoint=False) left; the blocks before it stand."""
+    from inventory_app.statements import savepoint
+
+    wh = make_location()
+    sku = make_sku(stock_at={wh: 10})
+    ran = []
+    with transaction.atomic():
+        with savepoint("test_block"):
+            stock.adjust(sku=sku, location=wh, delta=-1, reason="kept")
+            transaction.on_commit(lambda: ran.append("kept"))
+        with CaptureQueriesContext(connection) as queries:
+            with pytest.raises(RuntimeError), savepoint("test_block"):
+                if first == "ours":
+                    fetch("SELECT 1")
+                else:
+                    StockLevel.objects.filter(sku=sku).update(on_hand=99)
+                with transaction.atomic(savepoint=False):  # what place_order does: no savepoint of its own
+                    stock.adjust(sku=sku, location=wh, delta=-2, reason="undone")
+                    transaction.on_commit(lambda: ran.append("undone"))
+                    raise RuntimeError("after writes")
+        assert not connection.needs_rollback
+        sent = [" ".join(q["sql"].split()) for q in queries.captured_queries]
+        assert sent[0] == "SAVEPOINT test_block" and sent[-1] == "ROLLBACK TO SAVEPOINT test_block"
+        assert "RELEASE SAVEPOINT test_block" not in sent
+        assert _units(sku) == 9  # the transaction goes on
+        with savepoint("test_block"):
+            stock.adjust(sku=sku, location=wh, delta=-3, reason="after")
+    assert _units(sku) == 6 and ran == ["kept"]
+
+
+def test_a_savepoint_whose_block_sent_nothing_rolls_back_nothing():
+    from inventory_app.statements import savepoint
+
+    wh = make_location()
+    sku = make_sku(stock_at={wh: 10})
+    with transaction.atomic():
+        stock.adjust(sku=sku, location=wh, delta=-1, reason="before")
+        with CaptureQueriesContext(connection) as queries, pytest.raises(ValueError), savepoint("test_block"):
+            raise ValueError("before any statement")
+        assert queries.captured_queries == []
+        # The next statement carries no leftover SAVEPOINT.
+        with CaptureQueriesContext(connection) as queries:
+            fetch("SELECT 1")
+        assert [q["sql"] for q in queries.captured_queries] == ["SELECT 1"]
+    assert _units(sku) == 9
