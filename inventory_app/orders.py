@@ -77,11 +77,9 @@ def _new_order(**fields) -> Order | None:
 
 _LINE_COLUMNS = ("order_id", "external_id", "sku_id", "quantity", "unit_price", "status", "restocked_quantity",
                  "reservation_id")
-_NEW_LINE_SQL = (f"INSERT INTO {OrderLine._meta.db_table} ({', '.join(_LINE_COLUMNS)}) "
-                 f"VALUES ({', '.join(['%s'] * len(_LINE_COLUMNS))}) RETURNING id")
-
-
 _LINE_FIELDS = [next(f for f in OrderLine._meta.concrete_fields if f.attname == column) for column in _LINE_COLUMNS]
+_NEW_LINE_SQL = (f"INSERT INTO {OrderLine._meta.db_table} ({', '.join(_LINE_COLUMNS)}) "
+                 f"VALUES ({', '.join(['%s'] * len(_LINE_COLUMNS))})")
 
 # The caller's own rows for an order line this call records (a channel's note of its sale), given the line and the
 # statements to add them to.
@@ -89,13 +87,11 @@ LineWrites = Callable[[OrderLineRequest, Statements], None]
 
 
 def _write_line(order: Order, line: OrderLineRequest, status: OrderLineStatus, reservation_id, writes: Statements,
-                also_write: LineWrites | None, written_for: list) -> None:
-    """The line's row and the caller's rows for it, added to ``writes``; ``written_for`` gets the sale's id once
-    the row is written."""
+                also_write: LineWrites | None) -> None:
+    """The line's row and the caller's rows for it, added to ``writes``."""
     row = OrderLine(order=order, external_id=line.external_id, sku=line.sku, quantity=line.quantity,
                     unit_price=line.unit_price, status=status, reservation_id=reservation_id)
-    writes.add(_NEW_LINE_SQL, [field.get_db_prep_save(getattr(row, field.attname), connection) for field in _LINE_FIELDS],
-               on_rows=lambda rows: written_for.append(reservation_id and str(reservation_id)) if rows else None)
+    writes.add(_NEW_LINE_SQL, [field.get_db_prep_save(getattr(row, field.attname), connection) for field in _LINE_FIELDS])
     if also_write is not None:
         also_write(line, writes)
 
@@ -140,20 +136,25 @@ def place_order(
             known.add(line.external_id)
             key = f"order:{channel}:{external_id}:{line.external_id}"
             reservation_id, status = None, OrderLineStatus.COMMITTED
-            written_for: list = []
+            # The sale this line's row went out with; it stands only if that sale is the one answered (a sale its
+            # key answers from before rolls its own writes back).
+            written_with: list[str] = []
+
+            def write_with_sale(sale: uuid.UUID, writes: Statements, line=line, written_with=written_with) -> None:
+                _write_line(order, line, OrderLineStatus.COMMITTED, sale, writes, also_write)
+                written_with.append(str(sale))
+
             try:
                 sold = stock.sell(lines=[LineRequest(line.sku.code, line.quantity)], channel=channel,
-                                  reference=f"{channel}:{external_id}", key=f"{key}:sell",
-                                  also_write=lambda sale, writes, line=line, written_for=written_for: _write_line(
-                                      order, line, OrderLineStatus.COMMITTED, sale, writes, also_write, written_for))
+                                  reference=f"{channel}:{external_id}", key=f"{key}:sell", also_write=write_with_sale)
                 reservation_id = sold["id"]
                 applied.append(line)
             except InsufficientStock:
                 status = OrderLineStatus.SHORT
                 short.append(line)
-            if written_for != [reservation_id]:  # a short line, or a sale its key answered from before
+            if written_with != [reservation_id]:  # a short line, or a sale its key answered from before
                 own = Statements()
-                _write_line(order, line, status, reservation_id and uuid.UUID(reservation_id), own, also_write, [])
+                _write_line(order, line, status, reservation_id and uuid.UUID(reservation_id), own, also_write)
                 own.run()
         if applied or short:
             events.emit("order.created", {
