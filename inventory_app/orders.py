@@ -136,23 +136,19 @@ def place_order(
             known.add(line.external_id)
             key = f"order:{channel}:{external_id}:{line.external_id}"
             reservation_id, status = None, OrderLineStatus.COMMITTED
-            # The sale this line's row went out with; it stands only if that sale is the one answered (a sale its
-            # key answers from before rolls its own writes back).
-            written_with: list[str] = []
-
-            def write_with_sale(sale: uuid.UUID, writes: Statements, line=line, written_with=written_with) -> None:
-                _write_line(order, line, OrderLineStatus.COMMITTED, sale, writes, also_write)
-                written_with.append(str(sale))
-
+            written = False
             try:
                 sold = stock.sell(lines=[LineRequest(line.sku.code, line.quantity)], channel=channel,
-                                  reference=f"{channel}:{external_id}", key=f"{key}:sell", also_write=write_with_sale)
+                                  reference=f"{channel}:{external_id}", key=f"{key}:sell",
+                                  also_write=lambda sale, writes, line=line: _write_line(
+                                      order, line, OrderLineStatus.COMMITTED, sale, writes, also_write))
                 reservation_id = sold["id"]
+                written = not sold.get("replayed")  # a sale its key answers from before rolled its writes back
                 applied.append(line)
             except InsufficientStock:
                 status = OrderLineStatus.SHORT
                 short.append(line)
-            if written_with != [reservation_id]:  # a short line, or a sale its key answered from before
+            if not written:
                 own = Statements()
                 _write_line(order, line, status, reservation_id and uuid.UUID(reservation_id), own, also_write)
                 own.run()

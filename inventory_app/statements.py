@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
@@ -27,7 +28,7 @@ from typing import Any
 
 import psycopg
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, Error, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, Error, connections, transaction
 
 RowsCallback = Callable[[list[tuple]], None]
 
@@ -139,13 +140,13 @@ def _pipelined(db, statements: list[tuple[str, Sequence[Any], bool]]) -> list[li
     db.ensure_connection()
     db.validate_no_broken_transaction()
     opening = _take_waiting()
-    if opening:
-        return _pipelined(db, [(opening, (), False), *statements])[1:]
     raw = db.connection
     shared = psycopg.Cursor(raw)  # for statements whose rows nobody reads
     cursors = [psycopg.Cursor(raw) if wants_rows else shared for _, _, wants_rows in statements]
     try:
         with db.wrap_database_errors, raw.pipeline():
+            if opening:  # a savepoint's (``savepoint``): unprepared, each has a name of its own
+                _execute(db, shared, opening, (), prepare=False)
             for cursor, (sql, params, _) in zip(cursors, statements, strict=True):
                 _execute(db, cursor, sql, params)
             # Fetching the first result sends the whole pipeline; the others are then read in order.
@@ -158,11 +159,11 @@ def _pipelined(db, statements: list[tuple[str, Sequence[Any], bool]]) -> list[li
                 cursor.close()
 
 
-def _execute(db, cursor, sql: str, params: Sequence[Any]) -> None:
+def _execute(db, cursor, sql: str, params: Sequence[Any], *, prepare: bool = True) -> None:
     # ``db`` is the connection itself, not django.db.connection: each attribute of that proxy is a
     # context-local lookup, and these run several times per stock operation.
     def execute(sql, params, many, context):
-        return cursor.execute(sql, params, prepare=True)
+        return cursor.execute(sql, params, prepare=prepare)
 
     for wrapper in reversed(db.execute_wrappers):
         execute = functools.partial(wrapper, execute)
@@ -172,29 +173,46 @@ def _execute(db, cursor, sql: str, params: Sequence[Any]) -> None:
         db.queries_log.append({"sql": sql, "time": f"{time.monotonic() - started:.3f}"})
 
 
-# The savepoint ``savepoint`` opened and not sent yet: [its SAVEPOINT statement, whether it went out].
+# The savepoint ``savepoint`` opened and not sent yet: [its SAVEPOINT statement, False while waiting, None while
+# being sent, True once it went out].
 _waiting_savepoint: ContextVar[list | None] = ContextVar("waiting_savepoint", default=None)
+# Each block's savepoint has a name of its own: a ROLLBACK TO that names a savepoint which never went out fails (and
+# the whole transaction rolls back) instead of landing on an earlier block's savepoint of the same name and undoing
+# work already counted as done.
+_savepoint_numbers = itertools.count()
 
 
 def _waiting() -> bool:
     state = _waiting_savepoint.get()
-    return state is not None and not state[1]
+    return state is not None and state[1] is False
 
 
 def _take_waiting() -> str | None:
-    """The SAVEPOINT statement to send before the next one, once."""
-    state = _waiting_savepoint.get()
-    if state is None or state[1]:
+    """The SAVEPOINT statement to send before the next one, once (``_pipelined`` sends it first, unprepared)."""
+    if not _waiting():
         return None
+    state = _waiting_savepoint.get()
     state[1] = True
     return state[0]
 
 
+def _send_waiting(db) -> None:
+    """Send the waiting savepoint on its own, through a client cursor of Django's (never a server-side one)."""
+    state = _waiting_savepoint.get()
+    state[1] = None
+    try:
+        with db.cursor() as cursor:
+            cursor.execute(state[0])
+    except BaseException:
+        state[1] = False
+        raise
+    state[1] = True
+
+
 def _savepoint_first(execute, sql, params, many, context):
     # A statement through Django's cursor: the waiting savepoint goes first, in a round trip of its own.
-    opening = _take_waiting()
-    if opening:
-        context["cursor"].execute(opening)
+    if _waiting():
+        _send_waiting(context["connection"])
     return execute(sql, params, many, context)
 
 
@@ -205,8 +223,9 @@ def savepoint(name: str) -> Iterator[None]:
     before it when it goes through Django's cursor), and the savepoint is not released (it ends with the
     transaction; PostgreSQL counts it the same, released or not). A block that raises is rolled back to it, with
     what Django would undo: callbacks it registered with ``on_commit``, and the broken-transaction flag an inner
-    ``atomic(savepoint=False)`` left. A block that sent nothing has nothing to roll back. Elsewhere (SQLite, or
-    outside a transaction) it is ``transaction.atomic()``.
+    ``atomic(savepoint=False)`` left. A block that sent nothing has nothing to roll back; one that ends with the
+    transaction in error (a database error caught inside) is rolled back and raises, as Django's release would.
+    Elsewhere (SQLite, or outside a transaction) it is ``transaction.atomic()``.
 
     An inbox drain applies each event in one of these: SAVEPOINT and RELEASE were two of the eight round trips
     of each order it applied."""
@@ -215,16 +234,19 @@ def savepoint(name: str) -> Iterator[None]:
         with transaction.atomic():
             yield
         return
-    state = [f"SAVEPOINT {name}", False]
+    if _waiting():  # inside a block that has sent nothing yet: its savepoint must exist before this one
+        _send_waiting(db)
+    named = f"{name}_{next(_savepoint_numbers)}"
+    state = [f"SAVEPOINT {named}", False]
     token = _waiting_savepoint.set(state)
     callbacks = len(db.run_on_commit)
+    failed = True
     try:
         with db.execute_wrapper(_savepoint_first):
             yield
-        failed = db.needs_rollback  # as Django's atomic: a block that swallowed a database error is undone
-    except BaseException:
-        failed = True
-        raise
+        if state[1] and db.connection.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
+            raise DatabaseError(f"the transaction failed inside savepoint {named} and the block went on")
+        failed = db.needs_rollback  # as Django's atomic: a block that swallowed an inner atomic's error is undone
     finally:
         _waiting_savepoint.reset(token)
         if failed:
@@ -233,7 +255,7 @@ def savepoint(name: str) -> Iterator[None]:
             if state[1] and not db.closed_in_transaction:
                 try:
                     with db.cursor() as cursor:
-                        cursor.execute(f"ROLLBACK TO SAVEPOINT {name}")
+                        cursor.execute(f"ROLLBACK TO SAVEPOINT {named}")
                 except Error:
                     db.needs_rollback = True  # the transaction is broken: it rolls back as a whole
 

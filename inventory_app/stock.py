@@ -599,7 +599,7 @@ def sell(*, lines: Sequence[LineRequest], channel: str = "", reference: str = ""
 
     ``also_write(reservation_id, writes)``: the caller's own rows for this sale (its order line) go out with
     the sale's writes, in the same round trip and savepoint; they are rolled back with it, also when the key
-    answers with an earlier result (whose id is then not the one ``also_write`` was given)."""
+    answers with an earlier result (``replayed`` in the answer)."""
     return _take(lines, channel=channel, reference=reference, ttl=None, key=key, sold=True, also_write=also_write)
 
 

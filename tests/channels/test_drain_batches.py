@@ -14,7 +14,7 @@ from django.test.utils import CaptureQueriesContext
 
 from channels_app import inbound
 from channels_app.models import InboundEvent, InboundStatus, Listing
-from inventory_app.models import OrderLine, StockLevel
+from inventory_app.models import OrderLine, StockLedgerEntry, StockLevel
 from tests.channels.helpers import list_sku, make_channel, map_location, shopify_order
 from tests.factories import make_location, make_sku
 from tests.threads import run_together
@@ -214,3 +214,35 @@ def test_an_orders_paid_after_its_orders_create_takes_the_sale_off_what_the_chan
     assert inbound.drain() == 2
     assert Listing.objects.get(channel=channel, sku=tee).remote_quantity == 18
     assert on_hand(tee) == 18
+
+
+def test_an_event_failing_after_its_statements_went_out_is_undone_alone(shop):
+    """Each event's savepoint rides with its first statement (``statements.savepoint``): an event that fails after
+    its order and a first sale went out (a price the column cannot hold, on its second line) is undone whole, and
+    the events before and after it in the same transaction stand."""
+    channel, tee, cap = shop
+    stored(channel, "orders/create", shopify_order(1, [(11, "TEE", 111, 2)]), "a")
+    bad = json.loads(shopify_order(2, [(21, "CAP", 222, 1), (22, "TEE", 111, 1)]))
+    bad["line_items"][1]["price"] = "1e20"
+    stored(channel, "orders/create", json.dumps(bad), "b")
+    stored(channel, "orders/create", shopify_order(3, [(31, "CAP", 222, 1)]), "c")
+    assert inbound.drain() == 3
+    assert list(InboundEvent.objects.order_by("id").values_list("status", flat=True)) == [
+        InboundStatus.PROCESSED, InboundStatus.RETRYING, InboundStatus.PROCESSED]
+    assert on_hand(tee) == 18 and on_hand(cap) == 19, "order 2's first sale went with it"
+    assert sorted(OrderLine.objects.values_list("order__external_id", flat=True)) == ["1", "3"]
+    ledger = StockLedgerEntry.objects.aggregate(s=Sum("on_hand_delta"))["s"]
+    assert ledger == StockLevel.objects.aggregate(s=Sum("on_hand"))["s"]
+
+
+def test_a_line_named_twice_in_one_order_is_recorded_and_noted_once(shop):
+    """A payload naming one line id twice is recorded once, with the first quantity, and the channel's note of its
+    sale takes off what was recorded: the note follows the hub's record of the line (before 2026-12-07 it took
+    off both quantities while stock moved by the first)."""
+    channel, tee, cap = shop
+    Listing.objects.filter(channel=channel, sku=tee).update(pushed_quantity=20, pushed_at=None)
+    stored(channel, "orders/create", shopify_order(1, [(11, "TEE", 111, 2), (11, "TEE", 111, 3)]), "a")
+    assert inbound.drain() == 1
+    assert list(OrderLine.objects.values_list("external_id", "quantity")) == [("11", 2)]
+    assert on_hand(tee) == 18
+    assert Listing.objects.get(channel=channel, sku=tee).remote_quantity == 18

@@ -174,8 +174,9 @@ def test_a_savepoint_that_rides_undoes_its_block_and_what_it_registered_and_the_
                     raise RuntimeError("after writes")
         assert not connection.needs_rollback
         sent = [" ".join(q["sql"].split()) for q in queries.captured_queries]
-        assert sent[0] == "SAVEPOINT test_block" and sent[-1] == "ROLLBACK TO SAVEPOINT test_block"
-        assert "RELEASE SAVEPOINT test_block" not in sent
+        name = sent[0].removeprefix("SAVEPOINT ")
+        assert name.startswith("test_block_") and sent[-1] == f"ROLLBACK TO SAVEPOINT {name}"
+        assert f"RELEASE SAVEPOINT {name}" not in sent
         assert _units(sku) == 9  # the transaction goes on
         with savepoint("test_block"):
             stock.adjust(sku=sku, location=wh, delta=-3, reason="after")
@@ -197,3 +198,39 @@ def test_a_savepoint_whose_block_sent_nothing_rolls_back_nothing():
             fetch("SELECT 1")
         assert [q["sql"] for q in queries.captured_queries] == ["SELECT 1"]
     assert _units(sku) == 9
+
+
+def test_a_savepoint_inside_one_that_sent_nothing_yet_sends_the_outer_first():
+    """Nested: the outer savepoint must exist before the inner one, or the outer block's failure would undo
+    nothing of what the inner one did."""
+    from inventory_app.statements import savepoint
+
+    wh = make_location()
+    sku = make_sku(stock_at={wh: 10})
+    with transaction.atomic():
+        with pytest.raises(RuntimeError), savepoint("outer"):
+            with savepoint("inner"):
+                stock.adjust(sku=sku, location=wh, delta=-4, reason="inner")
+            raise RuntimeError("the outer block fails after the inner one stood")
+        assert _units(sku) == 10
+    assert _units(sku) == 10
+
+
+def test_a_block_that_swallows_a_database_error_is_rolled_back_and_raises():
+    """As Django's release would: a block whose transaction is in error when it ends is not taken for done."""
+    from django.db import DatabaseError
+
+    from inventory_app.statements import savepoint
+
+    wh = make_location()
+    sku = make_sku(stock_at={wh: 10})
+    with transaction.atomic():
+        with pytest.raises(DatabaseError), savepoint("swallowed"):
+            stock.adjust(sku=sku, location=wh, delta=-1, reason="undone")
+            try:
+                fetch("SELECT 1 / 0")
+            except DatabaseError:
+                pass  # the transaction is now in error
+        assert not connection.needs_rollback
+        stock.adjust(sku=sku, location=wh, delta=-2, reason="after")
+    assert _units(sku) == 8
