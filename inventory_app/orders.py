@@ -6,7 +6,6 @@ Every order line is applied at most once whatever delivery brought it: each stoc
 
 from __future__ import annotations
 
-import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -150,7 +149,7 @@ def place_order(
                 short.append(line)
             if not written:
                 own = Statements()
-                _write_line(order, line, status, reservation_id and uuid.UUID(reservation_id), own, also_write)
+                _write_line(order, line, status, reservation_id, own, also_write)
                 own.run()
         if applied or short:
             events.emit("order.created", {

@@ -189,9 +189,9 @@ def _waiting() -> bool:
 
 def _take_waiting() -> str | None:
     """The SAVEPOINT statement to send before the next one, once (``_pipelined`` sends it first, unprepared)."""
-    if not _waiting():
-        return None
     state = _waiting_savepoint.get()
+    if state is None or state[1] is not False:
+        return None
     state[1] = True
     return state[0]
 

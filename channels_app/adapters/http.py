@@ -81,8 +81,9 @@ def session_for(key: str) -> requests.Session:
         # REQUESTS_CA_BUNDLE: 6% of the push worker's CPU at 50 orders/s, py-spy). ~/.netrc is not read, which
         # no channel needs (each carries its own credentials).
         session.trust_env = bool(requests.utils.getproxies())
-        if not session.trust_env and environment_ca_bundle():
-            session.verify = environment_ca_bundle()
+        bundle = environment_ca_bundle()
+        if not session.trust_env and bundle:
+            session.verify = bundle
         sessions[key] = session
     return sessions[key]
 
