@@ -14,6 +14,7 @@ busy drain goes from one event to the next without a broker round trip.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -45,7 +46,13 @@ from channels_app.commands import (
 from channels_app.models import Channel, ChannelLocation, InboundEvent, InboundStatus, Listing, WebhookRejection
 from channels_app.selectors import channel_config_columns, channel_from_config
 from channels_app.signatures import SignatureError, verify
-from channels_app.sync import applying_behind_ms, wakes_together
+from channels_app.sync import (
+    applying_behind_ms,
+    listing_writes_at_end,
+    wakes_together,
+    write_listings_at_end,
+    writes_listing_of,
+)
 from hub.broker import missing_messages
 from hub.observability import correlation_id
 from hub.redis import get_redis
@@ -356,14 +363,22 @@ def _claim_and_apply(candidates: str, params: list, limit: int) -> list[tuple[in
         applying_behind_ms.set(max(max((now - max(e.received_at, e.next_attempt_at or e.received_at)).total_seconds()
                                        * 1000 for e, _, _ in work), 0))
         work = _within_subtransactions(work)
-        if len(work) > 1 or _subtransactions(work[0][2]) > 2:  # one stock operation alone locks in order by itself
-            _lock_ahead(work)
+        # Orders alone (nearly every batch) write their listings at the end, all at once (sync.listing_writes_at_end):
+        # they are then locked for the commit's round trip, not for the whole batch.
+        at_end = connection.features.has_select_for_update and all(
+            isinstance(parsed, Exception) or all(isinstance(c, OrderPlaced | Ignored) for c in parsed)
+            for _, _, parsed in work)
         writes = Statements()
-        for event, channel, parsed in work:
-            _apply(event, channel, parsed)
-            _record(writes, event)
-            results.append((event.pk, event.status))
-            applied.append((event, channel))
+        with listing_writes_at_end() if at_end else contextlib.nullcontext() as listings:
+            if len(work) > 1 or _subtransactions(work[0][2]) > 2:  # one stock operation alone locks in order itself
+                _lock_ahead(work, listings=not at_end)
+            for event, channel, parsed in work:
+                _apply(event, channel, parsed)
+                _record(writes, event)
+                results.append((event.pk, event.status))
+                applied.append((event, channel))
+            if listings is not None:
+                write_listings_at_end(listings, writes)
         writes.run()
     share = (time.perf_counter() - started) / len(applied) if applied else 0.0
     for event, channel in applied:
@@ -453,7 +468,7 @@ def _within_subtransactions(work: list) -> list:
     return kept
 
 
-def _lock_ahead(work: list[tuple[InboundEvent, Channel, list[Command] | Exception]]) -> None:
+def _lock_ahead(work: list[tuple[InboundEvent, Channel, list[Command] | Exception]], *, listings: bool = True) -> None:
     """Before a transaction applies its events, lock the stock rows and listings they will write, each
     table in id order, stock rows first: the order every stock operation takes them in. One event's writes
     lock them as they go, which is safe for one operation but not for several in one transaction: two drains
@@ -463,7 +478,8 @@ def _lock_ahead(work: list[tuple[InboundEvent, Channel, list[Command] | Exceptio
     mapped yet) locks nothing here and fails or parks as it would alone. The order lines' listings are kept
     for ``apply_command``, so each is looked up once. Done for one event too when it makes more than one stock
     operation: an order of two lines sells them one after the other, which against a batch holding the second
-    line's rows is the same cycle."""
+    line's rows is the same cycle. ``listings`` False: the stock rows alone, for a batch that writes its listings
+    at its end (``sync.listing_writes_at_end``)."""
     if not connection.features.has_select_for_update:
         return  # SQLite: one writer at a time, no row locks to order
     sku_ids: set[int] = set()
@@ -508,7 +524,8 @@ def _lock_ahead(work: list[tuple[InboundEvent, Channel, list[Command] | Exceptio
     skus = sorted(sku_ids)
     locks = Statements()
     locks.add(_LOCK_STOCK_SQL, [skus, skus])  # the rows are locked as the statements run; nobody reads them
-    locks.add(_LOCK_LISTINGS_SQL, [skus, skus, skus, skus])
+    if listings:  # else the batch writes its listings at its end, locking them then (sync.listing_writes_at_end)
+        locks.add(_LOCK_LISTINGS_SQL, [skus, skus, skus, skus])
     locks.run()
 
 
@@ -654,12 +671,13 @@ def note_channel_sale(listing: Listing, quantity: int, writes: Statements, *, so
     push recorded since, or an earlier sale in the same drain transaction, would otherwise be overwritten."""
     adapt = connection.ops.adapt_datetimefield_value
     now = adapt(timezone.now())
+    writes_listing_of(listing.sku_id)  # a drain's batch writes it at its end, under the lock it takes then
     if sold_at is None:
-        writes.add(_NOTE_SALE_SQL, [quantity, quantity, now, listing.pk])
+        writes.defer(_NOTE_SALE_SQL, [quantity, quantity, now, listing.pk])
     else:
         near = adapt(sold_at - SALE_TIME_MARGIN)  # {unsure} is in the statement twice
-        writes.add(_NOTE_TIMED_SALE_SQL, [near, near, quantity, quantity, now, listing.pk,
-                                          adapt(sold_at + SALE_TIME_MARGIN)])
+        writes.defer(_NOTE_TIMED_SALE_SQL, [near, near, quantity, quantity, now, listing.pk,
+                                            adapt(sold_at + SALE_TIME_MARGIN)])
 
 
 SALE_TIME_MARGIN = timedelta(seconds=2)

@@ -33,20 +33,46 @@ from django.db import DEFAULT_DB_ALIAS, DatabaseError, Error, connections, trans
 RowsCallback = Callable[[list[tuple]], None]
 
 
+# Where ``Statements.defer`` hands its statements, inside ``deferred()``.
+_deferred_sink: ContextVar[list | None] = ContextVar("deferred_statements", default=None)
+
+
 class Statements:
     def __init__(self):
         self._pending: list[tuple[str, Sequence[Any], RowsCallback | None]] = []
+        self._held: list[tuple[str, Sequence[Any], RowsCallback | None]] = []
         self._after: list[Callable[[], None]] = []
 
     def add(self, sql: str, params: Sequence[Any] = (), on_rows: RowsCallback | None = None) -> None:
         """Queue a statement; ``on_rows`` receives its rows (for RETURNING or SELECT) when it runs."""
         self._pending.append((sql, params, on_rows))
 
+    def defer(self, sql: str, params: Sequence[Any] = (), on_rows: RowsCallback | None = None) -> None:
+        """``add``, except inside ``deferred()``: there the statement is held, and handed to that block's owner
+        once these statements have run (``run``, or ``hand_on`` after a ``run(hand_on=False)``), to go out with
+        its last statements. Held statements are dropped with statements that fail, or whose savepoint is
+        rolled back (``savepoint`` forgets what was handed on inside it)."""
+        if _deferred_sink.get() is None:
+            self.add(sql, params, on_rows)
+        else:
+            self._held.append((sql, params, on_rows))
+
+    def hand_on(self) -> None:
+        """Give the held statements to the ``deferred()`` block (see ``defer``)."""
+        held, self._held = self._held, []
+        if held:
+            sink = _deferred_sink.get()
+            if sink is None:
+                raise RuntimeError("statements held for a deferred() block that has ended")
+            sink.extend(held)
+
     def after(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` once the queued statements have run."""
         self._after.append(callback)
 
-    def run(self) -> None:
+    def run(self, *, hand_on: bool = True) -> None:
+        """Send the queued statements; then hand on the held ones (``defer``) unless ``hand_on`` is False, for a
+        caller that may still undo what ran (it calls ``hand_on`` once it will not)."""
         pending, self._pending = self._pending, []
         if pending:
             db = connections[DEFAULT_DB_ALIAS]
@@ -61,9 +87,28 @@ class Statements:
                         cursor.execute(sql, params)
                         if on_rows is not None:
                             on_rows(cursor.fetchall())
+        if hand_on:
+            self.hand_on()
         callbacks, self._after = self._after, []
         for callback in callbacks:
             callback()
+
+
+@contextlib.contextmanager
+def deferred() -> Iterator[list[tuple[str, Sequence[Any], RowsCallback | None]]]:
+    """Statements queued with ``Statements.defer`` inside are collected in the list this yields, in the order
+    they were handed on, for the caller to send with its last statements.
+
+    Why: an inbox drain's batch of orders notes each sale on the selling channel's listing. Written as each
+    event went, those listings were locked from the batch's first event to its commit, and every pusher
+    recording a push of them waited that long; locked in the batch's order, not id order, they deadlocked
+    against those records unless every listing was locked up front."""
+    sink: list[tuple[str, Sequence[Any], RowsCallback | None]] = []
+    token = _deferred_sink.set(sink)
+    try:
+        yield sink
+    finally:
+        _deferred_sink.reset(token)
 
 
 def fetch(sql: str, params: Sequence[Any] = ()) -> list[tuple]:
@@ -230,9 +275,16 @@ def savepoint(name: str) -> Iterator[None]:
     An inbox drain applies each event in one of these: SAVEPOINT and RELEASE were two of the eight round trips
     of each order it applied."""
     db = connections[DEFAULT_DB_ALIAS]
+    sink = _deferred_sink.get()
+    handed_on = len(sink) if sink is not None else 0
     if db.vendor != "postgresql" or not db.in_atomic_block or db.needs_rollback:
-        with transaction.atomic():
-            yield
+        try:
+            with transaction.atomic():
+                yield
+        except BaseException:
+            if sink is not None:
+                del sink[handed_on:]
+            raise
         return
     if _waiting():  # inside a block that has sent nothing yet: its savepoint must exist before this one
         _send_waiting(db)
@@ -252,6 +304,8 @@ def savepoint(name: str) -> Iterator[None]:
         if failed:
             db.needs_rollback = False
             del db.run_on_commit[callbacks:]
+            if sink is not None:
+                del sink[handed_on:]  # statements ``Statements.defer`` handed on inside the block
             if state[1] and not db.closed_in_transaction:
                 try:
                     with db.cursor() as cursor:

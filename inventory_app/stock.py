@@ -163,9 +163,10 @@ def _run(operation: str, key: str | None, fingerprint: str, work: Callable[[Stat
         writes.add(_RECORD_KEY_SQL, [key, operation, fingerprint, json.dumps(result), _db_time(timezone.now())],
                    on_rows=recorded.extend)
     try:
-        writes.run()
+        writes.run(hand_on=False)  # statements the caller deferred go on only once the key is ours
         if key and not recorded:
             raise _KeyTaken(key)
+        writes.hand_on()
     except BaseException:
         if undo is not None:
             # Back to before the operation, for a caller that goes on; if even that fails, the caller's own
