@@ -111,15 +111,19 @@ def mark_listings_dirty(sku_ids: set[int], context: dict) -> None:
 def _mark_dirty_sql(sku_ids: set[int], since) -> tuple[str, list]:
     # Rows are locked in id order, the order of every multi-row write of listings, so this never deadlocks with
     # a pusher or a bulk update.
+    # On PostgreSQL the SKUs go as one array: one statement text whatever their number, prepared once per
+    # connection (a drain's batch marks a dozen or more; a list of placeholders made a new statement per count).
     ids = sorted(sku_ids)
-    placeholders = ", ".join(["%s"] * len(ids))
-    return (locked_listings(f"sku_id IN ({placeholders}) OR sku_id IN "
-                            f"(SELECT bundle_id FROM {BundleComponent._meta.db_table} WHERE component_id IN "
-                            f"({placeholders}))")
+    if connection.vendor == "postgresql":
+        skus, params = "= ANY(%s)", [ids, ids]
+    else:
+        skus, params = f"IN ({', '.join(['%s'] * len(ids))})", [*ids, *ids]
+    return (locked_listings(f"sku_id {skus} OR sku_id IN "
+                            f"(SELECT bundle_id FROM {BundleComponent._meta.db_table} WHERE component_id {skus})")
             + f"UPDATE {LISTINGS} SET desired_version = desired_version + 1, dirty_since = COALESCE(dirty_since, %s), "
             f"status = CASE WHEN status = 'failed' THEN status ELSE 'pending' END "
             f"WHERE id IN (SELECT id FROM locked) RETURNING channel_id",
-            [*ids, *ids, connection.ops.adapt_datetimefield_value(since)])
+            [*params, connection.ops.adapt_datetimefield_value(since)])
 
 
 def _wake(rows: list[tuple]) -> None:
