@@ -369,9 +369,12 @@ def _claim_and_apply(candidates: str, params: list, limit: int) -> list[tuple[in
             isinstance(parsed, Exception) or all(isinstance(c, OrderPlaced | Ignored) for c in parsed)
             for _, _, parsed in work)
         writes = Statements()
-        with listing_writes_at_end() if at_end else contextlib.nullcontext() as listings:
+        with contextlib.ExitStack() as scope:
+            listings = scope.enter_context(listing_writes_at_end()) if at_end else None
             if len(work) > 1 or _subtransactions(work[0][2]) > 2:  # one stock operation alone locks in order itself
-                _lock_ahead(work, listings=not at_end)
+                skus = _lock_ahead(work, held=at_end)
+                if at_end:  # the sales then work on the rows locked here, with no read of their own
+                    scope.enter_context(stock.rows_held(skus))
             for event, channel, parsed in work:
                 _apply(event, channel, parsed)
                 _record(writes, event)
@@ -468,7 +471,7 @@ def _within_subtransactions(work: list) -> list:
     return kept
 
 
-def _lock_ahead(work: list[tuple[InboundEvent, Channel, list[Command] | Exception]], *, listings: bool = True) -> None:
+def _lock_ahead(work: list[tuple[InboundEvent, Channel, list[Command] | Exception]], *, held: bool = False) -> list[int]:
     """Before a transaction applies its events, lock the stock rows and listings they will write, each
     table in id order, stock rows first: the order every stock operation takes them in. One event's writes
     lock them as they go, which is safe for one operation but not for several in one transaction: two drains
@@ -478,10 +481,11 @@ def _lock_ahead(work: list[tuple[InboundEvent, Channel, list[Command] | Exceptio
     mapped yet) locks nothing here and fails or parks as it would alone. The order lines' listings are kept
     for ``apply_command``, so each is looked up once. Done for one event too when it makes more than one stock
     operation: an order of two lines sells them one after the other, which against a batch holding the second
-    line's rows is the same cycle. ``listings`` False: the stock rows alone, for a batch that writes its listings
-    at its end (``sync.listing_writes_at_end``)."""
+    line's rows is the same cycle. ``held``: for a batch of orders, which writes its listings at its end
+    (``sync.listing_writes_at_end``) and has its stock rows locked by ``stock.rows_held``: nothing is locked here.
+    Returns the SKUs whose stock rows the batch locks."""
     if not connection.features.has_select_for_update:
-        return  # SQLite: one writer at a time, no row locks to order
+        return []  # SQLite: one writer at a time, no row locks to order
     sku_ids: set[int] = set()
     resolved: dict[tuple[int, ListingRef], Listing] = {}
     orders_named: set[tuple[str, str]] = set()
@@ -519,14 +523,14 @@ def _lock_ahead(work: list[tuple[InboundEvent, Channel, list[Command] | Exceptio
     # Order lines use only their listing's id and SKU from it; an inventory report reads the listing's state,
     # which an earlier event of the batch may have changed, and looks it up again.
     _resolved_lines.set(resolved)
-    if not sku_ids:
-        return
     skus = sorted(sku_ids)
+    if not skus or held:
+        return skus
     locks = Statements()
     locks.add(_LOCK_STOCK_SQL, [skus, skus])  # the rows are locked as the statements run; nobody reads them
-    if listings:  # else the batch writes its listings at its end, locking them then (sync.listing_writes_at_end)
-        locks.add(_LOCK_LISTINGS_SQL, [skus, skus, skus, skus])
+    locks.add(_LOCK_LISTINGS_SQL, [skus, skus, skus, skus])
     locks.run()
+    return skus
 
 
 _COMPONENTS = BundleComponent._meta.db_table

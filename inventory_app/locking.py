@@ -63,6 +63,17 @@ def lock_by_codes_sql(codes: list[str]) -> tuple[str, list]:
     return sql, [*codes, *codes]
 
 
+def lock_rows_of_skus_sql(sku_ids: list[int]) -> tuple[str, list]:
+    """The locked read of the stock rows that selling these SKUs draws on (their own, and the components' of those
+    that are bundles), as ``LockedRow`` fields in id order; PostgreSQL (the SKUs go as one array)."""
+    sql = (f"SELECT {_LOCKED_COLUMNS} FROM {StockLevel._meta.db_table} sl "
+           f"JOIN {Location._meta.db_table} l ON l.id = sl.location_id "
+           f"WHERE sl.sku_id IN (SELECT id FROM {Sku._meta.db_table} WHERE id = ANY(%s) "
+           f"UNION SELECT component_id FROM {BundleComponent._meta.db_table} WHERE bundle_id = ANY(%s)) "
+           f"ORDER BY sl.id FOR UPDATE OF sl")
+    return sql, [sku_ids, sku_ids]
+
+
 def lock_stock_rows(*, sku_ids: Iterable[int], location_ids: Iterable[int] | None = None) -> list[LockedRow]:
     """Lock the stock rows of these SKUs (optionally only at these locations), in id order."""
     skus = sorted(set(sku_ids))

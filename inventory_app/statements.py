@@ -94,6 +94,21 @@ class Statements:
             callback()
 
 
+# What a rolled-back ``savepoint`` block tells the caches kept of rows this transaction holds (``on_rollback``).
+_rollback_callbacks: ContextVar[tuple[Callable[[], None], ...]] = ContextVar("rollback_callbacks", default=())
+
+
+@contextlib.contextmanager
+def on_rollback(callback: Callable[[], None]) -> Iterator[None]:
+    """Inside, a ``savepoint`` block that rolls back calls ``callback``: for a cache of what this transaction wrote
+    (``stock.rows_held``), which the rollback made wrong."""
+    token = _rollback_callbacks.set((*_rollback_callbacks.get(), callback))
+    try:
+        yield
+    finally:
+        _rollback_callbacks.reset(token)
+
+
 @contextlib.contextmanager
 def deferred() -> Iterator[list[tuple[str, Sequence[Any], RowsCallback | None]]]:
     """Statements queued with ``Statements.defer`` inside are collected in the list this yields, in the order
@@ -284,6 +299,8 @@ def savepoint(name: str) -> Iterator[None]:
         except BaseException:
             if sink is not None:
                 del sink[handed_on:]
+            for callback in _rollback_callbacks.get():
+                callback()
             raise
         return
     if _waiting():  # inside a block that has sent nothing yet: its savepoint must exist before this one
@@ -306,6 +323,8 @@ def savepoint(name: str) -> Iterator[None]:
             del db.run_on_commit[callbacks:]
             if sink is not None:
                 del sink[handed_on:]  # statements ``Statements.defer`` handed on inside the block
+            for callback in _rollback_callbacks.get():
+                callback()
             if state[1] and not db.closed_in_transaction:
                 try:
                     with db.cursor() as cursor:

@@ -21,8 +21,9 @@ import hashlib
 import json
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextvars import ContextVar
+from dataclasses import astuple, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -41,7 +42,13 @@ from inventory_app.errors import (
     UnknownLocation,
     UnknownSku,
 )
-from inventory_app.locking import LockedRow, ensure_stock_rows, lock_by_codes_sql, lock_stock_rows
+from inventory_app.locking import (
+    LockedRow,
+    ensure_stock_rows,
+    lock_by_codes_sql,
+    lock_rows_of_skus_sql,
+    lock_stock_rows,
+)
 from inventory_app.metrics import RESERVATIONS
 from inventory_app.models import (
     BundleComponent,
@@ -57,7 +64,7 @@ from inventory_app.models import (
     StockLevel,
     StockPolicy,
 )
-from inventory_app.statements import Statements
+from inventory_app.statements import Statements, on_rollback
 
 __all__ = [
     "LineRequest",
@@ -536,27 +543,27 @@ def _expand_and_lock(lines: Sequence[LineRequest]) -> tuple[list[tuple[_SkuRef, 
     """Turn requested lines into (requested sku, stock sku id, stock code, units), bundles into components, and
     lock the stock rows they draw on: the description and the lock in one round trip (the lock names the SKUs by
     code), where the lock waited for the description's answer. Rows of a SKU that turns out unknown or inactive
-    are locked for nothing: the error rolls them back with the operation."""
+    are locked for nothing: the error rolls them back with the operation. Inside ``rows_held`` covering these
+    SKUs, no round trip: copies of the rows it holds (``_take`` writes them back once its writes stand)."""
     for line in lines:
         _positive(line.quantity)
     codes = sorted({line.sku for line in lines})
-    described: list[tuple] = []
-    locked: list[tuple] = []
-    reads = Statements()
-    reads.add(
-        f"SELECT s.id, s.code, s.is_active, bc.component_id, c.code, bc.quantity "
-        f"FROM {Sku._meta.db_table} s "
-        f"LEFT JOIN {BundleComponent._meta.db_table} bc ON bc.bundle_id = s.id "
-        f"LEFT JOIN {Sku._meta.db_table} c ON c.id = bc.component_id "
-        f"WHERE s.code IN ({', '.join(['%s'] * len(codes))}) ORDER BY s.id, bc.component_id",
-        codes, on_rows=described.extend)
-    reads.add(*lock_by_codes_sql(codes), on_rows=locked.extend)
-    reads.run()
-    skus: dict[str, _SkuRef] = {}
-    for sku_id, code, is_active, component_id, component_code, units in described:
-        ref = skus.setdefault(code, _SkuRef(sku_id, code, bool(is_active), []))
-        if component_id is not None:
-            ref.components.append((component_id, component_code, units))
+    held = _rows_held.get()
+    if held is not None and all(code in held.skus for code in codes):
+        skus = {code: held.skus[code] for code in codes}
+        stock_ids = {sku_id for ref in skus.values() for sku_id in [ref.id, *(c[0] for c in ref.components)]}
+        locked_rows = sorted((LockedRow(*astuple(row)) for sku_id in stock_ids for row in held.rows.get(sku_id, ())),
+                             key=lambda row: row.id)
+    else:
+        described: list[tuple] = []
+        locked: list[tuple] = []
+        reads = Statements()
+        reads.add(_DESCRIBE_SQL.format(where=f"s.code IN ({', '.join(['%s'] * len(codes))})"), codes,
+                  on_rows=described.extend)
+        reads.add(*lock_by_codes_sql(codes), on_rows=locked.extend)
+        reads.run()
+        skus = _described(described)
+        locked_rows = [LockedRow(*row) for row in locked]
     needs = []
     for line in lines:
         ref = skus.get(line.sku)
@@ -568,7 +575,74 @@ def _expand_and_lock(lines: Sequence[LineRequest]) -> tuple[list[tuple[_SkuRef, 
             needs.extend((ref, cid, ccode, units * line.quantity) for cid, ccode, units in ref.components)
         else:
             needs.append((ref, ref.id, ref.code, line.quantity))
-    return needs, [LockedRow(*row) for row in locked]
+    return needs, locked_rows
+
+
+_DESCRIBE_SQL = (f"SELECT s.id, s.code, s.is_active, bc.component_id, c.code, bc.quantity "
+                 f"FROM {Sku._meta.db_table} s "
+                 f"LEFT JOIN {BundleComponent._meta.db_table} bc ON bc.bundle_id = s.id "
+                 f"LEFT JOIN {Sku._meta.db_table} c ON c.id = bc.component_id "
+                 "WHERE {where} ORDER BY s.id, bc.component_id")
+
+
+def _described(rows: Iterable[tuple]) -> dict[str, _SkuRef]:
+    skus: dict[str, _SkuRef] = {}
+    for sku_id, code, is_active, component_id, component_code, units in rows:
+        ref = skus.setdefault(code, _SkuRef(sku_id, code, bool(is_active), []))
+        if component_id is not None:
+            ref.components.append((component_id, component_code, units))
+    return skus
+
+
+@dataclass
+class _RowsHeld:
+    skus: dict[str, _SkuRef]  # by code
+    rows: dict[int, list[LockedRow]]  # by stock SKU id, as they stand in this transaction
+
+    def write_back(self, rows: Iterable[LockedRow]) -> None:
+        by_id = {row.id: row for held in self.rows.values() for row in held}
+        for row in rows:
+            if row.id in by_id:
+                by_id[row.id].on_hand, by_id[row.id].reserved = row.on_hand, row.reserved
+
+    def forget(self) -> None:
+        self.skus.clear()
+        self.rows.clear()
+
+
+_rows_held: ContextVar[_RowsHeld | None] = ContextVar("rows_held", default=None)
+
+
+@contextlib.contextmanager
+def rows_held(sku_ids: Iterable[int]) -> Iterator[None]:
+    """Lock the stock rows that selling these SKUs draws on (their own; a bundle's, its components'), in id order,
+    and keep them, with the SKUs' description, for the sales made inside (PostgreSQL, inside a transaction).
+
+    Why: an inbox drain locks the rows of a whole batch of orders up front (so two drains, or a drain and a
+    pusher, never deadlock), and then each sale read and locked its own rows again, with the SKU's description:
+    a round trip and two statements per order, for rows this transaction holds and nobody else can change. Inside,
+    ``sell`` works on copies of the rows kept here and writes its numbers back once its writes stand (not when
+    they fail, or its key answers from before); a savepoint rolled back inside (``statements.savepoint``: an event
+    that failed after a sale) makes it forget all it holds, and the sales after it read the rows again. Only for
+    work whose stock writes are all ``sell``: another operation writing these rows would leave copies stale."""
+    ids = sorted(set(sku_ids))
+    held = _RowsHeld({}, {})
+    if ids:
+        described: list[tuple] = []
+        locked: list[tuple] = []
+        reads = Statements()
+        reads.add(_DESCRIBE_SQL.format(where="s.id = ANY(%s)"), [ids], on_rows=described.extend)
+        reads.add(*lock_rows_of_skus_sql(ids), on_rows=locked.extend)
+        reads.run()
+        held.skus = _described(described)
+        for row in (LockedRow(*row) for row in locked):
+            held.rows.setdefault(row.sku_id, []).append(row)
+    token = _rows_held.set(held)
+    try:
+        with on_rollback(held.forget):
+            yield
+    finally:
+        _rows_held.reset(token)
 
 
 def reserve(
@@ -609,6 +683,7 @@ def _take(lines: Sequence[LineRequest], *, channel: str, reference: str, ttl: in
     if not lines:
         raise StockError("A reservation needs at least one line.", field="lines")
     payload = {"lines": [[line.sku, line.quantity] for line in lines], "channel": channel, "reference": reference}
+    written: list[LockedRow] = []
 
     def work(writes: Statements) -> dict:
         now = timezone.now()
@@ -657,6 +732,7 @@ def _take(lines: Sequence[LineRequest], *, channel: str, reference: str, ttl: in
             merged[(requested.id, row.sku_id, row.id)] += take
             rows[row.id] = row
             stock_codes[row.sku_id] = stock_code
+        written.extend(rows.values())
         reservation_pk = reservation_id.hex if connection.vendor == "sqlite" else reservation_id
         writes.add(
             f"INSERT INTO {Reservation._meta.db_table} "
@@ -698,7 +774,11 @@ def _take(lines: Sequence[LineRequest], *, channel: str, reference: str, ttl: in
                       for (req_id, stock_id, row_id), qty in merged.items()],
         }
 
-    return _idempotent("sell" if sold else "reserve", key, payload, work, reads_first=True)
+    result = _idempotent("sell" if sold else "reserve", key, payload, work, reads_first=True)
+    held = _rows_held.get()
+    if held is not None and not result.get("replayed"):
+        held.write_back(written)
+    return result
 
 
 _location_code_cache: dict[int, str] = {}

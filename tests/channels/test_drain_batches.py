@@ -152,9 +152,9 @@ def test_a_batch_and_a_pusher_recording_listings_do_not_deadlock(monkeypatch):
         locks = []
 
         def pause_before_second_sale(execute, sql, params, many, context):
-            if "FOR UPDATE OF sl" in sql:
+            if sql.startswith("INSERT INTO inventory_app_order "):
                 locks.append(sql)
-                if len(locks) == 2:  # the first sale and its listings are written
+                if len(locks) == 2:  # the first order and its sale are written
                     first_sold.set()
                     pusher_waiting.wait(5)
                     time.sleep(0.3)  # the pusher's statement is waiting on a listing by now
@@ -200,9 +200,9 @@ def test_a_batch_of_orders_leaves_the_listings_to_pushers_until_its_end():
         locks = []
 
         def pause_before_second_sale(execute, sql, params, many, context):
-            if "FOR UPDATE OF sl" in sql:
+            if sql.startswith("INSERT INTO inventory_app_order "):
                 locks.append(sql)
-                if len(locks) == 2:  # the TEE sale is written
+                if len(locks) == 2:  # the TEE order and its sale are written
                     first_sold.set()
                     assert recorded.wait(5), "the pusher's record waited for the batch"
             return execute(sql, params, many, context)
@@ -303,3 +303,36 @@ def test_a_line_named_twice_in_one_order_is_recorded_and_noted_once(shop):
     assert list(OrderLine.objects.values_list("external_id", "quantity")) == [("11", 2)]
     assert on_hand(tee) == 18
     assert Listing.objects.get(channel=channel, sku=tee).remote_quantity == 18
+
+
+def test_a_batch_of_orders_reads_its_stock_rows_once_and_each_sale_sees_the_one_before(shop):
+    """The batch's stock rows are locked and read once, up front (``stock.rows_held``); each sale works on them as the
+    sales before it left them, with no read of its own (one read per sale until 2026-12-07)."""
+    channel, tee, cap = shop
+    for k, (code, variant, units) in enumerate([("TEE", 111, 2), ("CAP", 222, 1), ("TEE", 111, 3), ("TEE", 111, 1)]):
+        stored(channel, "orders/create", shopify_order(k + 1, [(k + 10, code, variant, units)]), f"o{k}")
+    with CaptureQueriesContext(connection) as queries:
+        assert inbound.drain() == 4
+    sent = [q["sql"] for q in queries.captured_queries]
+    assert sum("FOR UPDATE OF sl" in sql for sql in sent) == 1
+    assert sum(sql.startswith("SELECT s.id, s.code, s.is_active") for sql in sent) == 1
+    assert on_hand(tee) == 14 and on_hand(cap) == 19
+    ledger = StockLedgerEntry.objects.aggregate(s=Sum("on_hand_delta"))["s"]
+    assert ledger == on_hand(tee) + on_hand(cap)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_held_rows_take_no_numbers_from_a_sale_its_key_answers_from_before():
+    """A sale whose key was recorded earlier rolls its writes back and answers with the first result: the rows
+    ``stock.rows_held`` keeps must not take the numbers its rolled-back writes set, or the next sale writes from
+    them (one unit too few here)."""
+    from inventory_app import stock
+    from inventory_app.stock import LineRequest
+
+    wh = make_location()
+    sku = make_sku(stock_at={wh: 10})
+    stock.sell(lines=[LineRequest(sku.code, 1)], channel="shop", key="sale-1")
+    with transaction.atomic(), stock.rows_held([sku.pk]):
+        assert stock.sell(lines=[LineRequest(sku.code, 1)], channel="shop", key="sale-1").get("replayed")
+        stock.sell(lines=[LineRequest(sku.code, 1)], channel="shop", key="sale-2")
+    assert on_hand(sku) == 8
