@@ -489,13 +489,14 @@ def _lock_ahead(work: list[tuple[InboundEvent, Channel, list[Command] | Exceptio
     sku_ids: set[int] = set()
     resolved: dict[tuple[int, ListingRef], Listing] = {}
     orders_named: set[tuple[str, str]] = set()
+    named = {(channel.pk, ref): (channel, ref) for _, channel, parsed in work if not isinstance(parsed, Exception)
+             for command in parsed for ref in _listing_refs(command)}
+    resolved.update(_find_listings(list(named.values())))
     for _, channel, parsed in work:
         if isinstance(parsed, Exception):
             continue
         for command in parsed:
-            refs = ([line.listing for line in command.lines] if isinstance(command, OrderPlaced)
-                    else [command.listing] if isinstance(command, InventoryReported) else [])
-            for ref in refs:
+            for ref in _listing_refs(command):
                 key = (channel.pk, ref)
                 if key not in resolved:
                     try:
@@ -571,10 +572,48 @@ def find_listing(channel: Channel, ref: ListingRef) -> Listing:
         # Plain SQL: one per order line, and building it through the ORM cost more than answering it.
         rows = fetch(_listing_sql(condition), [channel.pk, *params])
         if rows:
-            listing = instances(Listing, rows)[0]
-            _LISTING_SKU.set_cached_value(listing, instances(Sku, rows, start=_LISTING_WIDTH)[0])
-            return listing
+            return _listing_from(rows)
     raise ParkEvent(f"No listing on {channel.slug} for {ref.describe()}; add the mapping and replay.")
+
+
+def _listing_from(rows: list[tuple]) -> Listing:
+    listing = instances(Listing, rows)[0]
+    _LISTING_SKU.set_cached_value(listing, instances(Sku, rows, start=_LISTING_WIDTH)[0])
+    return listing
+
+
+def _listing_refs(command: Command) -> list[ListingRef]:
+    if isinstance(command, OrderPlaced):
+        return [line.listing for line in command.lines]
+    return [command.listing] if isinstance(command, InventoryReported) else []
+
+
+def _find_listings(named: list[tuple[Channel, ListingRef]]) -> dict[tuple[int, ListingRef], Listing]:
+    """``find_listing``'s first lookup for each of a batch's listings, all in one round trip (one each, in turn,
+    was a round trip per order line before the batch could lock anything). What the first lookup does not find,
+    and a value the driver would refuse to send (a NUL, a lone surrogate: it would fail the whole round trip), are
+    left to ``find_listing``."""
+    found: dict[tuple[int, ListingRef], Listing] = {}
+    reads = Statements()
+    for channel, ref in named:
+        conditions = listing_conditions(ref)
+        if not conditions or not all(_sendable(value) for value in conditions[0][1]):
+            continue
+        condition, params = conditions[0]
+        reads.add(_listing_sql(condition), [channel.pk, *params],
+                  on_rows=lambda rows, key=(channel.pk, ref): rows and found.__setitem__(key, _listing_from(rows)))
+    reads.run()
+    return found
+
+
+def _sendable(value) -> bool:
+    if not isinstance(value, str):
+        return True
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in value
 
 
 def listing_conditions(ref: ListingRef) -> list[tuple[str, list]]:

@@ -336,3 +336,30 @@ def test_held_rows_take_no_numbers_from_a_sale_its_key_answers_from_before():
         assert stock.sell(lines=[LineRequest(sku.code, 1)], channel="shop", key="sale-1").get("replayed")
         stock.sell(lines=[LineRequest(sku.code, 1)], channel="shop", key="sale-2")
     assert on_hand(sku) == 8
+
+
+def test_a_batch_looks_up_its_listings_in_one_round_trip_and_falls_back_one_by_one(shop):
+    """The batch's order lines' listings are looked up together, in one pipeline (one round trip each, in turn,
+    until 2026-12-07); a line whose first lookup finds nothing (a variant id the listing does not carry) is looked
+    up the slow way, by its SKU code, and applied like the others."""
+    channel, tee, cap = shop
+    hat = make_sku("HAT", stock_at={StockLevel.objects.first().location: 20})
+    list_sku(channel, hat, external_variant_id="")  # known here by its SKU code only
+    stored(channel, "orders/create", shopify_order(1, [(10, "TEE", 111, 1)]), "a")
+    stored(channel, "orders/create", shopify_order(2, [(20, "CAP", 222, 1)]), "b")
+    stored(channel, "orders/create", shopify_order(3, [(30, "HAT", 333, 1)]), "c")
+    pipelines = []
+
+    def note_lookups(execute, sql, params, many, context):
+        if "FROM channels_app_listing l JOIN" in sql and "external_variant_id = %s" in sql:
+            pipelines.append(context["connection"].connection._pipeline)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(note_lookups):
+        assert inbound.drain() == 3
+    # The three first lookups together; then HAT's again, alone, before its lookup by SKU code.
+    assert len(pipelines) == 4 and pipelines[0] is not None and all(p is pipelines[0] for p in pipelines[:3])
+    assert pipelines[3] is None
+    assert list(InboundEvent.objects.order_by("id").values_list("status", "last_error")) == [
+        (InboundStatus.PROCESSED, "")] * 3
+    assert on_hand(tee) == 19 and on_hand(cap) == 19 and on_hand(hat) == 19
