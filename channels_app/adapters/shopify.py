@@ -120,6 +120,17 @@ class ShopifyAdapter(ChannelAdapter):
         if used.isdigit() and limit.isdigit():
             self.limiter.observe_remaining(int(limit) - int(used))
 
+    def _observe_cost(self, body: dict) -> None:
+        """GraphQL's limit is in cost points, told in the body (``extensions.cost.throttleStatus``), not in a header;
+        the bucket counts calls, so what is left is the points available over what this call asked for. Other apps
+        of the shop draw on the same points: without this, the bucket believed it had calls the shop no longer had
+        and learned otherwise from THROTTLED answers."""
+        cost = (body.get("extensions") or {}).get("cost") or {}
+        available = (cost.get("throttleStatus") or {}).get("currentlyAvailable")
+        per_call = cost.get("requestedQueryCost")
+        if isinstance(available, int | float) and isinstance(per_call, int | float) and per_call > 0:
+            self.limiter.observe_remaining(available // per_call)
+
     def _location(self, item: PushItem) -> str:
         location = item.listing.external_location_id or self.channel.publish_location_id
         if not location:
@@ -153,6 +164,7 @@ class ShopifyAdapter(ChannelAdapter):
         response = self.request("POST", f"/admin/api/{self.api_version}/graphql.json", headers=self._headers(),
                                 json={"query": SET_QUANTITIES, "variables": variables})
         body = response.json()
+        self._observe_cost(body)
         if body.get("errors"):
             codes = {str((e.get("extensions") or {}).get("code", "")) for e in body["errors"]}
             if "THROTTLED" in codes:

@@ -592,3 +592,21 @@ def test_channel_sessions_read_proxy_and_ca_settings_only_where_the_environment_
     assert from_environment["verify"] == ("/etc/ssl/ours.pem" if variable and variable.endswith("BUNDLE") else True)
     if variable == "HTTPS_PROXY":
         assert requests.utils.get_environ_proxies("https://shop.example")["https"] == "http://proxy.internal:3128"
+
+
+def test_shopify_graphql_cost_in_each_answer_corrects_the_bucket():
+    """Shopify's GraphQL limit is in cost points and each answer says how many the shop has left
+    (``extensions.cost.throttleStatus``), points other apps of the shop spend too. The bucket (in calls) must
+    take that in, as it takes in the REST call-limit header: here the shop has 100 points and a mutation asks
+    for 10, so after one push 9 calls are left, not the 99 of the bucket's own count."""
+    from channels_app.ratelimit import limiter_for
+    from hub.redis import get_redis
+
+    wh = make_location()
+    tee = make_sku(stock_at={wh: 12})
+    channel, sandbox = connect("shopify", {tee: 0}, plan={"graphql_bucket": 100, "graphql_restore": 0.001})
+    with sandbox:
+        converge(channel)
+        assert remote(sandbox, tee) == 12
+        tokens = float(get_redis().hget(limiter_for(channel).key, "tokens"))
+    assert tokens <= 9
