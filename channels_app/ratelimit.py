@@ -1,9 +1,9 @@
 """A distributed token bucket per channel, in Redis, shared by every worker on every host.
 
 The bucket is one Lua script (atomic, using the Redis server's clock so hosts with skewed
-clocks agree). It starts from the platform's published limit and is corrected by the rate
-headers of each response (Shopify's call-limit header, BigCommerce's requests-left) and by
-429 Retry-After, which blocks the whole channel until that time.
+clocks agree). It starts from the platform's published limit and is corrected by what each
+response says is left (Shopify's call-limit header or its GraphQL cost points, BigCommerce's
+requests-left) and by 429 Retry-After, which blocks the whole channel until that time.
 
 For fixed-window limits (BigCommerce: 150 per 30 s) the bucket is sized so that
 capacity + rate x window <= limit, which a token bucket must satisfy to never exceed a window.
