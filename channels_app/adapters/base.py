@@ -42,6 +42,11 @@ class PushItem:
     expected_remote: int | None = None
 
 
+# The error of a listing a channel refused only because another listing of the same request failed its
+# compare-and-set (the whole request is refused): the outbound service pushes it again at once.
+BATCH_REFUSED = "batch refused by a conflict"
+
+
 @dataclass
 class PushResult:
     listing_id: int

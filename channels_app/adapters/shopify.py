@@ -10,6 +10,7 @@ from typing import Any
 import requests
 
 from channels_app.adapters.base import (
+    BATCH_REFUSED,
     ChannelAdapter,
     Delivery,
     PayloadError,
@@ -185,7 +186,7 @@ class ShopifyAdapter(ChannelAdapter):
                 actual = remote.get(item.listing.external_inventory_item_id)
                 stale = actual is not None and actual != item.expected_remote
                 results.append(PushResult(listing_id=item.listing.id, ok=False, conflict=stale, remote_quantity=actual,
-                                          error="changeFromQuantity is stale" if stale else "batch refused by a conflict",
+                                          error="changeFromQuantity is stale" if stale else BATCH_REFUSED,
                                           http_status=200))
             return results
         raise PermanentError(f"inventorySetQuantities userErrors: {errors}"[:500], status=200)

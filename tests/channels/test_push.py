@@ -610,3 +610,37 @@ def test_shopify_graphql_cost_in_each_answer_corrects_the_bucket():
         assert remote(sandbox, tee) == 12
         tokens = float(get_redis().hget(limiter_for(channel).key, "tokens"))
     assert tokens <= 9
+
+
+def test_a_listing_refused_only_for_another_listings_conflict_is_pushed_again_at_once():
+    """A compare-and-set refuses the whole request. Here CAP's number changes on Shopify again while our conflict
+    is being reconciled (its sales keep coming), so the request is refused twice: CAP backs off, as a listing in
+    conflict should; TEE, refused only with it, is pushed in the very next round, its attempts unspent. Until
+    2026-12-07 it backed off too (half a second to a second, more each time), a Shopify channel selling fast kept
+    listings seconds behind."""
+    wh = make_location()
+    tee, cap = make_sku(stock_at={wh: 10}), make_sku(stock_at={wh: 10})
+    channel, sandbox = connect("shopify", {tee: 0, cap: 0})
+    with sandbox:
+        converge(channel)
+        original = sandbox.state.rest_levels
+
+        def levels_then_a_sale(req, **params):
+            answer = original(req, **params)
+            sandbox.state.patch_inventory([{"sku": cap.code, "quantity": remote(sandbox, cap) - 1}])
+            return answer
+
+        sandbox.state.patch_inventory([{"sku": cap.code, "quantity": 9}])  # sold on Shopify, webhook on its way
+        sandbox.state.rest_levels = levels_then_a_sale
+        stock.receive(sku=tee, location=wh, quantity=2, reference="delivery")
+        stock.receive(sku=cap, location=wh, quantity=2, reference="delivery")
+        outbound.push_channel(channel.pk)
+        refused = Listing.objects.get(channel=channel, sku=tee)
+        conflicted = Listing.objects.get(channel=channel, sku=cap)
+        assert "batch refused" in refused.last_error and refused.attempts == 0
+        assert "twice" in conflicted.last_error and conflicted.attempts == 1
+        assert conflicted.next_attempt_at > timezone.now()
+        sandbox.state.rest_levels = original
+        outbound.push_channel(channel.pk)  # the next round: no time has passed
+        assert remote(sandbox, tee) == 12
+        assert Listing.objects.get(channel=channel, sku=tee).in_sync
