@@ -343,6 +343,12 @@ class ShopifyState(SandboxState):
             operation, cost = self._gql_set, MUTATION_COST
         elif "inventoryAdjustQuantities" in query:
             operation, cost = self._gql_adjust, MUTATION_COST
+        elif "nodes(" in query and "inventoryLevel(" in query:
+            ids = variables.get("ids")
+            if not isinstance(ids, list) or not 1 <= len(ids) <= 250:
+                return Response(200, {"errors": [{"message": "ids must list 1 to 250 ids",
+                                                  "extensions": {"code": "BAD_USER_INPUT"}}]})
+            operation, cost = self._gql_items, 1 + 2 * len(ids)
         elif "inventoryLevels" in query:
             first = _as_int(variables.get("first"))
             if first is None:
@@ -653,6 +659,25 @@ class ShopifyState(SandboxState):
             },
         }
         return {"location": {"id": gid("Location", location_id), "inventoryLevels": connection}}, 2 + len(page)
+
+    def _gql_items(self, query: str, variables: dict, version: str) -> tuple[dict, int]:
+        """``nodes(ids: $ids) { ... on InventoryItem { id inventoryLevel(locationId: $locationId) { quantities(names:
+        ["available"]) { name quantity } } } }``: the levels of given items at one location (null for an unknown
+        id, a null level where the item is not stocked there). Costs 1 + 2 per id."""
+        location_id = parse_gid(variables.get("locationId"), "Location")
+        if location_id is None:
+            raise self._top_error("locationId must be a Location gid")
+        nodes = []
+        for value in variables["ids"]:
+            item_id = parse_gid(value, "InventoryItem")
+            items = [item for item in self.items if item_id is not None and item.inventory_item_id == item_id]
+            if not items:
+                nodes.append(None)
+                continue
+            level = next((item for item in items if item.location_id == location_id), None)
+            nodes.append({"id": gid("InventoryItem", item_id), "inventoryLevel": None if level is None else {
+                "quantities": [{"name": "available", "quantity": level.quantity}]}})
+        return {"nodes": nodes}, 1 + 2 * len(nodes)
 
     # -- webhooks ------------------------------------------------------------------------------------------
 

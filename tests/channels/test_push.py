@@ -137,6 +137,9 @@ def test_compare_and_set_conflict_never_lands_a_stale_higher_number():
         assert remote(sandbox, tee) == 7  # 9 we wanted, less the 2 Shopify sold: not 9 over their sale
         log = PushLog.objects.filter(channel=channel, ok=True).order_by("-id").first()
         assert log.quantity == 7
+        # The conflict was re-read through GraphQL, on its cost points: not on the REST bucket (2 calls a second),
+        # whose 429s blocked the channel's pushes.
+        assert sandbox.state.snapshot()["requests"].get("inventory_levels", 0) == 0
 
 
 def conflict_over_an_unseen_sale(channel: Channel, sandbox, tee, wh) -> None:
@@ -623,15 +626,16 @@ def test_a_listing_refused_only_for_another_listings_conflict_is_pushed_again_at
     channel, sandbox = connect("shopify", {tee: 0, cap: 0})
     with sandbox:
         converge(channel)
-        original = sandbox.state.rest_levels
+        original = sandbox.state._gql_items
 
-        def levels_then_a_sale(req, **params):
-            answer = original(req, **params)
-            sandbox.state.patch_inventory([{"sku": cap.code, "quantity": remote(sandbox, cap) - 1}])
+        def levels_then_a_sale(*args):  # runs under the sandbox's lock: the sale is made on the item itself
+            answer = original(*args)
+            item = next(item for item in sandbox.state.items if item.sku == cap.code)
+            item.touch(item.quantity - 1)
             return answer
 
         sandbox.state.patch_inventory([{"sku": cap.code, "quantity": 9}])  # sold on Shopify, webhook on its way
-        sandbox.state.rest_levels = levels_then_a_sale
+        sandbox.state._gql_items = levels_then_a_sale
         stock.receive(sku=tee, location=wh, quantity=2, reference="delivery")
         stock.receive(sku=cap, location=wh, quantity=2, reference="delivery")
         outbound.push_channel(channel.pk)
@@ -640,7 +644,7 @@ def test_a_listing_refused_only_for_another_listings_conflict_is_pushed_again_at
         assert "batch refused" in refused.last_error and refused.attempts == 0
         assert "twice" in conflicted.last_error and conflicted.attempts == 1
         assert conflicted.next_attempt_at > timezone.now()
-        sandbox.state.rest_levels = original
+        sandbox.state._gql_items = original
         outbound.push_channel(channel.pk)  # the next round: no time has passed
         assert remote(sandbox, tee) == 12
         assert Listing.objects.get(channel=channel, sku=tee).in_sync

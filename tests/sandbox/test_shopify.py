@@ -209,3 +209,21 @@ def test_graphql_cost_bucket_throttles(sandbox):
     assert replies[2]["errors"][0]["extensions"]["code"] == "THROTTLED"
     assert replies[2]["extensions"]["cost"]["throttleStatus"]["currentlyAvailable"] < 10
     assert box.state.snapshot()["rate_limited"] == 1
+
+
+def test_graphql_reads_given_items_levels_at_a_location(sandbox):
+    """``nodes(ids:)`` on inventory items with ``inventoryLevel(locationId:)``: what a compare-and-set conflict
+    re-reads; null for an unknown id, a null level where the item is not stocked; 1 point plus 2 per id."""
+    from channels_app.adapters.shopify import READ_LEVELS
+
+    box = shop(sandbox)
+    ids = [f"gid://shopify/InventoryItem/{i}" for i in (111, 222, 999)]
+    for location, expected in ((1, [10, 3]), (2, [4, None])):
+        reply = requests.post(f"{box.url}{API}/graphql.json", headers=AUTH, json={
+            "query": READ_LEVELS, "variables": {"ids": ids, "locationId": f"gid://shopify/Location/{location}"}})
+        body = reply.json()
+        nodes = body["data"]["nodes"]
+        assert nodes[2] is None
+        levels = [node["inventoryLevel"] and node["inventoryLevel"]["quantities"][0]["quantity"] for node in nodes[:2]]
+        assert levels == expected
+        assert body["extensions"]["cost"]["requestedQueryCost"] == 7
