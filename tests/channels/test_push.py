@@ -648,3 +648,28 @@ def test_a_listing_refused_only_for_another_listings_conflict_is_pushed_again_at
         outbound.push_channel(channel.pk)  # the next round: no time has passed
         assert remote(sandbox, tee) == 12
         assert Listing.objects.get(channel=channel, sku=tee).in_sync
+
+
+def test_a_shopify_conflict_reads_only_the_items_its_errors_name():
+    """A compare-and-set refusal names each stale item by its index (``field``: input, quantities, i, ...): only
+    those are read again, at 1 + 2 cost points each, not the whole request (1 + 2 per item, up to 250, which ran a
+    selling channel out of points). The others are sent again with what we expected of them."""
+    wh = make_location()
+    tee, cap, hat = make_sku(stock_at={wh: 10}), make_sku(stock_at={wh: 10}), make_sku(stock_at={wh: 10})
+    channel, sandbox = connect("shopify", {tee: 0, cap: 0, hat: 0})
+    with sandbox:
+        converge(channel)
+        original, read = sandbox.state._gql_items, []
+
+        def recording(query, variables, version):
+            read.append(list(variables["ids"]))
+            return original(query, variables, version)
+
+        sandbox.state._gql_items = recording
+        sandbox.state.patch_inventory([{"sku": cap.code, "quantity": 9}])  # sold on Shopify, webhook on its way
+        for sku in (tee, cap, hat):
+            stock.receive(sku=sku, location=wh, quantity=2, reference="delivery")
+        outbound.push_channel(channel.pk)
+        cap_item = Listing.objects.get(channel=channel, sku=cap).external_inventory_item_id
+        assert read == [[f"gid://shopify/InventoryItem/{cap_item}"]]
+        assert (remote(sandbox, tee), remote(sandbox, cap), remote(sandbox, hat)) == (12, 11, 12)
