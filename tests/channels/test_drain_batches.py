@@ -30,6 +30,35 @@ def on_hand(sku) -> int:
     return StockLevel.objects.filter(sku=sku).aggregate(s=Sum("on_hand"))["s"]
 
 
+def two_channels_two_orders() -> list[int]:
+    """TEE and CAP listed on a Shopify and a WooCommerce channel (listing ids in that order: shop TEE, shop CAP, woo
+    TEE, woo CAP), and two Shopify orders stored: TEE, then CAP."""
+    shop, woo = make_channel("shopify", slug="shop"), make_channel("woocommerce", slug="woo")
+    wh = make_location("wh-main")
+    tee, cap = make_sku("TEE", stock_at={wh: 20}), make_sku("CAP", stock_at={wh: 20})
+    ids = [list_sku(shop, tee, external_variant_id="111").pk, list_sku(shop, cap, external_variant_id="222").pk,
+           list_sku(woo, tee, external_product_id="1").pk, list_sku(woo, cap, external_product_id="2").pk]
+    assert ids == sorted(ids)
+    stored(shop, "orders/create", shopify_order(1, [(10, "TEE", 111, 1)]), "x1")
+    stored(shop, "orders/create", shopify_order(2, [(20, "CAP", 222, 1)]), "x2")
+    return ids
+
+
+def drain_pausing_before_the_second_order(pause) -> None:
+    """Drain, calling ``pause()`` once the first order and its sale are written, before the second order goes out."""
+    orders = []
+
+    def pausing(execute, sql, params, many, context):
+        if sql.startswith("INSERT INTO inventory_app_order "):
+            orders.append(sql)
+            if len(orders) == 2:
+                pause()
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(pausing):
+        inbound.drain()
+
+
 @pytest.fixture
 def shop(transactional_db):
     channel = make_channel("shopify", slug="shop")
@@ -138,30 +167,16 @@ def test_a_batch_and_a_pusher_recording_listings_do_not_deadlock(monkeypatch):
     order, the batch holds all four before the pusher takes any."""
     from channels_app.sync import locked_listings
 
-    shop, woo = make_channel("shopify", slug="shop"), make_channel("woocommerce", slug="woo")
-    wh = make_location("wh-main")
-    tee, cap = make_sku("TEE", stock_at={wh: 20}), make_sku("CAP", stock_at={wh: 20})
-    ids = [list_sku(shop, tee, external_variant_id="111").pk, list_sku(shop, cap, external_variant_id="222").pk,
-           list_sku(woo, tee, external_product_id="1").pk, list_sku(woo, cap, external_product_id="2").pk]
-    assert ids == sorted(ids)
-    stored(shop, "orders/create", shopify_order(1, [(10, "TEE", 111, 1)]), "x1")
-    stored(shop, "orders/create", shopify_order(2, [(20, "CAP", 222, 1)]), "x2")
+    ids = two_channels_two_orders()
     first_sold, pusher_waiting = threading.Event(), threading.Event()
 
+    def pause():
+        first_sold.set()
+        pusher_waiting.wait(5)
+        time.sleep(0.3)  # the pusher's statement is waiting on a listing by now
+
     def drain():
-        locks = []
-
-        def pause_before_second_sale(execute, sql, params, many, context):
-            if sql.startswith("INSERT INTO inventory_app_order "):
-                locks.append(sql)
-                if len(locks) == 2:  # the first order and its sale are written
-                    first_sold.set()
-                    pusher_waiting.wait(5)
-                    time.sleep(0.3)  # the pusher's statement is waiting on a listing by now
-            return execute(sql, params, many, context)
-
-        with connection.execute_wrapper(pause_before_second_sale):
-            inbound.drain()
+        drain_pausing_before_the_second_order(pause)
 
     def record_push():
         first_sold.wait(5)
@@ -185,44 +200,29 @@ def test_a_batch_of_orders_leaves_the_listings_to_pushers_until_its_end():
     timeout). The note of the TEE sale then works from the push just recorded."""
     from channels_app.sync import locked_listings
 
-    shop, woo = make_channel("shopify", slug="shop"), make_channel("woocommerce", slug="woo")
-    wh = make_location("wh-main")
-    tee, cap = make_sku("TEE", stock_at={wh: 20}), make_sku("CAP", stock_at={wh: 20})
-    shop_tee = list_sku(shop, tee, external_variant_id="111")
-    list_sku(shop, cap, external_variant_id="222")
-    woo_tee = list_sku(woo, tee, external_product_id="1")
-    list_sku(woo, cap, external_product_id="2")
-    stored(shop, "orders/create", shopify_order(1, [(10, "TEE", 111, 1)]), "x1")
-    stored(shop, "orders/create", shopify_order(2, [(20, "CAP", 222, 1)]), "x2")
+    shop_tee, _, woo_tee, _ = two_channels_two_orders()
     first_sold, recorded = threading.Event(), threading.Event()
 
+    def pause():
+        first_sold.set()
+        assert recorded.wait(5), "the pusher's record waited for the batch"
+
     def drain():
-        locks = []
-
-        def pause_before_second_sale(execute, sql, params, many, context):
-            if sql.startswith("INSERT INTO inventory_app_order "):
-                locks.append(sql)
-                if len(locks) == 2:  # the TEE order and its sale are written
-                    first_sold.set()
-                    assert recorded.wait(5), "the pusher's record waited for the batch"
-            return execute(sql, params, many, context)
-
-        with connection.execute_wrapper(pause_before_second_sale):
-            inbound.drain()
+        drain_pausing_before_the_second_order(pause)
 
     def record_push():
         assert first_sold.wait(5)
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute("SET LOCAL lock_timeout = '2s'")
             cursor.execute(locked_listings("id IN (%s, %s)") + f"UPDATE {Listing._meta.db_table} SET "
-                           "pushed_quantity = 20 WHERE id IN (SELECT id FROM locked)", [shop_tee.pk, woo_tee.pk])
+                           "pushed_quantity = 20 WHERE id IN (SELECT id FROM locked)", [shop_tee, woo_tee])
         recorded.set()
 
     assert run_together(drain, record_push) == []
     assert list(InboundEvent.objects.order_by("id").values_list("status", "last_error")) == [
         (InboundStatus.PROCESSED, "")] * 2
-    assert Listing.objects.get(pk=shop_tee.pk).remote_quantity == 19
-    assert Listing.objects.filter(sku=tee, desired_version__gt=F("pushed_version")).count() == 2
+    assert Listing.objects.get(pk=shop_tee).remote_quantity == 19
+    assert Listing.objects.filter(sku__code="TEE", desired_version__gt=F("pushed_version")).count() == 2
 
 
 def test_a_value_the_driver_refuses_fails_its_event_alone(shop):
