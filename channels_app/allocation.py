@@ -104,10 +104,14 @@ def settle(sku_ids: set[int], context: dict) -> None:
         return
     writes: Statements = context["writes"]
     now = connection.ops.adapt_datetimefield_value(timezone.now())
+    # Deferred where the listings' writes are (a drain's batch of orders, ``sync.listing_writes_at_end``): they then
+    # run after the batch's listing lock, in the order every other stock write takes its locks (stock rows,
+    # listings, allocations), and each refill reads the pool after the batch's sales. Run at once, the batch took
+    # allocation rows before listings: a stock write taking them the other way round deadlocked with it.
     for sku_id, units in sorted((context.get("sold") or {}).items()):
-        writes.add(_consume_sql(), [units, units, now, sku_id, context["source"]])
+        writes.defer(_consume_sql(), [units, units, now, sku_id, context["source"]])
     ids = sorted(sku_ids)
-    writes.add(_top_up_sql(len(ids), empty_only=True), [now, *ids])
+    writes.defer(_top_up_sql(len(ids), empty_only=True), [now, *ids])
 
 
 def top_up(channel: Channel, sku_ids: Iterable[int] | None = None) -> int:

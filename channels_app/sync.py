@@ -20,6 +20,7 @@ from functools import lru_cache
 
 from django.db import connection, transaction
 from django.db.models import F
+from django.utils import timezone
 
 from channels_app.models import Channel, Listing
 from hub.redis import get_redis
@@ -141,7 +142,8 @@ class ListingWritesAtEnd:
 
     sku_ids: set[int] = field(default_factory=set)  # whose listings (and bundles') are out of date
     since: datetime | None = None  # the earliest of those changes
-    statements: list = field(default_factory=list)  # held by ``Statements.defer`` (a channel's note of its sale)
+    # held by ``Statements.defer``: a channel's note of its sale, the ring fences' consume and refill
+    statements: list = field(default_factory=list)
 
 
 _at_end: ContextVar[ListingWritesAtEnd | None] = ContextVar("listing_writes_at_end", default=None)
@@ -150,9 +152,10 @@ _at_end: ContextVar[ListingWritesAtEnd | None] = ContextVar("listing_writes_at_e
 @contextlib.contextmanager
 def listing_writes_at_end() -> Iterator[ListingWritesAtEnd]:
     """Inside, stock writes leave the listings alone: what they mark out of date, and the statements they defer
-    (``Statements.defer``: the selling channel's note of its sale), are kept for ``write_listings_at_end``, which
-    the caller sends last, just before its commit: one statement locks every listing in id order and marks them,
-    then the notes run.
+    (``Statements.defer``: the selling channel's note of its sale; the ring fences' consume and refill, which come
+    after listings in every stock write's lock order), are kept for ``write_listings_at_end``, which the caller
+    sends last, just before its commit: one statement locks every listing in id order and marks them, then the
+    held statements run.
 
     Why: an inbox drain applying sixteen orders held every listing of their SKUs, on all channels, from its first
     event to its commit (tens of milliseconds; it locked them up front, in id order, so as not to deadlock with
@@ -175,8 +178,8 @@ def listing_writes_at_end() -> Iterator[ListingWritesAtEnd]:
 def write_listings_at_end(state: ListingWritesAtEnd, writes: Statements) -> None:
     """Add to ``writes`` what ``listing_writes_at_end`` kept: the out-of-date marks (their lock covers every listing
     the held statements write: see ``writes_listing_of``), then the held statements, in the order they were made."""
-    if state.sku_ids:
-        writes.add(*_mark_dirty_sql(state.sku_ids, state.since), on_rows=_wake)
+    if state.sku_ids:  # a batch of short lines alone marked no change: its notes' listings are marked as of now
+        writes.add(*_mark_dirty_sql(state.sku_ids, state.since or timezone.now()), on_rows=_wake)
     for sql, params, on_rows in state.statements:
         writes.add(sql, params, on_rows)
 

@@ -609,6 +609,11 @@ class _RowsHeld:
         self.skus.clear()
         self.rows.clear()
 
+    def drop(self, codes: set[str]) -> bool:
+        """Read these SKUs afresh from now on; whether any was held."""
+        dropped = [self.skus.pop(code) for code in codes if code in self.skus]
+        return bool(dropped)
+
 
 _rows_held: ContextVar[_RowsHeld | None] = ContextVar("rows_held", default=None)
 
@@ -774,7 +779,15 @@ def _take(lines: Sequence[LineRequest], *, channel: str, reference: str, ttl: in
                       for (req_id, stock_id, row_id), qty in merged.items()],
         }
 
-    result = _idempotent("sell" if sold else "reserve", key, payload, work, reads_first=True)
+    try:
+        result = _idempotent("sell" if sold else "reserve", key, payload, work, reads_first=True)
+    except InsufficientStock:
+        # Held rows are those that existed when the batch locked them: a row committed since (stock received at
+        # a location new to the SKU) is read, with the others, before a line is called short.
+        held = _rows_held.get()
+        if held is None or not held.drop({line.sku for line in lines}):
+            raise
+        result = _idempotent("sell" if sold else "reserve", key, payload, work, reads_first=True)
     held = _rows_held.get()
     if held is not None and not result.get("replayed"):
         held.write_back(written)

@@ -190,7 +190,7 @@ class ShopifyAdapter(ChannelAdapter):
             # input, quantities, i, ...): only those are read, at 1 + 2 points an item, where reading the whole
             # request cost 1 + 2 per item of it (up to 250) and ran the channel out of points. The others were
             # refused only with them and keep what we expected.
-            named = {int(e["field"][2]) for e in stale_codes
+            named = {int(e["field"][2]) for e in errors
                      if isinstance(e.get("field"), list) and len(e["field"]) > 2 and str(e["field"][2]).isdigit()}
             named = {i for i in named if i < len(items)} or set(range(len(items)))
             suspects = [items[i] for i in sorted(named)]
@@ -204,9 +204,11 @@ class ShopifyAdapter(ChannelAdapter):
                     continue
                 actual = remote.get(item.listing.external_inventory_item_id)
                 stale = actual is not None and actual != item.expected_remote
+                # Named by an error but not found stale (another error, or the count came back meanwhile): a
+                # failure of its own, retried after a backoff like any other, never taken for an innocent bystander.
                 results.append(PushResult(listing_id=item.listing.id, ok=False, conflict=stale, remote_quantity=actual,
-                                          error="changeFromQuantity is stale" if stale else BATCH_REFUSED,
-                                          http_status=200))
+                                          error="changeFromQuantity is stale" if stale else
+                                          f"refused: {[e.get('message') for e in errors]}"[:500], http_status=200))
             return results
         raise PermanentError(f"inventorySetQuantities userErrors: {errors}"[:500], status=200)
 
@@ -248,6 +250,7 @@ class ShopifyAdapter(ChannelAdapter):
         from channels_app.adapters.http import RateLimited
 
         found: dict[str, int] = {}
+        asked = {_gid("InventoryItem", i): i for i in inventory_item_ids}  # answered by gid, kept as stored
         for location in sorted(location_ids):
             for start in range(0, len(inventory_item_ids), 250):
                 ids = inventory_item_ids[start:start + 250]
@@ -255,8 +258,7 @@ class ShopifyAdapter(ChannelAdapter):
                                         json={"query": READ_LEVELS, "variables": {
                                             "ids": [_gid("InventoryItem", i) for i in ids],
                                             "locationId": _gid("Location", location)}})
-                body = response.json()
-                self._observe_cost(body)
+                body = response.json()  # its cost is not observed: the bucket counts pushes, at a mutation's cost
                 if body.get("errors"):
                     if any((e.get("extensions") or {}).get("code") == "THROTTLED" for e in body["errors"]):
                         raise RateLimited("GraphQL THROTTLED", retry_after=1.0, status=200)
@@ -266,8 +268,8 @@ class ShopifyAdapter(ChannelAdapter):
                     if level:
                         available = next((q["quantity"] for q in level.get("quantities") or []
                                           if q.get("name") == "available"), None)
-                        if available is not None:
-                            found[str(node["id"]).rsplit("/", 1)[-1]] = int(available)
+                        if available is not None and node.get("id") in asked:
+                            found[asked[node["id"]]] = int(available)
         return found
 
     def _levels(self, params: dict) -> Iterator[dict]:

@@ -210,7 +210,9 @@ class WebhookSender:
             if delivery.url:
                 try:
                     status = self._post(delivery.url, delivery.body, delivery.headers)
-                except (OSError, http.client.HTTPException) as exc:  # refused, reset, timed out, garbled
+                except Exception as exc:  # noqa: BLE001 - refused, reset, timed out, garbled, a bad URL or header
+                    # Whatever it is, the delivery failed and is retried: a worker that died here left the delivery
+                    # outstanding for ever.
                     error = f"{type(exc).__name__}: {exc}"
             try:
                 if self.on_attempt is not None:

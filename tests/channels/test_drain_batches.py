@@ -363,3 +363,69 @@ def test_a_batch_looks_up_its_listings_in_one_round_trip_and_falls_back_one_by_o
     assert list(InboundEvent.objects.order_by("id").values_list("status", "last_error")) == [
         (InboundStatus.PROCESSED, "")] * 3
     assert on_hand(tee) == 19 and on_hand(cap) == 19 and on_hand(hat) == 19
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_on_a_ring_fenced_channel_settles_its_allocation_after_its_listing_lock():
+    """In a batch of orders the ring fences' consume and refill run at the batch's end, after its listing lock:
+    every stock write takes stock rows, then listings, then allocations, and a batch taking allocations before
+    its listings could deadlock with one (review finding, 2026-12-07). The numbers are those of the same sales
+    made one by one: the second sale uses the allocation up and the pool refills it."""
+    from channels_app import services
+    from channels_app.models import ChannelAllocation
+
+    wh = make_location("wh-main")
+    tee = make_sku("TEE", stock_at={wh: 9})
+    fenced = make_channel("shopify", slug="shop")
+    list_sku(fenced, tee, external_variant_id="111")
+    map_location(fenced, wh, "L-WH")
+    services.update_channel(channel=fenced, data={"allocation_target": 5}, locations=None)
+    list_sku(make_channel("woocommerce", slug="woo"), tee, external_product_id="1")
+    stored(fenced, "orders/create", shopify_order(1, [(10, "TEE", 111, 2)]), "a")
+    stored(fenced, "orders/create", shopify_order(2, [(20, "TEE", 111, 3)]), "b")
+    with CaptureQueriesContext(connection) as queries:
+        assert inbound.drain() == 2
+    sent = [q["sql"] for q in queries.captured_queries]
+    mark = next(i for i, sql in enumerate(sent) if "desired_version = desired_version + 1" in sql)
+    assert all(i > mark for i, sql in enumerate(sent) if "channels_app_channelallocation" in sql)
+    assert ChannelAllocation.objects.get(channel=fenced, sku=tee).units == 4
+    assert on_hand(tee) == 4
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_sale_short_on_held_rows_reads_again_before_it_is_called_short():
+    """Rows held for a batch are those that existed when it locked them. Stock received meanwhile at a location new
+    to the SKU (a row committed since) must count before a line is recorded short (review finding, 2026-12-07)."""
+    from inventory_app import stock
+    from inventory_app.stock import LineRequest
+
+    wh = make_location("wh-main")
+    tee = make_sku("TEE", stock_at={wh: 2})
+    store = make_location("store-1")
+    received = threading.Event()
+
+    def receive_elsewhere():
+        stock.receive(sku=tee, location=store, quantity=5, reference="delivery")
+        received.set()
+
+    with transaction.atomic(), stock.rows_held([tee.pk]):
+        stock.sell(lines=[LineRequest("TEE", 1)], channel="shop")
+        assert run_together(receive_elsewhere) == [] and received.is_set()
+        sold = stock.sell(lines=[LineRequest("TEE", 4)], channel="shop")
+        assert {line["location"] for line in sold["lines"]} == {"wh-main", "store-1"}
+    assert on_hand(tee) == 2
+
+
+def test_a_batch_of_short_lines_marks_its_listings_with_a_time(shop):
+    """Lines the hub cannot cover change no stock, but their notes mark the listings: with the time of the mark,
+    never without one (the claim sorts those first and the lag metric skips them; review finding, 2026-12-07)."""
+    channel, tee, cap = shop
+    StockLevel.objects.filter(sku=tee).update(on_hand=0)
+    Listing.objects.filter(channel=channel, sku=tee).update(pushed_quantity=0, pushed_version=F("desired_version"),
+                                                            dirty_since=None)
+    stored(channel, "orders/create", shopify_order(1, [(10, "TEE", 111, 1)]), "a")
+    stored(channel, "orders/create", shopify_order(2, [(20, "TEE", 111, 1)]), "b")
+    assert inbound.drain() == 2
+    assert list(OrderLine.objects.values_list("status", flat=True)) == ["short", "short"]
+    listing = Listing.objects.get(channel=channel, sku=tee)
+    assert listing.desired_version > listing.pushed_version and listing.dirty_since is not None

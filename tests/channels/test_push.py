@@ -673,3 +673,47 @@ def test_a_shopify_conflict_reads_only_the_items_its_errors_name():
         cap_item = Listing.objects.get(channel=channel, sku=cap).external_inventory_item_id
         assert read == [[f"gid://shopify/InventoryItem/{cap_item}"]]
         assert (remote(sandbox, tee), remote(sandbox, cap), remote(sandbox, hat)) == (12, 11, 12)
+
+
+def test_a_shopify_conflict_finds_a_listing_stored_by_its_gid():
+    """Listings may hold Shopify's ids as gids (``gid://shopify/InventoryItem/…``): the conflict's re-read must find
+    them, or the retry goes out without compare-and-set over the channel's sale (review finding, 2026-12-07)."""
+    wh = make_location()
+    tee = make_sku(stock_at={wh: 10})
+    channel, sandbox = connect("shopify", {tee: 0})
+    listing = Listing.objects.get(channel=channel)
+    Listing.objects.filter(pk=listing.pk).update(
+        external_inventory_item_id=f"gid://shopify/InventoryItem/{listing.external_inventory_item_id}")
+    with sandbox:
+        converge(channel)
+        sandbox.state.patch_inventory([{"sku": tee.code, "quantity": 8}])  # a sale on Shopify, webhook not yet here
+        stock.reserve(lines=[LineRequest(tee.code, 1)])
+        converge(channel)
+        assert remote(sandbox, tee) == 7
+
+
+def test_a_listing_an_error_names_but_found_not_stale_fails_on_its_own_account():
+    """A listing a refusal names, whose count is back to what we expected by the time it is read, is not an
+    innocent bystander of another listing's conflict: its failure counts and backs off (review finding,
+    2026-12-07: it was retried at once, for ever, whatever the error)."""
+    wh = make_location()
+    tee, cap = make_sku(stock_at={wh: 10}), make_sku(stock_at={wh: 10})
+    channel, sandbox = connect("shopify", {tee: 0, cap: 0})
+    with sandbox:
+        converge(channel)
+        original = sandbox.state._gql_items
+
+        def count_back_before_the_read(*args):  # under the sandbox's lock: the item itself is set
+            item = next(item for item in sandbox.state.items if item.sku == cap.code)
+            item.touch(10)
+            return original(*args)
+
+        sandbox.state.patch_inventory([{"sku": cap.code, "quantity": 9}])
+        sandbox.state._gql_items = count_back_before_the_read
+        stock.receive(sku=tee, location=wh, quantity=2, reference="delivery")
+        stock.receive(sku=cap, location=wh, quantity=2, reference="delivery")
+        outbound.push_channel(channel.pk)
+        named = Listing.objects.get(channel=channel, sku=cap)
+        assert named.last_error.startswith("refused") and named.attempts == 1
+        assert named.next_attempt_at > timezone.now()
+        assert remote(sandbox, tee) == 12  # the bystander went out with the retry

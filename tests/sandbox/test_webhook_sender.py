@@ -60,3 +60,20 @@ def test_deliveries_keep_their_connection_and_survive_the_hub_closing_it():
         sender.close()
         server.shutdown()
         server.server_close()
+
+
+def test_a_delivery_that_cannot_even_be_sent_fails_and_is_accounted_for():
+    """A header value http.client refuses (a line break) raises ValueError, not a network error: the delivery must
+    still fail and resolve, not kill the worker and leave it outstanding (review finding, 2026-12-07)."""
+    server = _serve()
+    sender = WebhookSender(workers=1)
+    try:
+        broken = sender.submit(Delivery(delivery_id="x", topic="t", url=f"http://127.0.0.1:{server.server_address[1]}/",
+                                        body=b"{}", headers={"X-Test": "a\nb"}))
+        assert broken.result(3) is None
+        assert sender.flush(3) and sender.pending() == 0
+        assert _deliver(sender, f"http://127.0.0.1:{server.server_address[1]}/after", 4) == 200
+    finally:
+        sender.close()
+        server.shutdown()
+        server.server_close()
