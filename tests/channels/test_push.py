@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
@@ -615,36 +616,45 @@ def test_shopify_graphql_cost_in_each_answer_corrects_the_bucket():
     assert tokens <= 9
 
 
-def test_a_listing_refused_only_for_another_listings_conflict_is_pushed_again_at_once():
-    """A compare-and-set refuses the whole request. Here CAP's number changes on Shopify again while our conflict
-    is being reconciled (its sales keep coming), so the request is refused twice: CAP backs off, as a listing in
-    conflict should; TEE, refused only with it, is pushed in the very next round, its attempts unspent. Until
-    2026-12-07 it backed off too (half a second to a second, more each time), a Shopify channel selling fast kept
-    listings seconds behind."""
+@contextlib.contextmanager
+def cap_in_conflict(around_read):
+    """TEE and CAP on a Shopify sandbox, in sync; CAP sold on Shopify (its webhook on its way); both receive 2
+    units and one push is made, its conflict's re-read of levels wrapped by ``around_read(cap's item, read)``
+    (under the sandbox's lock: it changes the item itself). Yields (channel, sandbox, tee, cap), the re-read as
+    the sandbox's own again."""
     wh = make_location()
     tee, cap = make_sku(stock_at={wh: 10}), make_sku(stock_at={wh: 10})
     channel, sandbox = connect("shopify", {tee: 0, cap: 0})
     with sandbox:
         converge(channel)
         original = sandbox.state._gql_items
-
-        def levels_then_a_sale(*args):  # runs under the sandbox's lock: the sale is made on the item itself
-            answer = original(*args)
-            item = next(item for item in sandbox.state.items if item.sku == cap.code)
-            item.touch(item.quantity - 1)
-            return answer
-
-        sandbox.state.patch_inventory([{"sku": cap.code, "quantity": 9}])  # sold on Shopify, webhook on its way
-        sandbox.state._gql_items = levels_then_a_sale
-        stock.receive(sku=tee, location=wh, quantity=2, reference="delivery")
-        stock.receive(sku=cap, location=wh, quantity=2, reference="delivery")
+        item = next(item for item in sandbox.state.items if item.sku == cap.code)
+        sandbox.state._gql_items = lambda *args: around_read(item, lambda: original(*args))
+        sandbox.state.patch_inventory([{"sku": cap.code, "quantity": 9}])
+        for sku in (tee, cap):
+            stock.receive(sku=sku, location=wh, quantity=2, reference="delivery")
         outbound.push_channel(channel.pk)
+        sandbox.state._gql_items = original
+        yield channel, sandbox, tee, cap
+
+
+def test_a_listing_refused_only_for_another_listings_conflict_is_pushed_again_at_once():
+    """A compare-and-set refuses the whole request. Here CAP's number changes on Shopify again while our conflict
+    is being reconciled (its sales keep coming), so the request is refused twice: CAP backs off, as a listing in
+    conflict should; TEE, refused only with it, is pushed in the very next round, its attempts unspent. Until
+    2026-12-07 it backed off too (half a second to a second, more each time), a Shopify channel selling fast kept
+    listings seconds behind."""
+    def read_then_sell(item, read):
+        answer = read()
+        item.touch(item.quantity - 1)
+        return answer
+
+    with cap_in_conflict(read_then_sell) as (channel, sandbox, tee, cap):
         refused = Listing.objects.get(channel=channel, sku=tee)
         conflicted = Listing.objects.get(channel=channel, sku=cap)
         assert "batch refused" in refused.last_error and refused.attempts == 0
         assert "twice" in conflicted.last_error and conflicted.attempts == 1
         assert conflicted.next_attempt_at > timezone.now()
-        sandbox.state._gql_items = original
         outbound.push_channel(channel.pk)  # the next round: no time has passed
         assert remote(sandbox, tee) == 12
         assert Listing.objects.get(channel=channel, sku=tee).in_sync
@@ -696,23 +706,11 @@ def test_a_listing_an_error_names_but_found_not_stale_fails_on_its_own_account()
     """A listing a refusal names, whose count is back to what we expected by the time it is read, is not an
     innocent bystander of another listing's conflict: its failure counts and backs off (review finding,
     2026-12-07: it was retried at once, for ever, whatever the error)."""
-    wh = make_location()
-    tee, cap = make_sku(stock_at={wh: 10}), make_sku(stock_at={wh: 10})
-    channel, sandbox = connect("shopify", {tee: 0, cap: 0})
-    with sandbox:
-        converge(channel)
-        original = sandbox.state._gql_items
+    def count_back_then_read(item, read):
+        item.touch(10)
+        return read()
 
-        def count_back_before_the_read(*args):  # under the sandbox's lock: the item itself is set
-            item = next(item for item in sandbox.state.items if item.sku == cap.code)
-            item.touch(10)
-            return original(*args)
-
-        sandbox.state.patch_inventory([{"sku": cap.code, "quantity": 9}])
-        sandbox.state._gql_items = count_back_before_the_read
-        stock.receive(sku=tee, location=wh, quantity=2, reference="delivery")
-        stock.receive(sku=cap, location=wh, quantity=2, reference="delivery")
-        outbound.push_channel(channel.pk)
+    with cap_in_conflict(count_back_then_read) as (channel, sandbox, tee, cap):
         named = Listing.objects.get(channel=channel, sku=cap)
         assert named.last_error.startswith("refused") and named.attempts == 1
         assert named.next_attempt_at > timezone.now()
