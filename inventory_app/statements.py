@@ -276,6 +276,21 @@ def _savepoint_first(execute, sql, params, many, context):
     return execute(sql, params, many, context)
 
 
+def _forgetting_what_the_block_hands_on() -> Callable[[], None]:
+    """For a ``savepoint`` block about to start: what its rollback must also undo on our side, the statements
+    ``Statements.defer`` hands on inside it and the caches of rows it wrote (``on_rollback``)."""
+    sink = _deferred_sink.get()
+    handed_on = len(sink) if sink is not None else 0
+
+    def forget() -> None:
+        if sink is not None:
+            del sink[handed_on:]
+        for callback in _rollback_callbacks.get():
+            callback()
+
+    return forget
+
+
 @contextlib.contextmanager
 def savepoint(name: str) -> Iterator[None]:
     """``transaction.atomic()`` for a block inside an open transaction on PostgreSQL, in no round trip of its own:
@@ -290,17 +305,13 @@ def savepoint(name: str) -> Iterator[None]:
     An inbox drain applies each event in one of these: SAVEPOINT and RELEASE were two of the eight round trips
     of each order it applied."""
     db = connections[DEFAULT_DB_ALIAS]
-    sink = _deferred_sink.get()
-    handed_on = len(sink) if sink is not None else 0
+    forget = _forgetting_what_the_block_hands_on()
     if db.vendor != "postgresql" or not db.in_atomic_block or db.needs_rollback:
         try:
             with transaction.atomic():
                 yield
         except BaseException:
-            if sink is not None:
-                del sink[handed_on:]
-            for callback in _rollback_callbacks.get():
-                callback()
+            forget()
             raise
         return
     if _waiting():  # inside a block that has sent nothing yet: its savepoint must exist before this one
@@ -321,10 +332,7 @@ def savepoint(name: str) -> Iterator[None]:
         if failed:
             db.needs_rollback = False
             del db.run_on_commit[callbacks:]
-            if sink is not None:
-                del sink[handed_on:]  # statements ``Statements.defer`` handed on inside the block
-            for callback in _rollback_callbacks.get():
-                callback()
+            forget()
             if state[1] and not db.closed_in_transaction:
                 try:
                     with db.cursor() as cursor:

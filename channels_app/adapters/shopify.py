@@ -19,7 +19,7 @@ from channels_app.adapters.base import (
     RemoteLevel,
     parse_time,
 )
-from channels_app.adapters.http import ChannelError, PermanentError
+from channels_app.adapters.http import ChannelError, PermanentError, RateLimited
 from channels_app.commands import (
     Command,
     Ignored,
@@ -128,6 +128,20 @@ class ShopifyAdapter(ChannelAdapter):
         if used.isdigit() and limit.isdigit():
             self.limiter.observe_remaining(int(limit) - int(used))
 
+    def _graphql(self, query: str, variables: dict, *, observe_cost: bool = False) -> dict:
+        """One GraphQL call: its answer's body, or RateLimited (THROTTLED) or PermanentError (other top-level errors).
+        ``observe_cost``: a push, whose cost is what the bucket counts a call at."""
+        response = self.request("POST", f"/admin/api/{self.api_version}/graphql.json", headers=self._headers(),
+                                json={"query": query, "variables": variables})
+        body = response.json()
+        if observe_cost:
+            self._observe_cost(body)
+        if body.get("errors"):
+            if any((e.get("extensions") or {}).get("code") == "THROTTLED" for e in body["errors"]):
+                raise RateLimited("GraphQL THROTTLED", retry_after=1.0, status=200)
+            raise PermanentError(f"GraphQL errors: {body['errors']}"[:500], status=response.status_code)
+        return body
+
     def _observe_cost(self, body: dict) -> None:
         """GraphQL's limit is in cost points, told in the body (``extensions.cost.throttleStatus``), not in a header;
         the bucket counts calls, so what is left is the points available over what this call asked for. Other apps
@@ -169,17 +183,7 @@ class ShopifyAdapter(ChannelAdapter):
             quantities.append(entry)
         variables = {"input": {"name": "available", "reason": "correction", "quantities": quantities,
                                "ignoreCompareQuantity": all(i.expected_remote is None for i in items)}}
-        response = self.request("POST", f"/admin/api/{self.api_version}/graphql.json", headers=self._headers(),
-                                json={"query": SET_QUANTITIES, "variables": variables})
-        body = response.json()
-        self._observe_cost(body)
-        if body.get("errors"):
-            codes = {str((e.get("extensions") or {}).get("code", "")) for e in body["errors"]}
-            if "THROTTLED" in codes:
-                from channels_app.adapters.http import RateLimited
-
-                raise RateLimited("GraphQL THROTTLED", retry_after=1.0, status=200)
-            raise PermanentError(f"GraphQL errors: {body['errors']}"[:500], status=response.status_code)
+        body = self._graphql(SET_QUANTITIES, variables, observe_cost=True)
         errors = (((body.get("data") or {}).get("inventorySetQuantities") or {}).get("userErrors")) or []
         if not errors:
             return [PushResult(listing_id=i.listing.id, ok=True, quantity=i.quantity, http_status=200) for i in items]
@@ -247,22 +251,14 @@ class ShopifyAdapter(ChannelAdapter):
         """What a compare-and-set conflict re-reads, through GraphQL like the push itself: its cost points, not the
         REST bucket (40 calls, 2 a second), which a channel in conflict several times a second emptied; its 429s
         then blocked the channel's every push for the Retry-After."""
-        from channels_app.adapters.http import RateLimited
-
         found: dict[str, int] = {}
         asked = {_gid("InventoryItem", i): i for i in inventory_item_ids}  # answered by gid, kept as stored
+        gids = list(asked)
         for location in sorted(location_ids):
-            for start in range(0, len(inventory_item_ids), 250):
-                ids = inventory_item_ids[start:start + 250]
-                response = self.request("POST", f"/admin/api/{self.api_version}/graphql.json", headers=self._headers(),
-                                        json={"query": READ_LEVELS, "variables": {
-                                            "ids": [_gid("InventoryItem", i) for i in ids],
-                                            "locationId": _gid("Location", location)}})
-                body = response.json()  # its cost is not observed: the bucket counts pushes, at a mutation's cost
-                if body.get("errors"):
-                    if any((e.get("extensions") or {}).get("code") == "THROTTLED" for e in body["errors"]):
-                        raise RateLimited("GraphQL THROTTLED", retry_after=1.0, status=200)
-                    raise PermanentError(f"GraphQL errors: {body['errors']}"[:500], status=response.status_code)
+            for start in range(0, len(gids), 250):
+                # Its cost is not observed: the bucket counts pushes, at a mutation's cost.
+                body = self._graphql(READ_LEVELS, {"ids": gids[start:start + 250],
+                                                   "locationId": _gid("Location", location)})
                 for node in (body.get("data") or {}).get("nodes") or []:
                     level = (node or {}).get("inventoryLevel")
                     if level:
