@@ -328,6 +328,19 @@ def run_step(s: stack.Stack, rec: Recorder, rate: float, seconds: float, seq_bas
     return row
 
 
+def channels(shopify_plan: str) -> list[tuple]:
+    """CHANNELS, the Shopify stores on ``shopify_plan``: the sandbox enforces that plan's GraphQL points, and each
+    channel is told them (``rate_limit_*``, as a merchant sets them in the admin), at a mutation's 10 points."""
+    if shopify_plan == "standard":
+        return CHANNELS
+    from channels_app.sandbox.shopify import ShopifyState
+
+    plan = {**ShopifyState.DEFAULT_PLAN, **ShopifyState.PLANS[shopify_plan]}
+    limits = {"rate_limit_capacity": int(plan["graphql_bucket"] // 10), "rate_limit_per_second": plan["graphql_restore"] / 10}
+    return [(kind, n, {"plan": {"name": shopify_plan}, "channel": limits}) if kind == "shopify" else (kind, n)
+            for kind, n in CHANNELS]
+
+
 def report(rows: list[dict], s: stack.Stack, args, total: float) -> str:
     kinds = [sb.kind for sb in s.sandboxes]
     placed = "on each sandbox (`place_order`)" if args.orders == "direct" else "via `POST /_sandbox/orders`"
@@ -337,7 +350,8 @@ def report(rows: list[dict], s: stack.Stack, args, total: float) -> str:
             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}{' · --quick' if args.quick else ''}\n\n"
             f"{len(kinds)} sandbox channels ({', '.join(f'{kinds.count(k)} {k}' for k in dict.fromkeys(kinds))}), "
             f"{len(s.skus)} SKUs listed on every channel"
-            f"{sellouts}, orders of 1-2 units (Zipf-like SKU choice, uniform channel) "
+            f"{sellouts}{f', Shopify stores on the {args.shopify_plan} plan' if args.shopify_plan != 'standard' else ''}"
+            f", orders of 1-2 units (Zipf-like SKU choice, uniform channel) "
             f"placed open-loop {placed}; gunicorn {s.web_workers}x{s.web_threads}, "
             f"{s.n_celery} Celery worker(s) x{s.concurrency}"
             f"{f' + {s.n_pushers} push worker(s) x{s.push_threads} {s.push_pool}' if s.n_pushers else ''}"
@@ -397,6 +411,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--no-sellouts", action="store_true",
                         help="plenty of every SKU: every order becomes a webhook (no sold-out refusals)")
+    parser.add_argument("--shopify-plan", choices=("standard", "advanced", "plus"), default="standard",
+                        help="the Shopify stores' plan: its GraphQL points a second (100, 200, 1,000), told to the hub too")
     parser.add_argument("--orders", choices=("direct", "http"), default="direct",
                         help="place orders by calling each sandbox (direct) or through its POST /_sandbox/orders (http)")
     args = parser.parse_args()
@@ -412,7 +428,7 @@ def main() -> None:
     # plenty, so every order is a webhook (the nominal rate, no oversell races).
     stock_of = [40 + 60 * i if i < 4 and not args.no_sellouts else 20_000 for i in range(args.skus)]
     rows = []
-    with stack.Stack(NAME, channels=CHANNELS, skus=args.skus, stock=stock_of, web_workers=int(workers),
+    with stack.Stack(NAME, channels=channels(args.shopify_plan), skus=args.skus, stock=stock_of, web_workers=int(workers),
                      web_threads=int(threads), celery_workers=args.celery_workers, concurrency=args.concurrency,
                      webhook_workers=2, beat=not args.no_beat, pushers=args.pushers,
                      push_threads=args.push_threads, push_pool=args.push_pool) as s:
