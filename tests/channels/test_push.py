@@ -638,26 +638,70 @@ def cap_in_conflict(around_read):
         yield channel, sandbox, tee, cap
 
 
-def test_a_listing_refused_only_for_another_listings_conflict_is_pushed_again_at_once():
+def read_then_sell(item, read):
+    """A conflict's re-read after which the item sells again on the channel: the retry is refused too."""
+    answer = read()
+    item.touch(item.quantity - 1)
+    return answer
+
+
+def test_a_listing_refused_only_for_another_listings_conflict_goes_out_in_the_same_round():
     """A compare-and-set refuses the whole request. Here CAP's number changes on Shopify again while our conflict
-    is being reconciled (its sales keep coming), so the request is refused twice: CAP backs off, as a listing in
-    conflict should; TEE, refused only with it, is pushed in the very next round, its attempts unspent. Until
-    2026-12-07 it backed off too (half a second to a second, more each time), a Shopify channel selling fast kept
-    listings seconds behind."""
-    def read_then_sell(item, read):
-        answer = read()
-        item.touch(item.quantity - 1)
+    is being reconciled (its sales keep coming), so the retry is refused too: CAP backs off, as a listing in
+    conflict should, and TEE, refused only with it, is sent once more on its own at once. Until 2026-12-07 it waited
+    for a backoff (half a second to a second, more each time), then for the next round; at 200 orders/s another
+    conflict there refused many such listings again, seconds behind."""
+    with cap_in_conflict(read_then_sell) as (channel, sandbox, tee, cap):
+        assert remote(sandbox, tee) == 12
+        refused = Listing.objects.get(channel=channel, sku=tee)
+        assert refused.in_sync and refused.attempts == 0
+        conflicted = Listing.objects.get(channel=channel, sku=cap)
+        assert "twice" in conflicted.last_error and conflicted.attempts == 1
+
+
+def test_a_listing_refused_only_for_another_listings_conflict_waits_for_no_backoff_without_a_token():
+    """The bystanders' request of their own takes a rate-limit token; with none left they go in the next round,
+    their attempts unspent, with no backoff."""
+    from channels_app.ratelimit import limiter_for
+
+    def read_sell_and_spend(item, read):
+        answer = read_then_sell(item, read)
+        limiter = limiter_for(Channel.objects.get(kind="shopify"))
+        while limiter.try_acquire() == 0:
+            pass
         return answer
 
-    with cap_in_conflict(read_then_sell) as (channel, sandbox, tee, cap):
+    with cap_in_conflict(read_sell_and_spend) as (channel, sandbox, tee, cap):
         refused = Listing.objects.get(channel=channel, sku=tee)
-        conflicted = Listing.objects.get(channel=channel, sku=cap)
         assert "batch refused" in refused.last_error and refused.attempts == 0
-        assert "twice" in conflicted.last_error and conflicted.attempts == 1
-        assert conflicted.next_attempt_at > timezone.now()
+        assert refused.next_attempt_at <= timezone.now()
+        limiter_for(channel).refund(100)
         outbound.push_channel(channel.pk)  # the next round: no time has passed
         assert remote(sandbox, tee) == 12
         assert Listing.objects.get(channel=channel, sku=tee).in_sync
+
+
+def test_a_listing_refused_twice_by_compare_and_set_is_pushed_again_soon_and_later_each_time_in_a_row():
+    """Refused twice by a compare-and-set: a race with the channel's own sales, whose webhooks are on their way.
+    Pushed again after CONFLICT_RETRY_SECONDS, twice that after a second such refusal in a row, where the
+    exponential backoff of a failing channel starts at half a second to a second (it held the hot SKUs of a Shopify
+    channel selling 25 orders a second seconds behind, 2026-12-07)."""
+    with cap_in_conflict(read_then_sell) as (channel, sandbox, tee, cap):
+        conflicted = Listing.objects.get(channel=channel, sku=cap)
+        first = (conflicted.next_attempt_at - timezone.now()).total_seconds()
+        assert conflicted.attempts == 1 and 0 < first <= outbound.CONFLICT_RETRY_SECONDS
+        Listing.objects.filter(pk=conflicted.pk).update(next_attempt_at=None)
+        original = sandbox.state._gql_items
+        item = next(item for item in sandbox.state.items if item.sku == cap.code)
+        sandbox.state._gql_items = lambda *args: read_then_sell(item, lambda: original(*args))
+        sandbox.state.patch_inventory([{"sku": cap.code, "quantity": item.quantity - 1}])
+        before = timezone.now()
+        outbound.push_channel(channel.pk)
+        sandbox.state._gql_items = original
+        conflicted.refresh_from_db()
+        second = (conflicted.next_attempt_at - before).total_seconds()  # the push's own time on top, a few ms
+        assert conflicted.attempts == 2 and "twice" in conflicted.last_error
+        assert 2 * outbound.CONFLICT_RETRY_SECONDS <= second < 2 * outbound.CONFLICT_RETRY_SECONDS + 0.3
 
 
 def test_a_shopify_conflict_reads_only_the_items_its_errors_name():
