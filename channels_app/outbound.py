@@ -61,7 +61,7 @@ MAX_INLINE_WAIT = float(os.environ.get("TALLY_PUSH_MAX_INLINE_WAIT", "0.02"))
 # sale counted twice (applied, yet read as unseen) does not hold a unit off the channel for long.
 CONFLICT_RECHECK_SECONDS = float(os.environ.get("TALLY_CONFLICT_RECHECK_SECONDS", "30"))
 # After a compare-and-set refused twice, how long before the listing is pushed again, doubled for each such attempt
-# in a row (``_record_failure``): time for the webhooks of the sales racing us to be applied, at 200 orders/s.
+# in a row (``_failure``): time for the webhooks of the sales racing us to be applied, at 200 orders/s.
 CONFLICT_RETRY_SECONDS = float(os.environ.get("TALLY_CONFLICT_RETRY_SECONDS", "0.25"))
 # A channel that cannot keep up (Amazon takes 5 updates a second) is sent its scarcest SKUs first: a stale
 # number oversells only where stock is nearly gone, and 30 stale units of a SKU with 500 left cost nothing.
@@ -421,6 +421,7 @@ def _record_sent(outcomes: list[tuple[_Pushing, list[_Batch]]], owner: uuid.UUID
     acks: list[_Ack] = []
     hedged: set[int] = set()
     failures: list[tuple[_Pushing, list[tuple[PushItem, PushResult]], bool]] = []
+    not_taken: list[_Failure] = []
     errors: dict[int, list[str]] = {}
     for p, batches in outcomes:
         errors[p.channel.pk] = []
@@ -432,9 +433,8 @@ def _record_sent(outcomes: list[tuple[_Pushing, list[_Batch]]], owner: uuid.UUID
             if batch.rate_limited is not None:
                 exc = batch.rate_limited
                 p.summary.retry_in = exc.retry_after
-                for item in batch.items:
-                    _record_failure(item.listing, owner, p.channel, str(exc), exc.status, delay=exc.retry_after,
-                                    count=False)
+                not_taken.extend(_failure(item.listing, p.channel, str(exc), exc.status, delay=exc.retry_after,
+                                         count=False) for item in batch.items)
                 continue
             by_id = {item.listing.id: item for item in batch.items}
             hedged |= batch.hedged
@@ -463,9 +463,10 @@ def _record_sent(outcomes: list[tuple[_Pushing, list[_Batch]]], owner: uuid.UUID
             # backoff, a Shopify channel selling fast kept a listing seconds behind for a sale of another SKU
             # (at 200 orders/s, a sixth of its pushed listings).
             innocent = _refused_with_its_batch(result)
-            _record_failure(item.listing, owner, p.channel, result.error, result.http_status,
-                            permanent=not result.retryable, count=sent and not innocent,
-                            delay=0.0 if innocent else None, conflict=result.conflict)
+            not_taken.append(_failure(item.listing, p.channel, result.error, result.http_status,
+                                     permanent=not result.retryable, count=sent and not innocent,
+                                     delay=0.0 if innocent else None, conflict=result.conflict))
+    _record_failures(not_taken, owner, correlation_id)
     now = timezone.now()
     acked = {ack.channel.pk for ack in acks}
     for p, _ in outcomes:
@@ -664,31 +665,70 @@ def _refused_with_its_batch(result: PushResult) -> bool:
     return not result.ok and not result.conflict and result.retryable and result.error.startswith(BATCH_REFUSED)
 
 
-def _record_failure(listing: Listing, owner: uuid.UUID, channel: Channel, error: str, status: int | None, *,
-                    permanent: bool = False, delay: float | None = None, count: bool = True,
-                    conflict: bool = False) -> None:
-    """``conflict``: refused twice by a compare-and-set, the channel selling the SKU while we reconciled: a race with
+class _Failure(NamedTuple):
+    channel: Channel
+    listing: Listing
+    error: str
+    status: int | None
+    attempts: int
+    give_up: bool
+    wait: float
+
+
+def _failure(listing: Listing, channel: Channel, error: str, status: int | None, *, permanent: bool = False,
+             delay: float | None = None, count: bool = True, conflict: bool = False) -> _Failure:
+    """What becomes of a listing the channel did not take: attempts spent, parked or when to try again.
+
+    ``conflict``: refused twice by a compare-and-set, the channel selling the SKU while we reconciled: a race with
     its sales, not a fault of the channel: pushed again after CONFLICT_RETRY_SECONDS, doubling with each attempt in
     a row, where the backoff starts at half a second to a second (it held hot SKUs of a Shopify channel selling 25
     orders a second seconds behind). Counted all the same: a listing whose number someone else keeps moving
     (another app) parks after MAX_ATTEMPTS in a row, a couple of minutes, as with any failure."""
     attempts = listing.attempts + (1 if count else 0)
-    give_up = permanent or attempts >= MAX_ATTEMPTS
     if delay is not None:
         wait = delay
     elif conflict:
         wait = min(CONFLICT_RETRY_SECONDS * 2 ** max(attempts - 1, 0), MAX_BACKOFF_SECONDS)
     else:
         wait = backoff(attempts)
-    Listing.objects.filter(pk=listing.pk, lease_owner=owner).update(
-        attempts=attempts, last_error=error[:2000], lease_owner=None, lease_until=None,
-        status=ListingStatus.FAILED if give_up else ListingStatus.RETRYING,
-        next_attempt_at=None if give_up else timezone.now() + timedelta(seconds=wait))
-    PushLog.objects.create(listing=listing, channel=channel, version=listing.desired_version,
-                           quantity=listing.desired_quantity or 0, ok=False, http_status=status, error=error[:2000])
-    metrics.PUSHES.labels(channel=channel.slug, outcome="failed" if give_up else "retry").inc()
-    if give_up:
-        metrics.DEAD_LETTERS.labels(kind="listing", channel=channel.slug).inc()
+    return _Failure(channel, listing, error[:2000], status, attempts, permanent or attempts >= MAX_ATTEMPTS, wait)
+
+
+def _record_failures(failures: list[_Failure], owner: uuid.UUID, correlation_id: str) -> None:
+    """Record a round's failures in two statements, as ``_record_ok`` its successes: each failure was two ORM
+    statements of its own, and a Shopify channel selling fast fails a few dozen listings a second (requests refused
+    by a conflict, THROTTLED), on the two cores the inbox drain needs at 200 orders/s. The listing is updated only
+    while we still lease it; the attempt is logged either way."""
+    if not failures:
+        return
+    ops = connection.ops
+    now = timezone.now()
+    failed, failed_params = rows_cte(
+        "failed", (("id", "bigint"), ("attempts", "integer"), ("last_error", "text"), ("status", "text"),
+                   ("next_attempt_at", "timestamptz")),
+        [(f.listing.pk, f.attempts, f.error, ListingStatus.FAILED if f.give_up else ListingStatus.RETRYING,
+          None if f.give_up else ops.adapt_datetimefield_value(now + timedelta(seconds=f.wait))) for f in failures])
+    logged, logged_params = rows_cte(
+        "logged", (("listing_id", "bigint"), ("channel_id", "bigint"), ("version", "bigint"), ("quantity", "integer"),
+                   ("http_status", "smallint"), ("error", "text")),
+        [(f.listing.pk, f.channel.pk, f.listing.desired_version, f.listing.desired_quantity or 0, f.status, f.error)
+         for f in failures])
+    writes = Statements()
+    writes.add(locked_listings("id IN (SELECT id FROM failed) AND lease_owner = %s", after=failed)
+               + f"UPDATE {LISTINGS} SET attempts = failed.attempts, last_error = failed.last_error, "
+               f"status = failed.status, next_attempt_at = failed.next_attempt_at, lease_owner = NULL, "
+               f"lease_until = NULL FROM failed WHERE {LISTINGS}.id = failed.id AND {LISTINGS}.id IN (SELECT id FROM locked)",
+               [*failed_params, _uuid_param(owner)])
+    writes.add(f"WITH {logged} INSERT INTO {PushLog._meta.db_table} (listing_id, channel_id, version, quantity, ok, "
+               f"http_status, error, lag_ms, correlation_id, created_at) SELECT listing_id, channel_id, version, "
+               f"quantity, FALSE, http_status, error, NULL, %s, %s FROM logged",
+               [*logged_params, correlation_id[:64], ops.adapt_datetimefield_value(now)])
+    with transaction.atomic():
+        writes.run()
+    for f in failures:
+        metrics.PUSHES.labels(channel=f.channel.slug, outcome="failed" if f.give_up else "retry").inc()
+        if f.give_up:
+            metrics.DEAD_LETTERS.labels(kind="listing", channel=f.channel.slug).inc()
 
 
 def _release(listings: list[Listing], owner: uuid.UUID, *, delay: float, error: str) -> None:
