@@ -328,17 +328,22 @@ def run_step(s: stack.Stack, rec: Recorder, rate: float, seconds: float, seq_bas
     return row
 
 
-def channels(shopify_plan: str) -> list[tuple]:
+def channels(shopify_plan: str, guard: float = 0, amazon_guard: float | None = None) -> list[tuple]:
     """CHANNELS, the Shopify stores on ``shopify_plan``: the sandbox enforces that plan's GraphQL points, and each
-    channel is told them (``rate_limit_*``, as a merchant sets them in the admin), at a mutation's 10 points."""
-    if shopify_plan == "standard":
-        return CHANNELS
-    from channels_app.sandbox.shopify import ShopifyState
+    channel is told them (``rate_limit_*``, as a merchant sets them in the admin), at a mutation's 10 points.
+    ``guard``: every channel's sell-out guard in seconds (``amazon_guard``: Amazon's, if not the same)."""
+    options: dict[str, dict] = {kind: {"channel": {}} for kind, _ in CHANNELS}
+    if shopify_plan != "standard":
+        from channels_app.sandbox.shopify import ShopifyState
 
-    plan = {**ShopifyState.DEFAULT_PLAN, **ShopifyState.PLANS[shopify_plan]}
-    limits = {"rate_limit_capacity": int(plan["graphql_bucket"] // 10), "rate_limit_per_second": plan["graphql_restore"] / 10}
-    return [(kind, n, {"plan": {"name": shopify_plan}, "channel": limits}) if kind == "shopify" else (kind, n)
-            for kind, n in CHANNELS]
+        plan = {**ShopifyState.DEFAULT_PLAN, **ShopifyState.PLANS[shopify_plan]}
+        options["shopify"] = {"plan": {"name": shopify_plan}, "channel": {
+            "rate_limit_capacity": int(plan["graphql_bucket"] // 10), "rate_limit_per_second": plan["graphql_restore"] / 10}}
+    for kind in options:
+        seconds = amazon_guard if kind == "amazon" and amazon_guard is not None else guard
+        if seconds:
+            options[kind]["channel"]["sellout_guard_seconds"] = seconds
+    return [(kind, n, options[kind]) for kind, n in CHANNELS]
 
 
 def report(rows: list[dict], s: stack.Stack, args, total: float) -> str:
@@ -351,6 +356,8 @@ def report(rows: list[dict], s: stack.Stack, args, total: float) -> str:
             f"{len(kinds)} sandbox channels ({', '.join(f'{kinds.count(k)} {k}' for k in dict.fromkeys(kinds))}), "
             f"{len(s.skus)} SKUs listed on every channel"
             f"{sellouts}{f', Shopify stores on the {args.shopify_plan} plan' if args.shopify_plan != 'standard' else ''}"
+            f"{f', sell-out guard {args.sellout_guard} s' if args.sellout_guard else ''}"
+            f"{f' (Amazon {args.amazon_guard} s)' if args.amazon_guard is not None else ''}"
             f", orders of 1-2 units (Zipf-like SKU choice, uniform channel) "
             f"placed open-loop {placed}; gunicorn {s.web_workers}x{s.web_threads}, "
             f"{s.n_celery} Celery worker(s) x{s.concurrency}"
@@ -413,6 +420,9 @@ def main() -> None:
                         help="plenty of every SKU: every order becomes a webhook (no sold-out refusals)")
     parser.add_argument("--shopify-plan", choices=("standard", "advanced", "plus"), default="standard",
                         help="the Shopify stores' plan: its GraphQL points a second (100, 200, 1,000), told to the hub too")
+    parser.add_argument("--sellout-guard", type=float, default=0,
+                        help="every channel's sell-out guard, seconds: what a SKU sells meanwhile is held back")
+    parser.add_argument("--amazon-guard", type=float, default=None, help="Amazon's sell-out guard, if not the same")
     parser.add_argument("--orders", choices=("direct", "http"), default="direct",
                         help="place orders by calling each sandbox (direct) or through its POST /_sandbox/orders (http)")
     args = parser.parse_args()
@@ -428,7 +438,8 @@ def main() -> None:
     # plenty, so every order is a webhook (the nominal rate, no oversell races).
     stock_of = [40 + 60 * i if i < 4 and not args.no_sellouts else 20_000 for i in range(args.skus)]
     rows = []
-    with stack.Stack(NAME, channels=channels(args.shopify_plan), skus=args.skus, stock=stock_of, web_workers=int(workers),
+    specs = channels(args.shopify_plan, args.sellout_guard, args.amazon_guard)
+    with stack.Stack(NAME, channels=specs, skus=args.skus, stock=stock_of, web_workers=int(workers),
                      web_threads=int(threads), celery_workers=args.celery_workers, concurrency=args.concurrency,
                      webhook_workers=2, beat=not args.no_beat, pushers=args.pushers,
                      push_threads=args.push_threads, push_pool=args.push_pool) as s:

@@ -20,6 +20,7 @@ from channels_app.models import (
     PushLog,
     WebhookRejection,
 )
+from channels_app.rules import RULE_FIELDS
 from channels_app.sync import mark_channel_dirty
 from hub.admin import RecordAdmin
 
@@ -41,7 +42,7 @@ class ChannelForm(forms.ModelForm):
         model = Channel
         fields = ["slug", "name", "kind", "enabled", "paused", "api_base_url", "external_id", "publish_location_id",
                   "safety_buffer", "share_percent", "max_quantity", "zero_below", "include_backorders", "conservative",
-                  "allocation_target", "rate_limit_capacity", "rate_limit_per_second", "push_batch_size",
+                  "sellout_guard_seconds", "allocation_target", "rate_limit_capacity", "rate_limit_per_second", "push_batch_size",
                   "catalog_interval_seconds",
                   "reconcile_interval_seconds"]
 
@@ -78,7 +79,8 @@ class ChannelAdmin(admin.ModelAdmin):
         ("Platform", {"fields": ["api_base_url", "external_id", "publish_location_id", "credentials_json",
                                  "new_webhook_secret", "secret_state", "previous_secret_expires_at"]}),
         ("What this channel is sent", {"fields": ["safety_buffer", "share_percent", "max_quantity", "zero_below",
-                                                  "include_backorders", "conservative", "allocation_target"]}),
+                                                  "include_backorders", "conservative", "sellout_guard_seconds",
+                                                  "allocation_target"]}),
         ("Limits and schedules", {"fields": ["rate_limit_capacity", "rate_limit_per_second", "push_batch_size",
                                              "catalog_interval_seconds", "reconcile_interval_seconds"]}),
         ("Sync", {"fields": ["sync_summary", "created_at", "updated_at"]}),
@@ -95,8 +97,7 @@ class ChannelAdmin(admin.ModelAdmin):
         if "allocation_target" in form.changed_data:
             # Before anything else here locks listings: it takes stock rows first, as every stock write does.
             allocation.target_changed(obj, form.initial.get("allocation_target"))
-        if change and set(form.changed_data) & {"safety_buffer", "share_percent", "max_quantity", "zero_below",
-                                                 "include_backorders", "conservative"}:
+        if change and set(form.changed_data) & RULE_FIELDS:
             mark_channel_dirty(obj)
 
     @admin.display(description="Webhook secret")

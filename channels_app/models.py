@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from decimal import Decimal
 
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
@@ -67,6 +68,11 @@ class Channel(models.Model):
     include_backorders = models.BooleanField(default=True, help_text="Publish backorder/preorder allowances.")
     conservative = models.BooleanField(
         default=False, help_text="Degraded channel: publish half of what the rules allow, so stale numbers oversell less.")
+    sellout_guard_seconds = models.DecimalField(
+        max_digits=6, decimal_places=2, default=Decimal("0"), validators=[MinValueValidator(Decimal("0"))],
+        help_text="Hold back from this channel what the SKU sells, at its pace of the last few seconds, in this many "
+                  "seconds: about the time this channel's number takes to change. Its last units then sell where the "
+                  "numbers are fresh, not twice. 0: off.")
     allocation_target = models.PositiveIntegerField(
         null=True, blank=True,
         help_text="Ring-fenced: this channel sells only units set aside for it, up to this many per SKU, topped up "

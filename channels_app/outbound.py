@@ -27,7 +27,7 @@ from django.db import connection, transaction
 from django.db.models import Case, CharField, F, Min, Q, Value, When
 from django.utils import timezone
 
-from channels_app import metrics
+from channels_app import metrics, rules
 from channels_app.adapters import adapter_for
 from channels_app.adapters.base import BATCH_REFUSED, ChannelAdapter, PushItem, PushResult
 from channels_app.adapters.http import ChannelError, PermanentError, RateLimited
@@ -278,7 +278,9 @@ def _push_round(work: list[tuple[_Pushing, list[tuple[Listing, int]]]], owner: u
     # Sends stop at half the lease, counted from the claim: the rest must be recorded before the lease runs out.
     send_until = (leased_at or time.monotonic()) + LEASE_SECONDS / 2
     versions = {listing.id: version for _, claimed in work for listing, version in claimed}
-    desired = desired_quantities_many([(p.channel, [listing for listing, _ in claimed]) for p, claimed in work])
+    guarded: set[int] = set()
+    desired = desired_quantities_many([(p.channel, [listing for listing, _ in claimed]) for p, claimed in work],
+                                      guarded=guarded)
     unchanged: list[_Ack] = []
     sends: list[tuple[_Pushing, list[PushItem]]] = []
     for p, claimed in work:
@@ -298,7 +300,7 @@ def _push_round(work: list[tuple[_Pushing, list[tuple[Listing, int]]]], owner: u
         elif prepaid:
             p.adapter.limiter.refund(prepaid)
     if unchanged:
-        _record_ok(unchanged, owner, started, correlation_id)
+        _record_ok(unchanged, owner, started, correlation_id, guarded=guarded)
     if not sends:
         return
     previous_attempts = {item.listing.id: item.listing.attempted_quantity for _, items in sends for item in items}
@@ -306,7 +308,7 @@ def _push_round(work: list[tuple[_Pushing, list[tuple[Listing, int]]]], owner: u
     if len(sends) == 1:
         p, items = sends[0]
         _record_sent([(p, _send(p, items, previous_attempts, prepaid, send_until))], owner, started, versions,
-                     correlation_id, previous_attempts)
+                     correlation_id, previous_attempts, guarded)
         return
     # Each send in a copy of this context: its log lines carry the round's correlation id.
     futures = {_send_pool().submit(contextvars.copy_context().run, _send, p, items, previous_attempts, prepaid,
@@ -317,7 +319,7 @@ def _push_round(work: list[tuple[_Pushing, list[tuple[Listing, int]]]], owner: u
     while done or pending:
         if done:
             _record_sent([(futures[f], f.result()) for f in done], owner, started, versions, correlation_id,
-                         previous_attempts)
+                         previous_attempts, guarded)
         done, pending = until_answered(pending, return_when=FIRST_COMPLETED) if pending else (set(), set())
 
 
@@ -412,7 +414,8 @@ def _call(p: _Pushing, batch: _Batch, previous_attempts: dict[int, int | None]) 
 
 
 def _record_sent(outcomes: list[tuple[_Pushing, list[_Batch]]], owner: uuid.UUID, started: datetime,
-                 versions: dict[int, int], correlation_id: str, previous_attempts: dict[int, int | None]) -> None:
+                 versions: dict[int, int], correlation_id: str, previous_attempts: dict[int, int | None],
+                 guarded: set[int] = frozenset()) -> None:
     # What never reached the channel must not stay "attempted": a later compare-and-set conflict would take the
     # channel's number for our unsent attempt, not for a sale, and publish over that sale.
     unsent = [item for _, batches in outcomes for batch in batches if not batch.sent for item in batch.items]
@@ -453,7 +456,7 @@ def _record_sent(outcomes: list[tuple[_Pushing, list[_Batch]]], owner: uuid.UUID
             if failed:
                 failures.append((p, failed, batch.sent))
     if acks:
-        _record_ok(acks, owner, started, correlation_id, hedged=hedged)
+        _record_ok(acks, owner, started, correlation_id, hedged=hedged, guarded=guarded)
     for p, failed, sent in failures:
         for item, result in failed:
             # Not sent (our side failed, e.g. Redis gone): retried without spending the listing's attempts, so an
@@ -552,7 +555,11 @@ def _reconcile_conflicts(adapter: ChannelAdapter, batch: list[PushItem], conflic
 
 
 def recheck_conflicted(now: datetime | None = None) -> set[int]:
-    """Mark out of date the listings whose conflict estimate has expired; returns their channels.
+    """Mark out of date the listings whose conflict estimate (or sell-out guard) has expired; returns their channels.
+
+    A guarded listing's number was lowered by the SKU's pace of sales: pushed again, it is shown what the pace is
+    now (all of it once the SKU stopped selling). The wait for webhooks below, counted back from a conflict's
+    recheck time, finds nothing for it.
 
     By now the channel's sales in flight have been applied (lowering our number, which the push then
     finds already on the channel) or never will be, and our number goes out as it is. Not while that
@@ -599,19 +606,23 @@ class _Ack(NamedTuple):
 
 
 def _record_ok(acks: list[_Ack], owner: uuid.UUID, started: datetime, correlation_id: str, *,
-               hedged: set[int] = frozenset()) -> None:
+               hedged: set[int] = frozenset(), guarded: set[int] = frozenset()) -> None:
     """Record what the channels now hold, for a whole round in two statements. A listing whose lease we lost
     is left to the pusher that took it.
 
-    ``hedged``: listings published below our number after a compare-and-set conflict get their recheck time;
-    on the others any pending recheck is dropped (what they show now needs none)."""
+    Listings published below our number get a recheck time: ``hedged`` after a compare-and-set conflict,
+    ``guarded`` by the sell-out guard (looked at again once the pace window has passed: the SKU may have stopped
+    selling). On the others any pending recheck is dropped (what they show now needs none)."""
     now = timezone.now()
     ops = connection.ops
     by_pk = {ack.listing.pk: ack for ack in acks}
     at, since = ops.adapt_datetimefield_value(now), ops.adapt_datetimefield_value(started)
+    recheck = {pk: ops.adapt_datetimefield_value(now + timedelta(seconds=CONFLICT_RECHECK_SECONDS)) if pk in hedged
+               else ops.adapt_datetimefield_value(now + timedelta(seconds=rules.SALES_PACE_WINDOW_SECONDS)) if pk in guarded
+               else None for pk in by_pk}
     acked, acked_params = rows_cte(
-        "acked", (("id", "bigint"), ("version", "bigint"), ("quantity", "integer"), ("hedged", "boolean")),
-        [(pk, ack.version, ack.quantity, pk in hedged) for pk, ack in by_pk.items()])
+        "acked", (("id", "bigint"), ("version", "bigint"), ("quantity", "integer"), ("recheck_after", "timestamptz")),
+        [(pk, ack.version, ack.quantity, recheck[pk]) for pk, ack in by_pk.items()])
     with transaction.atomic():
         # One UPDATE for the round, in plain SQL (the ORM spent more time building it than PostgreSQL running it),
         # prepared (``rows_cte``). Only rows we still lease; changes committed after our claim keep a listing out
@@ -629,11 +640,10 @@ def _record_ok(acks: list[_Ack], owner: uuid.UUID, started: datetime, correlatio
             f"attempts = 0, next_attempt_at = NULL, last_error = '', lease_owner = NULL, lease_until = NULL, "
             f"dirty_since = CASE WHEN desired_version > acked.version THEN %s ELSE NULL END, "
             f"status = CASE WHEN desired_version > acked.version THEN %s ELSE %s END, "
-            f"recheck_after = CASE WHEN acked.hedged THEN %s ELSE NULL END "
+            f"recheck_after = acked.recheck_after "
             f"FROM acked WHERE {LISTINGS}.id = acked.id AND {LISTINGS}.id IN (SELECT id FROM locked) "
             f"RETURNING {LISTINGS}.id",
-            [*acked_params, _uuid_param(owner), at, since, since, at, since, ListingStatus.PENDING, ListingStatus.OK,
-             ops.adapt_datetimefield_value(now + timedelta(seconds=CONFLICT_RECHECK_SECONDS))])}
+            [*acked_params, _uuid_param(owner), at, since, since, at, since, ListingStatus.PENDING, ListingStatus.OK])}
         rows = [by_pk[pk] for pk in by_pk if pk in mine]
         if not rows:
             return

@@ -2,20 +2,33 @@
 
 Order of the rules, each on the result of the one before:
 pool (the locations that feed the channel, all active ones if none are set) → backorder/preorder
-allowance if the channel publishes it → minus the safety buffer → the channel's percentage share,
-rounded down → halved in conservative mode → capped at the maximum → 0 if below the threshold.
+allowance if the channel publishes it → minus the safety buffer → minus the sell-out guard → the channel's
+percentage share, rounded down → halved in conservative mode → capped at the maximum → 0 if below the threshold.
 Units set aside for ring-fenced channels come off the pool first; a ring-fenced channel is shown its own.
+
+The sell-out guard (``sellout_guard_seconds``) holds back what the SKU sells, at its pace over the last
+SALES_PACE_WINDOW_SECONDS (every channel's sales and reservations), in that many seconds: while a channel's number
+is on its way, the other channels keep selling, and a channel shown the last units after they sold elsewhere sells
+them again. Held back only while the SKU sells; a push that held units back has its listing looked at again after
+the window (``Listing.recheck_after``), when the pace may have fallen. Plain SKUs only: a bundle's sales are its
+components'.
 """
 
 from __future__ import annotations
 
+import math
+import os
 from collections.abc import Iterable
+from datetime import timedelta
+from decimal import Decimal
 
 from django.db import connection
+from django.utils import timezone
 
 from channels_app.allocation import held_units
 from channels_app.models import Channel, ChannelLocation, Listing
 from inventory_app.availability import SkuAvailability, availability_for_skus
+from inventory_app.selectors import units_taken_since
 from inventory_app.statements import fetch, read_snapshot
 
 _FEEDING_SQL = f"SELECT location_id FROM {ChannelLocation._meta.db_table} WHERE channel_id = %s AND feeds_channel"
@@ -28,9 +41,25 @@ def feeding_location_ids(channel_id: int) -> list[int] | None:
     return ids or None
 
 
-def apply_rules(channel: Channel, availability: SkuAvailability) -> int:
+# The channel's fields the rules read: a change to one re-pushes every listing of the channel.
+RULE_FIELDS = frozenset({"safety_buffer", "share_percent", "max_quantity", "zero_below", "include_backorders",
+                         "conservative", "sellout_guard_seconds"})
+# How far back a SKU's pace of sales is measured, for the sell-out guard.
+SALES_PACE_WINDOW_SECONDS = float(os.environ.get("TALLY_SALES_PACE_WINDOW_SECONDS", "10"))
+
+
+def sellout_guard(channel: Channel, taken: int) -> int:
+    """Units held back from ``channel`` for a SKU from which ``taken`` units were taken in the pace window."""
+    if not taken or not channel.sellout_guard_seconds:
+        return 0
+    return math.ceil(Decimal(taken) * Decimal(channel.sellout_guard_seconds) / Decimal(str(SALES_PACE_WINDOW_SECONDS)))
+
+
+def apply_rules(channel: Channel, availability: SkuAvailability, taken: int = 0) -> int:
+    """``taken``: units taken from the SKU's availability in the last SALES_PACE_WINDOW_SECONDS (the guard's pace)."""
     quantity = availability.sellable if channel.include_backorders else availability.available
     quantity -= channel.safety_buffer
+    quantity -= sellout_guard(channel, taken)
     quantity = quantity * channel.share_percent // 100 if quantity > 0 else quantity
     if channel.conservative and quantity > 0:
         quantity //= 2
@@ -50,16 +79,21 @@ def desired_quantities(channel: Channel, listings: Iterable[Listing]) -> dict[in
     return desired_quantities_many([(channel, list(listings))])
 
 
-def desired_quantities_many(work: Iterable[tuple[Channel, list[Listing]]]) -> dict[int, int]:
+def desired_quantities_many(work: Iterable[tuple[Channel, list[Listing]]], *,
+                            guarded: set[int] | None = None) -> dict[int, int]:
     """``desired_quantities`` for several channels' listings, from one snapshot: the allocations, the feeding
     locations and the stock are read once for all of them, and channels fed by the same locations share one
-    availability computation. A push round for the eight channels of one sale read them eight times."""
+    availability computation. A push round for the eight channels of one sale read them eight times.
+    ``guarded``: filled with the listings whose number the sell-out guard lowered."""
     work = [(channel, listings) for channel, listings in work if listings]
     if not work:
         return {}
     skus = {listing.sku_id: listing.sku for _, listings in work for listing in listings}
     result: dict[int, int] = {}
+    guarding = {listing.sku_id for channel, listings in work if channel.sellout_guard_seconds
+                and channel.allocation_target is None for listing in listings}
     with read_snapshot():
+        taken = units_taken_since(guarding, timezone.now() - timedelta(seconds=SALES_PACE_WINDOW_SECONDS))
         # One snapshot for the allocations and the stock: a fenced channel's sale and its refill commit together,
         # and read at two moments they would show the pool the refill's units as well.
         held = held_units(skus)
@@ -70,7 +104,7 @@ def desired_quantities_many(work: Iterable[tuple[Channel, list[Listing]]]) -> di
             key = feeding.get(channel.pk)
             if key not in pools:
                 pools[key] = availability_for_skus(skus.values(), location_ids=key, held_back=held_back)
-            result.update(_desired(channel, listings, skus, held, pools[key]))
+            result.update(_desired(channel, listings, skus, held, pools[key], taken, guarded))
     return result
 
 
@@ -89,8 +123,11 @@ def _feeding_many(channel_ids: list[int]) -> dict[int, tuple[int, ...]]:
 
 
 def _desired(channel: Channel, listings: list[Listing], skus: dict, held: dict[int, dict[int, int]],
-             pool: dict[int, SkuAvailability]) -> dict[int, int]:
-    result = {listing.id: apply_rules(channel, pool[listing.sku_id]) for listing in listings}
+             pool: dict[int, SkuAvailability], taken: dict[int, int], guarded: set[int] | None) -> dict[int, int]:
+    result = {listing.id: apply_rules(channel, pool[listing.sku_id], taken.get(listing.sku_id, 0))
+              for listing in listings}
+    if guarded is not None and taken and channel.sellout_guard_seconds and channel.allocation_target is None:
+        guarded.update(listing.id for listing in listings if sellout_guard(channel, taken.get(listing.sku_id, 0)))
     if channel.allocation_target is not None:
         own = [listing for listing in listings if not pool[listing.sku_id].is_bundle]
         # Capped by what is there once the other channels' allocations are set aside: only a stock loss

@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from channels_app import allocation
 from channels_app.models import Channel, ChannelLocation, Listing
+from channels_app.rules import RULE_FIELDS
 from channels_app.sync import mark_channel_dirty, wake_pushers
 
 
@@ -24,8 +25,7 @@ def update_channel(*, channel: Channel, data: dict, locations: list[dict] | None
     rules_changed = False
     previous_target = channel.allocation_target
     for field, value in data.items():
-        if field in {"safety_buffer", "max_quantity", "share_percent", "zero_below", "include_backorders",
-                     "conservative"} and getattr(channel, field) != value:
+        if field in RULE_FIELDS and getattr(channel, field) != value:
             rules_changed = True
         if field == "webhook_secret" and value and value != channel.webhook_secret:
             rotate_webhook_secret(channel=channel, new_secret=value, save=False)

@@ -159,7 +159,9 @@ class StockLedgerEntry(models.Model):
     class Meta:
         ordering = ["-id"]
         verbose_name_plural = "stock ledger entries"
-        indexes = [models.Index(fields=["sku", "location", "id"])]
+        indexes = [models.Index(fields=["sku", "location", "id"]),
+                   # A SKU's recent sales (``selectors.units_sold_since``: the channels' sell-out guard).
+                   models.Index(fields=["sku", "recorded_at"], name="ledger_sku_recorded")]
 
     def __str__(self) -> str:
         return f"{self.kind} {self.sku}@{self.location} {self.on_hand_delta:+}/{self.reserved_delta:+}"

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from django.core.exceptions import ValidationError
-from django.db.models import QuerySet, Sum
+from collections.abc import Iterable
+from datetime import datetime
 
-from inventory_app.models import Order, Reservation, Sku, StockLedgerEntry, StockLevel
+from django.core.exceptions import ValidationError
+from django.db.models import Case, F, IntegerField, Q, QuerySet, Sum, When
+
+from inventory_app.models import LedgerKind, Order, Reservation, Sku, StockLedgerEntry, StockLevel
 
 
 def reservation_with_lines(reservation_id) -> Reservation | None:
@@ -19,6 +22,22 @@ def reservation_with_lines(reservation_id) -> Reservation | None:
 
 def ledger_for(sku: Sku) -> QuerySet[StockLedgerEntry]:
     return StockLedgerEntry.objects.filter(sku=sku).select_related("sku", "location").order_by("-id")
+
+
+def units_taken_since(sku_ids: Iterable[int], since: datetime) -> dict[int, int]:
+    """SKU id -> units taken from its availability since ``since``: reserved (a cart, an order held) or sold outright
+    (a channel's order). A reservation's later commit is not counted again; releases are not subtracted: this is the
+    pace of demand, not of stock."""
+    ids = list(set(sku_ids))
+    if not ids:
+        return {}
+    taken = Case(When(kind=LedgerKind.RESERVE, then=F("reserved_delta")), default=-F("on_hand_delta"),
+                 output_field=IntegerField())
+    rows = (StockLedgerEntry.objects.filter(sku_id__in=ids, recorded_at__gte=since)
+            .filter(Q(kind=LedgerKind.RESERVE, reserved_delta__gt=0)
+                    | Q(kind=LedgerKind.COMMIT, reserved_delta=0, on_hand_delta__lt=0))
+            .order_by().values("sku_id").annotate(units=Sum(taken)))
+    return {row["sku_id"]: row["units"] for row in rows}
 
 
 def orders() -> QuerySet[Order]:

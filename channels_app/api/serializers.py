@@ -27,7 +27,7 @@ class ChannelSerializer(serializers.ModelSerializer):
         fields = ["slug", "name", "kind", "enabled", "paused", "api_base_url", "external_id", "publish_location_id",
                   "credentials", "webhook_secret", "has_credentials", "has_webhook_secret", "safety_buffer",
                   "max_quantity", "share_percent", "zero_below", "include_backorders", "conservative",
-                  "allocation_target", "rate_limit_capacity", "rate_limit_per_second", "push_batch_size",
+                  "sellout_guard_seconds", "allocation_target", "rate_limit_capacity", "rate_limit_per_second", "push_batch_size",
                   "catalog_interval_seconds",
                   "reconcile_interval_seconds", "locations", "created_at", "updated_at"]
         read_only_fields = ["created_at", "updated_at"]

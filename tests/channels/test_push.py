@@ -7,6 +7,7 @@ import threading
 import time
 import uuid
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 from django.db import connection, transaction
@@ -321,6 +322,54 @@ def test_channel_rules_shape_the_published_number():
         mark_channel_dirty(channel)
         converge(channel)
         assert remote(sandbox, tee) == 0  # 70 is below the threshold of 100
+
+
+@pytest.mark.parametrize(("field", "value"), [("safety_buffer", 3), ("share_percent", 50), ("max_quantity", 5),
+                                               ("zero_below", 2), ("include_backorders", False), ("conservative", True),
+                                               ("sellout_guard_seconds", Decimal("1.5"))])
+def test_a_change_to_any_rule_pushes_every_listing_of_the_channel_again(field, value):
+    from channels_app import services
+    from channels_app.rules import RULE_FIELDS
+
+    assert field in RULE_FIELDS
+    wh = make_location()
+    tee = make_sku(stock_at={wh: 10})
+    channel, sandbox = connect("standard", {tee: 0})
+    with sandbox:
+        converge(channel)
+        before = Listing.objects.get(channel=channel).desired_version
+        services.update_channel(channel=channel, data={field: value}, locations=None)
+        assert Listing.objects.get(channel=channel).desired_version > before
+
+
+def test_the_sellout_guard_holds_back_what_the_sku_sells_meanwhile_and_gives_it_back_once_it_stops(monkeypatch):
+    """A channel with a sell-out guard of 2 seconds is shown the SKU less what it sells, at its pace of the last
+    window (here 10 units in 10 s: 1 a second), in 2 seconds; another SKU, not selling, and a channel without the
+    guard are shown everything. Once the window has passed with no sale, the sweeper's recheck gives the units
+    back. Without it, at 200 orders a second the last units of a hot SKU, still shown on a channel whose number was
+    on its way, sold twice."""
+    from channels_app import rules
+
+    wh = make_location()
+    tee, cap = make_sku(stock_at={wh: 100}), make_sku(stock_at={wh: 100})
+    guarded, sandbox = connect("standard", {tee: 0, cap: 0}, channel_fields={"sellout_guard_seconds": Decimal("2")})
+    plain, other = connect("woocommerce", {tee: 0, cap: 0})
+    with sandbox, other:
+        for _ in range(5):
+            stock.sell(lines=[LineRequest(tee.code, 2)], channel="elsewhere")
+        converge(guarded)
+        converge(plain)
+        assert (remote(sandbox, tee), remote(sandbox, cap)) == (88, 100)  # 90 - ceil(10 / 10 s x 2 s)
+        assert (remote(other, tee), remote(other, cap)) == (90, 100)
+        listing = Listing.objects.get(channel=guarded, sku=tee)
+        assert listing.recheck_after is not None and Listing.objects.get(channel=guarded, sku=cap).recheck_after is None
+        assert listing.recheck_after > timezone.now() + timedelta(seconds=9)  # after the 10 s window
+        monkeypatch.setattr(rules, "SALES_PACE_WINDOW_SECONDS", 0.2)
+        time.sleep(0.3)  # a window passes with no sale
+        assert outbound.recheck_conflicted(listing.recheck_after) == {guarded.pk}  # as the sweeper will then
+        converge(guarded)
+        assert remote(sandbox, tee) == 90
+        assert Listing.objects.get(channel=guarded, sku=tee).recheck_after is None
 
 
 def test_bundle_listing_follows_its_components():
