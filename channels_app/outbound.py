@@ -543,23 +543,35 @@ def _reconcile_conflicts(adapter: ChannelAdapter, batch: list[PushItem], conflic
     results = adapter.push(retry)
     twice = {r.listing_id for r in results if r.conflict}
     bystanders = [r for r in results if _refused_with_its_batch(r)]
-    if twice and bystanders and adapter.limiter.try_acquire() == 0:
+    if twice and bystanders:
         # Refused again, for a listing whose channel keeps selling while we reconcile: the others go out now on their
         # own, not a round later (where, at 200 orders/s, another conflict refused many of them again: seconds).
-        again = {r.listing_id: r for r in adapter.push([item for item in retry if item.listing.id in
-                                                        {b.listing_id for b in bystanders}])}
-        results = [again.get(r.listing_id, r) for r in results]
+        results = _bystanders_on_their_own(adapter, retry, results, {b.listing_id for b in bystanders})
     return [PushResult(listing_id=r.listing_id, ok=False, error=f"compare-and-set conflict twice: {r.error}",
                        http_status=r.http_status, conflict=True) if r.listing_id in twice else r
             for r in results], hedged
+
+
+def _bystanders_on_their_own(adapter: ChannelAdapter, retry: list[PushItem], results: list[PushResult],
+                             bystanders: set[int]) -> list[PushResult]:
+    """``results`` with those of ``bystanders`` sent again in a request of their own, if a token is there. Whatever
+    goes wrong with it (no token, Redis, the channel's error, THROTTLED) leaves the retry's results as they were:
+    the bystanders go in the next round, attempts unspent, and the retry's outcome is not lost to this request."""
+    try:
+        if adapter.limiter.try_acquire() != 0:
+            return results
+        again = {r.listing_id: r for r in adapter.push([item for item in retry if item.listing.id in bystanders])}
+    except Exception:  # noqa: BLE001 - see above; logged, as any failed push
+        log.warning("the refused listings' own request failed", exc_info=True, extra={"channel": adapter.channel.slug})
+        return results
+    return [again.get(r.listing_id, r) for r in results]
 
 
 def recheck_conflicted(now: datetime | None = None) -> set[int]:
     """Mark out of date the listings whose conflict estimate (or sell-out guard) has expired; returns their channels.
 
     A guarded listing's number was lowered by the SKU's pace of sales: pushed again, it is shown what the pace is
-    now (all of it once the SKU stopped selling). The wait for webhooks below, counted back from a conflict's
-    recheck time, finds nothing for it.
+    now (all of it once the SKU stopped selling).
 
     By now the channel's sales in flight have been applied (lowering our number, which the push then
     finds already on the channel) or never will be, and our number goes out as it is. Not while that
@@ -573,18 +585,22 @@ def recheck_conflicted(now: datetime | None = None) -> set[int]:
     marked: set[int] = set()
     with transaction.atomic():
         rows = list(due.select_for_update(skip_locked=True, of=("self",)).order_by()
-                    .values_list("pk", "channel_id", "recheck_after")[:1000])
+                    .values_list("pk", "channel_id", "recheck_after", "pushed_at")[:1000])
         conflicts_at: dict[int, datetime] = {}
-        for _, channel_id, recheck_after in rows:
+        for _, channel_id, recheck_after, pushed_at in rows:
+            # Never after the push that set the recheck: a guarded listing's (set for the pace window, not for a
+            # conflict) or one put off below would otherwise wait for webhooks received after it, for ever on a
+            # channel that always has some waiting.
             at = recheck_after - timedelta(seconds=CONFLICT_RECHECK_SECONDS)
+            at = min(at, pushed_at) if pushed_at else at
             conflicts_at[channel_id] = max(at, conflicts_at.get(channel_id, at))
         waiting = {channel_id for channel_id, at in conflicts_at.items() if InboundEvent.objects.filter(
             channel_id=channel_id, status__in=[InboundStatus.PENDING, InboundStatus.RETRYING],
             received_at__lte=at).exists()}
-        later = [pk for pk, channel_id, _ in rows if channel_id in waiting]
+        later = [pk for pk, channel_id, _, _ in rows if channel_id in waiting]
         if later:
             Listing.objects.filter(pk__in=later).update(recheck_after=now + timedelta(seconds=5))
-        ready = [(pk, channel_id) for pk, channel_id, _ in rows if channel_id not in waiting]
+        ready = [(pk, channel_id) for pk, channel_id, _, _ in rows if channel_id not in waiting]
         if ready:
             Listing.objects.filter(pk__in=[pk for pk, _ in ready]).update(
                 recheck_after=None, desired_version=F("desired_version") + 1,
@@ -708,7 +724,9 @@ def _record_failures(failures: list[_Failure], owner: uuid.UUID, correlation_id:
     """Record a round's failures in two statements, as ``_record_ok`` its successes: each failure was two ORM
     statements of its own, and a Shopify channel selling fast fails a few dozen listings a second (requests refused
     by a conflict, THROTTLED), on the two cores the inbox drain needs at 200 orders/s. The listing is updated only
-    while we still lease it; the attempt is logged either way."""
+    while we still lease it; the attempt is logged either way, in a transaction of its own: its foreign keys take
+    a share lock on each listing, out of id order, and with the update's locks still held a listing whose lease we
+    lost could deadlock with a stock write marking it."""
     if not failures:
         return
     ops = connection.ops
@@ -723,18 +741,20 @@ def _record_failures(failures: list[_Failure], owner: uuid.UUID, correlation_id:
                    ("http_status", "smallint"), ("error", "text")),
         [(f.listing.pk, f.channel.pk, f.listing.desired_version, f.listing.desired_quantity or 0, f.status, f.error)
          for f in failures])
-    writes = Statements()
-    writes.add(locked_listings("id IN (SELECT id FROM failed) AND lease_owner = %s", after=failed)
+    update = Statements()
+    update.add(locked_listings("id IN (SELECT id FROM failed) AND lease_owner = %s", after=failed)
                + f"UPDATE {LISTINGS} SET attempts = failed.attempts, last_error = failed.last_error, "
                f"status = failed.status, next_attempt_at = failed.next_attempt_at, lease_owner = NULL, "
                f"lease_until = NULL FROM failed WHERE {LISTINGS}.id = failed.id AND {LISTINGS}.id IN (SELECT id FROM locked)",
                [*failed_params, _uuid_param(owner)])
-    writes.add(f"WITH {logged} INSERT INTO {PushLog._meta.db_table} (listing_id, channel_id, version, quantity, ok, "
-               f"http_status, error, lag_ms, correlation_id, created_at) SELECT listing_id, channel_id, version, "
-               f"quantity, FALSE, http_status, error, NULL, %s, %s FROM logged",
-               [*logged_params, correlation_id[:64], ops.adapt_datetimefield_value(now)])
-    with transaction.atomic():
-        writes.run()
+    log_them = Statements()
+    log_them.add(f"WITH {logged} INSERT INTO {PushLog._meta.db_table} (listing_id, channel_id, version, quantity, ok, "
+                 f"http_status, error, lag_ms, correlation_id, created_at) SELECT listing_id, channel_id, version, "
+                 f"quantity, FALSE, http_status, error, NULL, %s, %s FROM logged",
+                 [*logged_params, correlation_id[:64], ops.adapt_datetimefield_value(now)])
+    for statements in (update, log_them):
+        with transaction.atomic():
+            statements.run()
     for f in failures:
         metrics.PUSHES.labels(channel=f.channel.slug, outcome="failed" if f.give_up else "retry").inc()
         if f.give_up:

@@ -50,7 +50,7 @@ SALES_PACE_WINDOW_SECONDS = float(os.environ.get("TALLY_SALES_PACE_WINDOW_SECOND
 
 def sellout_guard(channel: Channel, taken: int) -> int:
     """Units held back from ``channel`` for a SKU from which ``taken`` units were taken in the pace window."""
-    if not taken or not channel.sellout_guard_seconds:
+    if not taken or not channel.sellout_guard_seconds or SALES_PACE_WINDOW_SECONDS <= 0:  # 0: no pace measured
         return 0
     return math.ceil(Decimal(taken) * Decimal(channel.sellout_guard_seconds) / Decimal(str(SALES_PACE_WINDOW_SECONDS)))
 

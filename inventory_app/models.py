@@ -160,7 +160,7 @@ class StockLedgerEntry(models.Model):
         ordering = ["-id"]
         verbose_name_plural = "stock ledger entries"
         indexes = [models.Index(fields=["sku", "location", "id"]),
-                   # A SKU's recent sales (``selectors.units_sold_since``: the channels' sell-out guard).
+                   # A SKU's recent sales (``selectors.units_taken_since``: the channels' sell-out guard).
                    models.Index(fields=["sku", "recorded_at"], name="ledger_sku_recorded")]
 
     def __str__(self) -> str:

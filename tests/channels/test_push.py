@@ -363,13 +363,39 @@ def test_the_sellout_guard_holds_back_what_the_sku_sells_meanwhile_and_gives_it_
         assert (remote(other, tee), remote(other, cap)) == (90, 100)
         listing = Listing.objects.get(channel=guarded, sku=tee)
         assert listing.recheck_after is not None and Listing.objects.get(channel=guarded, sku=cap).recheck_after is None
-        assert listing.recheck_after > timezone.now() + timedelta(seconds=9)  # after the 10 s window
+        # Once the 10 s window has passed, not the 30 s of a conflict's recheck.
+        assert timedelta(seconds=9) < listing.recheck_after - timezone.now() <= timedelta(seconds=10)
         monkeypatch.setattr(rules, "SALES_PACE_WINDOW_SECONDS", 0.2)
         time.sleep(0.3)  # a window passes with no sale
         assert outbound.recheck_conflicted(listing.recheck_after) == {guarded.pk}  # as the sweeper will then
         converge(guarded)
         assert remote(sandbox, tee) == 90
         assert Listing.objects.get(channel=guarded, sku=tee).recheck_after is None
+
+
+def test_a_guarded_listings_recheck_waits_for_no_webhook_received_after_its_push(monkeypatch):
+    """A conflict's recheck waits for the channel's webhooks received before the conflict (one may be the sale).
+    A guarded listing's recheck (set for the pace window) must not wait for webhooks received after its push: with
+    a recheck of conflicts shorter than the window it did, and a channel always receiving some held the units back
+    for ever (review finding, 2026-12-07)."""
+    from channels_app import rules
+
+    wh = make_location()
+    tee = make_sku(stock_at={wh: 100})
+    channel, sandbox = connect("standard", {tee: 0}, channel_fields={"sellout_guard_seconds": Decimal("2")})
+    monkeypatch.setattr(outbound, "CONFLICT_RECHECK_SECONDS", 2.0)
+    with sandbox:
+        stock.sell(lines=[LineRequest(tee.code, 5)], channel="elsewhere")
+        converge(channel)
+        listing = Listing.objects.get(channel=channel)
+        assert listing.recheck_after is not None
+        InboundEvent.objects.create(channel=channel, dedup_key="later", delivery_id="later", topic="orders/create",
+                                    headers={}, body="{}", status=InboundStatus.PENDING,
+                                    received_at=listing.pushed_at + timedelta(seconds=1))
+        monkeypatch.setattr(rules, "SALES_PACE_WINDOW_SECONDS", 0.0)
+        assert outbound.recheck_conflicted(listing.recheck_after) == {channel.pk}
+        converge(channel)
+        assert remote(sandbox, tee) == 95
 
 
 def test_bundle_listing_follows_its_components():
@@ -720,14 +746,14 @@ def test_a_throttled_shopify_channel_waits_for_the_points_it_lacks_not_a_second(
 
 
 @contextlib.contextmanager
-def cap_in_conflict(around_read):
+def cap_in_conflict(around_read, channel_fields: dict | None = None):
     """TEE and CAP on a Shopify sandbox, in sync; CAP sold on Shopify (its webhook on its way); both receive 2
     units and one push is made, its conflict's re-read of levels wrapped by ``around_read(cap's item, read)``
     (under the sandbox's lock: it changes the item itself). Yields (channel, sandbox, tee, cap), the re-read as
     the sandbox's own again."""
     wh = make_location()
     tee, cap = make_sku(stock_at={wh: 10}), make_sku(stock_at={wh: 10})
-    channel, sandbox = connect("shopify", {tee: 0, cap: 0})
+    channel, sandbox = connect("shopify", {tee: 0, cap: 0}, channel_fields=channel_fields)
     with sandbox:
         converge(channel)
         original = sandbox.state._gql_items
@@ -784,7 +810,9 @@ def test_a_listing_refused_only_for_another_listings_conflict_waits_for_no_backo
             spend_every_token()
         return answer
 
-    with cap_in_conflict(sell_and_spend_at_the_second_read) as (channel, sandbox, tee, cap):
+    # Tokens come back at one a hundred seconds: none between the spending and the bystanders' request.
+    with cap_in_conflict(sell_and_spend_at_the_second_read, {"rate_limit_per_second": Decimal("0.01")}) as (
+            channel, sandbox, tee, cap):
         assert len(reads) == 2
         refused = Listing.objects.get(channel=channel, sku=tee)
         assert "batch refused" in refused.last_error and refused.attempts == 0
@@ -793,6 +821,41 @@ def test_a_listing_refused_only_for_another_listings_conflict_waits_for_no_backo
         outbound.push_channel(channel.pk)  # the next round: no time has passed
         assert remote(sandbox, tee) == 12
         assert Listing.objects.get(channel=channel, sku=tee).in_sync
+
+
+def test_when_the_bystanders_own_request_fails_the_retrys_outcome_stands():
+    """The bystanders' request of their own fails (the channel answers 5xx): what the retry found stands. The
+    listing in conflict is recorded as refused twice; the bystanders, refused only with it, go in the next round
+    with their attempts unspent (review finding, 2026-12-07: the error replaced the whole batch's results, every
+    listing failed on its own account, or was parked on a permanent error)."""
+    from channels_app.sandbox.base import Faults
+
+    reads = []
+    wh = make_location()
+    tee, cap = make_sku(stock_at={wh: 10}), make_sku(stock_at={wh: 10})
+    channel, sandbox = connect("shopify", {tee: 0, cap: 0})
+
+    def sell_then_fail_the_channel(item, read):
+        reads.append(item)
+        answer = read_then_sell(item, read)
+        if len(reads) == 2:  # the retry's re-read: the next request is the bystanders' own
+            sandbox.state.faults = Faults(error_rate=1.0)  # set_faults would wait for the lock this read holds
+        return answer
+
+    with sandbox:
+        converge(channel)
+        original = sandbox.state._gql_items
+        item = next(item for item in sandbox.state.items if item.sku == cap.code)
+        sandbox.state._gql_items = lambda *args: sell_then_fail_the_channel(item, lambda: original(*args))
+        sandbox.state.patch_inventory([{"sku": cap.code, "quantity": 9}])
+        for sku in (tee, cap):
+            stock.receive(sku=sku, location=wh, quantity=2, reference="delivery")
+        outbound.push_channel(channel.pk)
+        assert len(reads) == 2
+        refused = Listing.objects.get(channel=channel, sku=tee)
+        assert "batch refused" in refused.last_error and refused.attempts == 0 and refused.status == ListingStatus.RETRYING
+        conflicted = Listing.objects.get(channel=channel, sku=cap)
+        assert "twice" in conflicted.last_error and conflicted.attempts == 1
 
 
 def test_a_listing_refused_twice_by_compare_and_set_is_pushed_again_soon_and_later_each_time_in_a_row():
@@ -815,7 +878,18 @@ def test_a_listing_refused_twice_by_compare_and_set_is_pushed_again_soon_and_lat
         conflicted.refresh_from_db()
         second = (conflicted.next_attempt_at - before).total_seconds()  # the push's own time on top, a few ms
         assert conflicted.attempts == 2 and "twice" in conflicted.last_error
-        assert 2 * outbound.CONFLICT_RETRY_SECONDS <= second < 2 * outbound.CONFLICT_RETRY_SECONDS + 0.3
+        # The exponential backoff would be 1-2 s here, and 2-4 s at the third.
+        assert 2 * outbound.CONFLICT_RETRY_SECONDS <= second < 2 * outbound.CONFLICT_RETRY_SECONDS + 0.4
+        Listing.objects.filter(pk=conflicted.pk).update(next_attempt_at=None)
+        sandbox.state._gql_items = lambda *args: read_then_sell(item, lambda: original(*args))
+        sandbox.state.patch_inventory([{"sku": cap.code, "quantity": item.quantity - 1}])
+        before = timezone.now()
+        outbound.push_channel(channel.pk)
+        sandbox.state._gql_items = original
+        conflicted.refresh_from_db()
+        third = (conflicted.next_attempt_at - before).total_seconds()
+        assert conflicted.attempts == 3  # doubled, not 0.75 s as one more step would make it
+        assert 4 * outbound.CONFLICT_RETRY_SECONDS <= third < 4 * outbound.CONFLICT_RETRY_SECONDS + 0.4
 
 
 def test_a_shopify_conflict_reads_only_the_items_its_errors_name():
