@@ -350,6 +350,7 @@ def test_the_sellout_guard_holds_back_what_the_sku_sells_meanwhile_and_gives_it_
     on its way, sold twice."""
     from channels_app import rules
 
+    monkeypatch.setattr(rules, "SALES_PACE_WINDOW_SECONDS", 10.0)  # the sales below stay in it however slow the run
     wh = make_location()
     tee, cap = make_sku(stock_at={wh: 100}), make_sku(stock_at={wh: 100})
     guarded, sandbox = connect("standard", {tee: 0, cap: 0}, channel_fields={"sellout_guard_seconds": Decimal("2")})
@@ -383,6 +384,7 @@ def test_a_guarded_listings_recheck_waits_for_no_webhook_received_after_its_push
     wh = make_location()
     tee = make_sku(stock_at={wh: 100})
     channel, sandbox = connect("standard", {tee: 0}, channel_fields={"sellout_guard_seconds": Decimal("2")})
+    monkeypatch.setattr(rules, "SALES_PACE_WINDOW_SECONDS", 10.0)
     monkeypatch.setattr(outbound, "CONFLICT_RECHECK_SECONDS", 2.0)
     with sandbox:
         stock.sell(lines=[LineRequest(tee.code, 5)], channel="elsewhere")
