@@ -272,6 +272,37 @@ def summarize_spy(tag: str, top: int = 25) -> str:
 # --- main ------------------------------------------------------------------------------------------------
 
 
+def not_converged(s: stack.Stack) -> str:
+    """What is still out of date when a step did not converge: per channel, its listings behind, their last error,
+    and what its sandbox counted (requests, refusals; Shopify's GraphQL points)."""
+    from django.db.models import Count, F, Max, Min
+
+    from channels_app.models import Channel, Listing
+    from channels_app.ratelimit import limiter_for
+    from channels_app.sync import wake_key
+    from hub.redis import get_redis
+
+    behind = {row["channel__slug"]: row for row in Listing.objects.filter(desired_version__gt=F("pushed_version"))
+              .values("channel__slug").annotate(n=Count("id"), error=Max("last_error"), due=Min("next_attempt_at"),
+                                                 lease=Max("lease_until"))}
+    lines = ["not converged:"]
+    for sandbox in s.sandboxes:
+        slug = sandbox.state.channel_slug
+        if slug not in behind:
+            continue
+        snapshot = sandbox.state.snapshot()
+        points = sandbox.state.graphql_bucket.status(time.monotonic()) if hasattr(sandbox.state, "graphql_bucket") else ""
+        channel = Channel.objects.get(slug=slug)
+        redis = get_redis()
+        bucket = redis.hgetall(limiter_for(channel).key)
+        now_ms = int(time.time() * 1000)
+        lines.append(f"  {slug}: {behind[slug]['n']} behind, last error {behind[slug]['error'][:80]!r}, next attempt "
+                     f"{behind[slug]['due']}, lease {behind[slug]['lease']}; sandbox requests {snapshot['requests']}, "
+                     f"refused {snapshot['rate_limited']} {points}; bucket {bucket} (now {now_ms}), wake flag ttl "
+                     f"{redis.pttl(wake_key(channel.pk))} ms")
+    return "\n".join(lines)
+
+
 def run_step(s: stack.Stack, rec: Recorder, rate: float, seconds: float, seq_base: int, rng: random.Random,
              drain: float, profile: bool, orders: str = "direct") -> dict:
     skus = [sku.code for sku in s.skus]
@@ -288,6 +319,8 @@ def run_step(s: stack.Stack, rec: Recorder, rate: float, seconds: float, seq_bas
     send_wall = time.monotonic() - wall0
     cpu_mid = s.cpu_breakdown()
     converged = s.wait_converged(timeout=drain)
+    if not converged:
+        print(not_converged(s), file=sys.stderr)
     settle = time.monotonic()
     while time.monotonic() - settle < 0.5:  # writes already in flight at the sandboxes
         time.sleep(0.05)

@@ -33,6 +33,8 @@ from channels_app.commands import (
 )
 
 API_VERSION = "2026-01"
+# What an inventory mutation costs (Shopify: 10 points a mutation field).
+MUTATION_COST = 10
 # The least a THROTTLED channel waits: points come back continuously, a call asked again at once would only be refused.
 THROTTLED_MIN_WAIT = 0.05
 SET_QUANTITIES = """
@@ -130,9 +132,11 @@ class ShopifyAdapter(ChannelAdapter):
         if used.isdigit() and limit.isdigit():
             self.limiter.observe_remaining(int(limit) - int(used))
 
-    def _graphql(self, query: str, variables: dict, *, observe_cost: bool = False) -> dict:
+    def _graphql(self, query: str, variables: dict, *, observe_cost: bool = False, spent_first: int = 0) -> dict:
         """One GraphQL call: its answer's body, or RateLimited (THROTTLED) or PermanentError (other top-level errors).
-        ``observe_cost``: a push, whose cost is what the bucket counts a call at."""
+        ``observe_cost``: a push, whose cost is what the bucket counts a call at. ``spent_first``: the points the
+        attempt after a THROTTLED spends before it comes back to this call (a conflict's re-read follows the
+        mutation): the wait covers them too."""
         response = self.request("POST", f"/admin/api/{self.api_version}/graphql.json", headers=self._headers(),
                                 json={"query": query, "variables": variables})
         body = response.json()
@@ -140,7 +144,7 @@ class ShopifyAdapter(ChannelAdapter):
             self._observe_cost(body)
         if body.get("errors"):
             if any((e.get("extensions") or {}).get("code") == "THROTTLED" for e in body["errors"]):
-                raise RateLimited("GraphQL THROTTLED", retry_after=_throttled_for(body), status=200)
+                raise RateLimited("GraphQL THROTTLED", retry_after=_throttled_for(body, spent_first), status=200)
             raise PermanentError(f"GraphQL errors: {body['errors']}"[:500], status=response.status_code)
         return body
 
@@ -259,8 +263,11 @@ class ShopifyAdapter(ChannelAdapter):
         for location in sorted(location_ids):
             for start in range(0, len(gids), 250):
                 # Its cost is not observed: the bucket counts pushes, at a mutation's cost.
+                # THROTTLED, the push comes back through its mutation first: it must find points for both, or a
+                # re-read costing more than the mutation leaves after the wait is refused for ever (at 200 orders/s
+                # a channel whose 47 listings were all stale, 95 points a read, stayed behind until the run ended).
                 body = self._graphql(READ_LEVELS, {"ids": gids[start:start + 250],
-                                                   "locationId": _gid("Location", location)})
+                                                   "locationId": _gid("Location", location)}, spent_first=MUTATION_COST)
                 for node in (body.get("data") or {}).get("nodes") or []:
                     level = (node or {}).get("inventoryLevel")
                     if level:
@@ -289,7 +296,7 @@ class ShopifyAdapter(ChannelAdapter):
                               quantity=int(level.get("available") or 0))
 
 
-def _throttled_for(body: dict) -> float:
+def _throttled_for(body: dict, spent_first: int = 0) -> float:
     """Seconds until the shop has the points a THROTTLED call asked for, GraphQL's Retry-After: the answer says what
     the call asked for, what is left and the restore rate (``extensions.cost``). A second when it does not say.
     Until 2026-12-07 every THROTTLED waited a second: a channel a few points short, which 100 points a second
@@ -299,4 +306,4 @@ def _throttled_for(body: dict) -> float:
     asked, left, rate = cost.get("requestedQueryCost"), status.get("currentlyAvailable"), status.get("restoreRate")
     if not all(isinstance(v, int | float) for v in (asked, left, rate)) or rate <= 0:
         return 1.0
-    return min(max((asked - left) / rate, THROTTLED_MIN_WAIT), 60.0)
+    return min(max((asked + spent_first - left) / rate, THROTTLED_MIN_WAIT), 60.0)

@@ -747,6 +747,26 @@ def test_a_throttled_shopify_channel_waits_for_the_points_it_lacks_not_a_second(
         assert most / 2 < throttled.value.retry_after <= most
 
 
+def test_a_conflict_whose_re_read_is_throttled_waits_for_the_mutation_and_the_read_both():
+    """Every listing of a Shopify channel stale (its sales in flight) and the shop out of points: each attempt
+    spends 10 points on the mutation, which the compare-and-set refuses, then needs 1 + 2 per listing for the re-read
+    (61 here). A THROTTLED re-read waited for the re-read's points alone; the next attempt's mutation spent 10 of
+    them, the re-read was refused again, for ever (at 200 orders/s a channel stayed 47 listings behind until the
+    run ended, 2026-12-07). The wait covers both."""
+    wh = make_location()
+    skus = [make_sku(stock_at={wh: 10}) for _ in range(30)]
+    channel, sandbox = connect("shopify", {sku: 0 for sku in skus}, plan={"graphql_bucket": 200, "graphql_restore": 100})
+    with sandbox:
+        converge(channel)
+        sandbox.state.patch_inventory([{"sku": sku.code, "quantity": 9} for sku in skus])  # all sold there, unheard of
+        for sku in skus:
+            stock.receive(sku=sku, location=wh, quantity=2, reference="delivery")
+        with sandbox.state.lock:
+            sandbox.state.graphql_bucket.available = 0.0
+        converge(channel, rounds=15)
+        assert all(remote(sandbox, sku) == 11 for sku in skus)  # our 12 less the sale we had not heard of
+
+
 @contextlib.contextmanager
 def cap_in_conflict(around_read, channel_fields: dict | None = None):
     """TEE and CAP on a Shopify sandbox, in sync; CAP sold on Shopify (its webhook on its way); both receive 2
