@@ -129,6 +129,18 @@ def test_the_api_sets_a_ring_fence_and_a_sku_listed_later_gets_its_units(api):
 
 
 @pytest.mark.django_db
+def test_a_patch_of_locations_names_a_location_in_each(api):
+    """A PATCH replaces the channel's locations: one without a location is a 400 with the reason, not a 500 (the
+    API fuzz test found it, 2026-12-07); the channel keeps the locations it had."""
+    channel = make_channel("amazon")
+    before = list(channel.locations.values_list("location_id", flat=True))
+    response = api.patch(f"/api/v1/channels/{channel.slug}/", {"locations": [{"feeds_channel": True}]}, format="json")
+    assert response.status_code == 400, response.content
+    assert "location" in str(response.json()["locations"])
+    assert list(channel.locations.values_list("location_id", flat=True)) == before
+
+
+@pytest.mark.django_db
 def test_clearing_the_target_gives_the_units_back_to_the_pool():
     tee = make_sku(stock_at={make_location(): 20})
     shop = pooled([tee])
