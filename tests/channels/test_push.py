@@ -770,8 +770,8 @@ def test_a_conflict_whose_re_read_is_throttled_waits_for_the_mutation_and_the_re
 @contextlib.contextmanager
 def cap_in_conflict(around_read, channel_fields: dict | None = None):
     """TEE and CAP on a Shopify sandbox, in sync; CAP sold on Shopify (its webhook on its way); both receive 2
-    units and one push is made, its conflict's re-read of levels wrapped by ``around_read(cap's item, read)``
-    (under the sandbox's lock: it changes the item itself). Yields (channel, sandbox, tee, cap), the re-read as
+    units and one push is made, its conflict's re-read of levels wrapped by ``around_read(cap's item, read, the
+    sandbox's state)`` (under the sandbox's lock: it changes the item itself). Yields (channel, sandbox, tee, cap), the re-read as
     the sandbox's own again."""
     wh = make_location()
     tee, cap = make_sku(stock_at={wh: 10}), make_sku(stock_at={wh: 10})
@@ -780,7 +780,7 @@ def cap_in_conflict(around_read, channel_fields: dict | None = None):
         converge(channel)
         original = sandbox.state._gql_items
         item = next(item for item in sandbox.state.items if item.sku == cap.code)
-        sandbox.state._gql_items = lambda *args: around_read(item, lambda: original(*args))
+        sandbox.state._gql_items = lambda *args: around_read(item, lambda: original(*args), sandbox.state)
         sandbox.state.patch_inventory([{"sku": cap.code, "quantity": 9}])
         for sku in (tee, cap):
             stock.receive(sku=sku, location=wh, quantity=2, reference="delivery")
@@ -789,7 +789,7 @@ def cap_in_conflict(around_read, channel_fields: dict | None = None):
         yield channel, sandbox, tee, cap
 
 
-def read_then_sell(item, read):
+def read_then_sell(item, read, state=None):
     """A conflict's re-read after which the item sells again on the channel: the retry is refused too."""
     answer = read()
     item.touch(item.quantity - 1)
@@ -825,7 +825,7 @@ def test_a_listing_refused_only_for_another_listings_conflict_waits_for_no_backo
 
     reads = []
 
-    def sell_and_spend_at_the_second_read(item, read):
+    def sell_and_spend_at_the_second_read(item, read, state):
         reads.append(item)
         answer = read_then_sell(item, read)
         if len(reads) == 2:  # the retry's: the retry itself had its token
@@ -853,26 +853,15 @@ def test_when_the_bystanders_own_request_fails_the_retrys_outcome_stands():
     from channels_app.sandbox.base import Faults
 
     reads = []
-    wh = make_location()
-    tee, cap = make_sku(stock_at={wh: 10}), make_sku(stock_at={wh: 10})
-    channel, sandbox = connect("shopify", {tee: 0, cap: 0})
 
-    def sell_then_fail_the_channel(item, read):
+    def sell_then_fail_the_channel(item, read, state):
         reads.append(item)
         answer = read_then_sell(item, read)
         if len(reads) == 2:  # the retry's re-read: the next request is the bystanders' own
-            sandbox.state.faults = Faults(error_rate=1.0)  # set_faults would wait for the lock this read holds
+            state.faults = Faults(error_rate=1.0)  # set_faults would wait for the lock this read holds
         return answer
 
-    with sandbox:
-        converge(channel)
-        original = sandbox.state._gql_items
-        item = next(item for item in sandbox.state.items if item.sku == cap.code)
-        sandbox.state._gql_items = lambda *args: sell_then_fail_the_channel(item, lambda: original(*args))
-        sandbox.state.patch_inventory([{"sku": cap.code, "quantity": 9}])
-        for sku in (tee, cap):
-            stock.receive(sku=sku, location=wh, quantity=2, reference="delivery")
-        outbound.push_channel(channel.pk)
+    with cap_in_conflict(sell_then_fail_the_channel) as (channel, sandbox, tee, cap):
         assert len(reads) == 2
         refused = Listing.objects.get(channel=channel, sku=tee)
         assert "batch refused" in refused.last_error and refused.attempts == 0 and refused.status == ListingStatus.RETRYING
@@ -889,28 +878,27 @@ def test_a_listing_refused_twice_by_compare_and_set_is_pushed_again_soon_and_lat
         conflicted = Listing.objects.get(channel=channel, sku=cap)
         first = (conflicted.next_attempt_at - timezone.now()).total_seconds()
         assert conflicted.attempts == 1 and 0 < first <= outbound.CONFLICT_RETRY_SECONDS
-        Listing.objects.filter(pk=conflicted.pk).update(next_attempt_at=None)
         original = sandbox.state._gql_items
         item = next(item for item in sandbox.state.items if item.sku == cap.code)
-        sandbox.state._gql_items = lambda *args: read_then_sell(item, lambda: original(*args))
-        sandbox.state.patch_inventory([{"sku": cap.code, "quantity": item.quantity - 1}])
-        before = timezone.now()
-        outbound.push_channel(channel.pk)
-        sandbox.state._gql_items = original
-        conflicted.refresh_from_db()
-        second = (conflicted.next_attempt_at - before).total_seconds()  # the push's own time on top, a few ms
-        assert conflicted.attempts == 2 and "twice" in conflicted.last_error
-        # The exponential backoff would be 1-2 s here, and 2-4 s at the third.
+
+        def refused_twice_again() -> float:
+            """Push CAP again at once, refused twice again; seconds from the push to its next attempt."""
+            Listing.objects.filter(pk=conflicted.pk).update(next_attempt_at=None)
+            sandbox.state._gql_items = lambda *args: read_then_sell(item, lambda: original(*args))
+            sandbox.state.patch_inventory([{"sku": cap.code, "quantity": item.quantity - 1}])
+            before = timezone.now()
+            outbound.push_channel(channel.pk)
+            sandbox.state._gql_items = original
+            conflicted.refresh_from_db()
+            assert "twice" in conflicted.last_error
+            return (conflicted.next_attempt_at - before).total_seconds()  # the push's own time on top, a few ms
+
+        # The exponential backoff would be 1-2 s at the second, 2-4 s at the third; one more step each, 0.5 and 0.75.
+        second = refused_twice_again()
+        assert conflicted.attempts == 2
         assert 2 * outbound.CONFLICT_RETRY_SECONDS <= second < 2 * outbound.CONFLICT_RETRY_SECONDS + 0.4
-        Listing.objects.filter(pk=conflicted.pk).update(next_attempt_at=None)
-        sandbox.state._gql_items = lambda *args: read_then_sell(item, lambda: original(*args))
-        sandbox.state.patch_inventory([{"sku": cap.code, "quantity": item.quantity - 1}])
-        before = timezone.now()
-        outbound.push_channel(channel.pk)
-        sandbox.state._gql_items = original
-        conflicted.refresh_from_db()
-        third = (conflicted.next_attempt_at - before).total_seconds()
-        assert conflicted.attempts == 3  # doubled, not 0.75 s as one more step would make it
+        third = refused_twice_again()
+        assert conflicted.attempts == 3
         assert 4 * outbound.CONFLICT_RETRY_SECONDS <= third < 4 * outbound.CONFLICT_RETRY_SECONDS + 0.4
 
 
@@ -960,7 +948,7 @@ def test_a_listing_an_error_names_but_found_not_stale_fails_on_its_own_account()
     """A listing a refusal names, whose count is back to what we expected by the time it is read, is not an
     innocent bystander of another listing's conflict: its failure counts and backs off (review finding,
     2026-12-07: it was retried at once, for ever, whatever the error)."""
-    def count_back_then_read(item, read):
+    def count_back_then_read(item, read, state):
         item.touch(10)
         return read()
 
