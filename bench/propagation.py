@@ -272,6 +272,26 @@ def summarize_spy(tag: str, top: int = 25) -> str:
 # --- main ------------------------------------------------------------------------------------------------
 
 
+def stages(since) -> dict[str, tuple[float, float]]:
+    """Where the lag goes, from the hub's own timestamps of a step: each webhook's wait in the inbox (received →
+    applied), and per channel kind each push's lag (the oldest change it carried → the channel's acknowledgement,
+    ``PushLog.lag_ms``). p50 and p90 in ms: a push's lag counts from the oldest change it carried, and a few pushes
+    of a step carry changes from before it (the first pushes of a run, listings held back), which the tail shows."""
+    from django.db.models import F
+
+    from channels_app.models import InboundEvent, PushLog
+
+    inbox = [(e - r).total_seconds() * 1000 for r, e in InboundEvent.objects.filter(
+        received_at__gte=since, processed_at__isnull=False).values_list("received_at", "processed_at")]
+    out = {"inbox": (_django.percentile(inbox, 50), _django.percentile(inbox, 90))}
+    pushes: dict[str, list[float]] = collections.defaultdict(list)
+    for kind, lag in PushLog.objects.filter(created_at__gte=since, ok=True, lag_ms__isnull=False).values_list(
+            F("channel__kind"), "lag_ms"):
+        pushes[kind].append(lag)
+    out.update({f"push {kind}": (_django.percentile(v, 50), _django.percentile(v, 90)) for kind, v in pushes.items()})
+    return out
+
+
 def not_converged(s: stack.Stack) -> str:
     """What is still out of date when a step did not converge: per channel, its listings behind, their last error,
     and what its sandbox counted (requests, refusals; Shopify's GraphQL points)."""
@@ -311,6 +331,9 @@ def run_step(s: stack.Stack, rec: Recorder, rate: float, seconds: float, seq_bas
     requests0, pushes0 = api_requests(s), push_counts()
     short0 = oversold_units()
     cpu0, wall0 = s.cpu_breakdown(), time.monotonic()
+    from django.utils import timezone
+
+    started_at = timezone.now()
     rec.writes.clear()
     rec.sales.clear()
     rec.on = True
@@ -347,6 +370,7 @@ def run_step(s: stack.Stack, rec: Recorder, rate: float, seconds: float, seq_bas
         "requests_per_order": [(b - a) / others for a, b in zip(requests0, requests1, strict=True)],
         "pushlogs": {ch.slug: pushes1.get(ch.pk, 0) - pushes0.get(ch.pk, 0) for ch in s.channels},
         "oversold": oversold_units() - short0,
+        "stages": stages(started_at),
         "cpu": {k: (cpu_mid[k] - cpu0[k]) / send_wall for k in cpu0},
     }
     kinds = " ".join(f"{k} {v[0]:.0f}/{v[1]:.0f}" for k, v in sorted(per_kind.items()))
@@ -363,15 +387,17 @@ def run_step(s: stack.Stack, rec: Recorder, rate: float, seconds: float, seq_bas
 
 def channels(shopify_plan: str, guard: float = 0, amazon_guard: float | None = None) -> list[tuple]:
     """CHANNELS, the Shopify stores on ``shopify_plan``: the sandbox enforces that plan's GraphQL points, and each
-    channel is told them (``rate_limit_*``, as a merchant sets them in the admin), at a mutation's 10 points.
+    channel is told them (``rate_limit_*``, as a merchant sets them in the admin), in mutations.
     ``guard``: every channel's sell-out guard in seconds (``amazon_guard``: Amazon's, if not the same)."""
     options: dict[str, dict] = {kind: {"channel": {}} for kind, _ in CHANNELS}
     if shopify_plan != "standard":
+        from channels_app.adapters.shopify import MUTATION_COST
         from channels_app.sandbox.shopify import ShopifyState
 
         plan = {**ShopifyState.DEFAULT_PLAN, **ShopifyState.PLANS[shopify_plan]}
         options["shopify"] = {"plan": {"name": shopify_plan}, "channel": {
-            "rate_limit_capacity": int(plan["graphql_bucket"] // 10), "rate_limit_per_second": plan["graphql_restore"] / 10}}
+            "rate_limit_capacity": int(plan["graphql_bucket"] // MUTATION_COST),
+            "rate_limit_per_second": plan["graphql_restore"] / MUTATION_COST}}
     for kind in options:
         seconds = amazon_guard if kind == "amazon" and amazon_guard is not None else guard
         if seconds:
@@ -415,6 +441,14 @@ def report(rows: list[dict], s: stack.Stack, args, total: float) -> str:
     for r in rows:
         text += f"| {r['rate']:.0f} | " + " | ".join(
             f"{r['per_kind'][k][0]:.0f} / {r['per_kind'][k][1]:.0f}" if k in r["per_kind"] else "-" for k in kind_names
+        ) + " |\n"
+    stage_names = sorted({k for r in rows for k in r["stages"]}, key=lambda k: (k != "inbox", k))
+    text += ("\n### Where the lag goes (the hub's timestamps): inbox = webhook received → applied; push = the oldest "
+             "change a push carried → the channel's acknowledgement (`PushLog.lag_ms`), p50 / p90 ms\n\n")
+    text += "| orders/s | " + " | ".join(stage_names) + " |\n|---:|" + "---:|" * len(stage_names) + "\n"
+    for r in rows:
+        text += f"| {r['rate']:.0f} | " + " | ".join(
+            f"{r['stages'][k][0]:.0f} / {r['stages'][k][1]:.0f}" if k in r["stages"] else "-" for k in stage_names
         ) + " |\n"
     text += "\n### Coalescing: channel API requests per order sold elsewhere (pushes recorded in PushLog)\n\n"
     text += "| orders/s | " + " | ".join(ch.slug for ch in s.channels) + " |\n|---:|" + "---:|" * len(s.channels) + "\n"

@@ -58,11 +58,11 @@ def sellout_guard(channel: Channel, taken: int) -> int:
     return math.ceil(Decimal(taken) * Decimal(channel.sellout_guard_seconds) / Decimal(str(SALES_PACE_WINDOW_SECONDS)))
 
 
-def apply_rules(channel: Channel, availability: SkuAvailability, taken: int = 0) -> int:
-    """``taken``: units taken from the SKU's availability in the last SALES_PACE_WINDOW_SECONDS (the guard's pace)."""
+def apply_rules(channel: Channel, availability: SkuAvailability, guard: int = 0) -> int:
+    """``guard``: the units the sell-out guard holds back (``sellout_guard``)."""
     quantity = availability.sellable if channel.include_backorders else availability.available
     quantity -= channel.safety_buffer
-    quantity -= sellout_guard(channel, taken)
+    quantity -= guard
     quantity = quantity * channel.share_percent // 100 if quantity > 0 else quantity
     if channel.conservative and quantity > 0:
         quantity //= 2
@@ -127,10 +127,10 @@ def _feeding_many(channel_ids: list[int]) -> dict[int, tuple[int, ...]]:
 
 def _desired(channel: Channel, listings: list[Listing], skus: dict, held: dict[int, dict[int, int]],
              pool: dict[int, SkuAvailability], taken: dict[int, int], guarded: set[int] | None) -> dict[int, int]:
-    result = {listing.id: apply_rules(channel, pool[listing.sku_id], taken.get(listing.sku_id, 0))
-              for listing in listings}
-    if guarded is not None and taken and channel.sellout_guard_seconds and channel.allocation_target is None:
-        guarded.update(listing.id for listing in listings if sellout_guard(channel, taken.get(listing.sku_id, 0)))
+    guards = {listing.id: sellout_guard(channel, taken.get(listing.sku_id, 0)) for listing in listings}
+    result = {listing.id: apply_rules(channel, pool[listing.sku_id], guards[listing.id]) for listing in listings}
+    if guarded is not None and channel.allocation_target is None:
+        guarded.update(listing_id for listing_id, guard in guards.items() if guard)
     if channel.allocation_target is not None:
         own = [listing for listing in listings if not pool[listing.sku_id].is_bundle]
         # Capped by what is there once the other channels' allocations are set aside: only a stock loss

@@ -153,10 +153,8 @@ class ShopifyAdapter(ChannelAdapter):
         the bucket counts calls, so what is left is the points available over what this call asked for. Other apps
         of the shop draw on the same points: without this, the bucket believed it had calls the shop no longer had
         and learned otherwise from THROTTLED answers."""
-        cost = (body.get("extensions") or {}).get("cost") or {}
-        available = (cost.get("throttleStatus") or {}).get("currentlyAvailable")
-        per_call = cost.get("requestedQueryCost")
-        if isinstance(available, int | float) and isinstance(per_call, int | float) and per_call > 0:
+        per_call, available, _ = _cost(body)
+        if per_call is not None and available is not None and per_call > 0:
             self.limiter.observe_remaining(available // per_call)
 
     def _location(self, item: PushItem) -> str:
@@ -193,8 +191,7 @@ class ShopifyAdapter(ChannelAdapter):
         errors = (((body.get("data") or {}).get("inventorySetQuantities") or {}).get("userErrors")) or []
         if not errors:
             return [PushResult(listing_id=i.listing.id, ok=True, quantity=i.quantity, http_status=200) for i in items]
-        stale_codes = [e for e in errors if "CHANGE_FROM" in str(e.get("code", "")) or "COMPARE" in str(e.get("code", ""))]
-        if stale_codes:
+        if any("CHANGE_FROM" in str(e.get("code", "")) or "COMPARE" in str(e.get("code", "")) for e in errors):
             # Someone changed the channel since we last looked (usually a sale we have not heard of yet): read what
             # it holds now; the push service reconciles and retries. Each error names its item's index (``field``:
             # input, quantities, i, ...): only those are read, at 1 + 2 points an item, where reading the whole
@@ -301,9 +298,16 @@ def _throttled_for(body: dict, spent_first: int = 0) -> float:
     the call asked for, what is left and the restore rate (``extensions.cost``). A second when it does not say.
     Until 2026-12-07 every THROTTLED waited a second: a channel a few points short, which 100 points a second
     restore in tens of milliseconds, stopped pushing for a second (at 200 orders/s, about a hundred times a run)."""
-    cost = (body.get("extensions") or {}).get("cost") or {}
-    status = cost.get("throttleStatus") or {}
-    asked, left, rate = cost.get("requestedQueryCost"), status.get("currentlyAvailable"), status.get("restoreRate")
-    if not all(isinstance(v, int | float) for v in (asked, left, rate)) or rate <= 0:
+    asked, left, rate = _cost(body)
+    if asked is None or left is None or rate is None or rate <= 0:
         return 1.0
     return min(max((asked + spent_first - left) / rate, THROTTLED_MIN_WAIT), 60.0)
+
+
+def _cost(body: dict) -> tuple[float | None, float | None, float | None]:
+    """What a GraphQL answer says of its cost (``extensions.cost``): points the call asked for, points the shop has
+    left, points restored a second; None for each it does not say."""
+    cost = (body.get("extensions") or {}).get("cost") or {}
+    status = cost.get("throttleStatus") or {}
+    return tuple(value if isinstance(value, int | float) else None for value in (
+        cost.get("requestedQueryCost"), status.get("currentlyAvailable"), status.get("restoreRate")))
