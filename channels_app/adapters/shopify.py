@@ -257,14 +257,17 @@ class ShopifyAdapter(ChannelAdapter):
         found: dict[str, int] = {}
         asked = {_gid("InventoryItem", i): i for i in inventory_item_ids}  # answered by gid, kept as stored
         gids = list(asked)
+        # THROTTLED, the push comes back through its mutation and the reads answered before this one: the wait
+        # must find points for all of them, or a re-read costing more than the mutation leaves after the wait is
+        # refused for ever (at 200 orders/s a channel whose 47 listings were all stale, 95 points a read, stayed
+        # behind until the run ended; listings at two locations, or over 250, are two reads or more).
+        spent = MUTATION_COST
         for location in sorted(location_ids):
             for start in range(0, len(gids), 250):
                 # Its cost is not observed: the bucket counts pushes, at a mutation's cost.
-                # THROTTLED, the push comes back through its mutation first: it must find points for both, or a
-                # re-read costing more than the mutation leaves after the wait is refused for ever (at 200 orders/s
-                # a channel whose 47 listings were all stale, 95 points a read, stayed behind until the run ended).
                 body = self._graphql(READ_LEVELS, {"ids": gids[start:start + 250],
-                                                   "locationId": _gid("Location", location)}, spent_first=MUTATION_COST)
+                                                   "locationId": _gid("Location", location)}, spent_first=spent)
+                spent += _spent(body)
                 for node in (body.get("data") or {}).get("nodes") or []:
                     level = (node or {}).get("inventoryLevel")
                     if level:
@@ -302,6 +305,15 @@ def _throttled_for(body: dict, spent_first: int = 0) -> float:
     if asked is None or left is None or rate is None or rate <= 0:
         return 1.0
     return min(max((asked + spent_first - left) / rate, THROTTLED_MIN_WAIT), 60.0)
+
+
+def _spent(body: dict) -> float:
+    """Points an answered GraphQL call cost the shop: its actual cost, else what it asked for (0 if not said)."""
+    cost = (body.get("extensions") or {}).get("cost") or {}
+    for value in (cost.get("actualQueryCost"), cost.get("requestedQueryCost")):
+        if isinstance(value, int | float):
+            return value
+    return 0
 
 
 def _cost(body: dict) -> tuple[float | None, float | None, float | None]:

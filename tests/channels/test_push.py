@@ -19,7 +19,7 @@ from channels_app.models import Channel, InboundEvent, InboundStatus, Listing, L
 from channels_app.rules import desired_quantities
 from inventory_app import stock
 from inventory_app.stock import LineRequest
-from tests.channels.sandboxed import connect, remote
+from tests.channels.sandboxed import LOCATION, connect, remote
 from tests.factories import make_bundle, make_location, make_sku
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -765,6 +765,32 @@ def test_a_conflict_whose_re_read_is_throttled_waits_for_the_mutation_and_the_re
             sandbox.state.graphql_bucket.available = 0.0
         converge(channel, rounds=15)
         assert all(remote(sandbox, sku) == 11 for sku in skus)  # our 12 less the sale we had not heard of
+
+
+def test_a_throttled_re_read_at_a_second_location_waits_for_the_reads_before_it_too():
+    """A conflict's re-read reads each location (and each 250 items) in a call of its own. THROTTLED on the second,
+    the next attempt spends the mutation's points and the first read's again before it comes back to it: the wait
+    covers all three, or a shop that restores only what the wait asked for refuses the second read for ever (until
+    2026-12-07 the wait covered the mutation and the refused read only). Here 5 items: 11 points a read, 10 a
+    mutation; 15 points in the bucket, 10 restored a second: the first read leaves 4, the second lacks 7, and
+    the wait is (10 + 11 + 11 - 4) / 10 = 2.8 s (without the first read's points, 1.7 s)."""
+    from channels_app.adapters import adapter_for
+    from channels_app.adapters.http import RateLimited
+
+    wh = make_location()
+    skus = [make_sku(stock_at={wh: 10}) for _ in range(5)]
+    channel, sandbox = connect("shopify", {sku: 3 for sku in skus}, plan={"graphql_bucket": 15, "graphql_restore": 10})
+    with sandbox:
+        second = LOCATION + 1
+        for item in list(sandbox.state.items):
+            sandbox.state.connect(item, second)
+        with sandbox.state.lock:
+            sandbox.state.graphql_bucket.available = 15.0
+        adapter = adapter_for(channel)
+        ids = [listing.external_inventory_item_id for listing in Listing.objects.filter(channel=channel)]
+        with pytest.raises(RateLimited) as throttled:
+            adapter.read_levels(ids, {str(LOCATION), str(second)})
+    assert 2.6 < throttled.value.retry_after <= 2.8
 
 
 @contextlib.contextmanager
