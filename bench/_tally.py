@@ -1,10 +1,11 @@
-"""Helpers shared by flash_sale.py, chaos.py and scaling.py (wrapping bench/stack.py, which stays untouched).
+"""Helpers shared by flash_sale.py, propagation.py, chaos.py and scaling.py (wrapping bench/stack.py, which stays untouched).
 
 * ``use_redis(url)``: point stack.py (and so every process it starts) at another Redis server / db instead of its
   hard-coded ``redis://127.0.0.1:6379/12``; call before ``stack.setup_django``.
 * ``PrivateRedis``: a throw-away ``redis-server`` (no persistence) on a free port, restartable, always stopped.
 * ``push_now``: one bench-side push of a channel's out-of-date listings *even while it is paused* (the polling
   baselines' poller), through the same claim → rules → adapter → record path the Celery pusher uses.
+* ``kind_buffers``, ``settle_rules``: per channel kind options (buffers, fences), and putting them on the channels.
 * ``HubSampler``: hub availability per SKU, re-read every few ms in a thread (one 50-row query).
 * ``WriteRecorder``: every sandbox stock write with its time (wraps ``Item.touch`` in this process).
 """
@@ -175,6 +176,41 @@ def push_now(channel_id: int, max_rounds: int = 100) -> int:
             time.sleep(min(summary.retry_in, 2.0))
             summary.retry_in = None
     return summary.claimed
+
+
+# The channel kinds the sandboxes imitate, for the benches' per-kind options.
+KINDS = ("shopify", "woocommerce", "bigcommerce", "amazon", "standard")
+
+
+def kind_buffers(text: str) -> dict[str, int]:
+    """``--buffer-for amazon=12,woocommerce=4``: units per channel kind (an argparse type)."""
+    import argparse
+
+    out = {}
+    for item in filter(None, text.split(",")):
+        kind, _, units = item.partition("=")
+        if kind not in KINDS or not units.isdigit():
+            raise argparse.ArgumentTypeError(f"{item!r}: expected KIND=UNITS with KIND one of {sorted(KINDS)}")
+        out[kind] = int(units)
+    return out
+
+
+def settle_rules(s: stack.Stack, *, polled: bool = False) -> None:
+    """Before the sale: set the ring fences aside and put every channel's number under its rules on the channel
+    (the stack seeds each sandbox with the whole stock as if already pushed). ``polled``: the channels are paused,
+    and are pushed once here, as a poller's first tick would."""
+    from channels_app import allocation
+    from channels_app.sync import mark_channel_dirty
+
+    for channel in s.channels:
+        if channel.allocation_target is not None:
+            allocation.top_up(channel)
+    for channel in s.channels:
+        mark_channel_dirty(channel)
+        if polled:
+            push_now(channel.pk)
+    if not s.wait_converged(timeout=60, interval=0.2):
+        raise SystemExit("the channels did not take their starting numbers within 60 s")
 
 
 def hub_available() -> dict[str, int]:

@@ -253,7 +253,7 @@ def run_mode(mode: str, sale: dict, args) -> dict:
         rec = _tally.WriteRecorder(s.sandboxes)
         if args.fence or args.safety_buffer or args.buffer_for:
             rec.on = True  # the lag measure starts from what each channel shows, these numbers included
-            settle_rules(s, polled=interval_real is not None)
+            _tally.settle_rules(s, polled=interval_real is not None)
         stop, counts, pollers = threading.Event(), collections.Counter(), []
         try:
             with _tally.HubSampler(0.05) as sampler:
@@ -338,34 +338,6 @@ def run_mode(mode: str, sale: dict, args) -> dict:
 
 def label(row: dict) -> str:
     return "Tally event-driven" if row["interval_sim"] is None else f"polling every {row['interval_sim'] / 60:g} min"
-
-
-def kind_buffers(text: str) -> dict[str, int]:
-    """``--buffer-for amazon=12,woocommerce=4``: units held back per channel kind."""
-    out = {}
-    for item in filter(None, text.split(",")):
-        kind, _, units = item.partition("=")
-        if kind not in KINDS or not units.isdigit():
-            raise argparse.ArgumentTypeError(f"{item!r}: expected KIND=UNITS with KIND one of {sorted(set(KINDS))}")
-        out[kind] = int(units)
-    return out
-
-
-def settle_rules(s: stack.Stack, *, polled: bool) -> None:
-    """Before the sale: set the ring fences aside and put every channel's number under its rules on the channel
-    (the stack seeds each sandbox with the whole stock as if already pushed)."""
-    from channels_app import allocation
-    from channels_app.sync import mark_channel_dirty
-
-    for channel in s.channels:
-        if channel.allocation_target is not None:
-            allocation.top_up(channel)
-    for channel in s.channels:
-        mark_channel_dirty(channel)
-        if polled:  # paused channels: push once here, as a poller's first tick would
-            _tally.push_now(channel.pk)
-    if not s.wait_converged(timeout=60, interval=0.2):
-        raise SystemExit("the channels did not take their starting numbers within 60 s")
 
 
 def buffer_for(args, index: int, kind: str) -> int:
@@ -494,9 +466,9 @@ def main() -> None:
     parser.add_argument("--modes", default=DEFAULT_MODES)
     parser.add_argument("--safety-buffer", type=int, default=0,
                         help="units every channel holds back per SKU (the channel rule), in every mode")
-    parser.add_argument("--buffer-for", type=kind_buffers, default={},
+    parser.add_argument("--buffer-for", type=_tally.kind_buffers, default={},
                         help="per channel kind, overriding --safety-buffer: amazon=12,woocommerce=4")
-    parser.add_argument("--fence", type=kind_buffers, default={},
+    parser.add_argument("--fence", type=_tally.kind_buffers, default={},
                         help="ring-fence channels of a kind: amazon=4 shows Amazon only 4 units per SKU set aside for it")
     parser.add_argument("--last-units-channel", type=int, default=None, choices=range(len(KINDS)),
                         help="index into the channel list (0 = the first Shopify) of the one channel that holds nothing "

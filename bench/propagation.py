@@ -39,6 +39,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _django  # noqa: E402
+import _tally  # noqa: E402
 import stack  # noqa: E402
 
 NAME = "propagation"
@@ -205,10 +206,15 @@ def analyse(rec: Recorder, plan: list[dict], seq_base: int, s0: dict[str, int], 
         if worst != float("inf"):
             order_lags.append(worst)
     return {"order_lags": order_lags, "pair_lags": pair_lags, "unreflected": unreflected, "accepted": len(sales),
-            "refused": sum(1 for x in rec.sales if x["status"] == 409 and x["seq"] in by_seq)}
+            "refused": sum(1 for x in rec.sales if x["status"] == 409 and x["seq"] in by_seq),
+            "refused_orders": [by_seq[x["seq"]] for x in rec.sales if x["status"] == 409 and x["seq"] in by_seq]}
 
 
 # --- hub figures -----------------------------------------------------------------------------------------
+
+
+def refused_in_stock(refused: list[dict], left: dict[str, int]) -> int:
+    return sum(1 for order in refused if left.get(order["sku"], 0) >= order["qty"])
 
 
 def hub_availability() -> dict[str, int]:
@@ -220,12 +226,14 @@ def hub_availability() -> dict[str, int]:
     return {row["sku__code"]: row["avail"] for row in rows}
 
 
-def oversold_units() -> int:
+def oversold_units() -> collections.Counter:
+    """Units of hub order lines recorded ``short``, per channel slug that sold them."""
     from django.db.models import Sum
 
     from inventory_app.models import OrderLine
 
-    return OrderLine.objects.filter(status="short").aggregate(n=Sum("quantity"))["n"] or 0
+    return collections.Counter({row["order__channel"]: row["n"] for row in OrderLine.objects.filter(
+        status="short").values("order__channel").annotate(n=Sum("quantity"))})
 
 
 def push_counts() -> dict[int, int]:
@@ -246,7 +254,8 @@ def py_spy(pids: list[int], seconds: int, tag: str) -> list[subprocess.Popen]:
     if not spy.exists():
         print("py-spy not installed (.venv/bin/pip install py-spy); skipping the profile", file=sys.stderr)
         return []
-    mode = ["--idle"] if os.environ.get("SPY_IDLE") else ["--gil"]  # SPY_IDLE=1: wall clock, waits included
+    # SPY_IDLE=1: wall clock, waits included; SPY_MODE: py-spy's options as given (" ": its default, threads not idle).
+    mode = os.environ["SPY_MODE"].split() if "SPY_MODE" in os.environ else ["--idle"] if os.environ.get("SPY_IDLE") else ["--gil"]
     return [subprocess.Popen([str(spy), "record", "-p", str(pid), "-d", str(seconds), "-r", "100", "-f", "raw", *mode,
                               "--nonblocking", "-o", f"/tmp/{stack.db_name(NAME)}/spy-{tag}-{pid}.txt"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for pid in pids]
@@ -369,14 +378,20 @@ def run_step(s: stack.Stack, rec: Recorder, rate: float, seconds: float, seq_bas
         "per_kind": per_kind, "converged": converged, "drain_s": total_wall - send_wall,
         "requests_per_order": [(b - a) / others for a, b in zip(requests0, requests1, strict=True)],
         "pushlogs": {ch.slug: pushes1.get(ch.pk, 0) - pushes0.get(ch.pk, 0) for ch in s.channels},
-        "oversold": oversold_units() - short0,
+        # Orders a channel refused for a SKU the hub still had enough of at the end: sales the channels' rules turned
+        # away (buffers, fences: a fenced channel shows 0 while its refill travels). 0 when every refused SKU sold out.
+        "refused_in_stock": refused_in_stock(result["refused_orders"], hub_availability()),
+        "oversold": sum((oversold_units() - short0).values()),
+        "oversold_by": dict(oversold_units() - short0),
         "stages": stages(started_at),
         "cpu": {k: (cpu_mid[k] - cpu0[k]) / send_wall for k in cpu0},
     }
     kinds = " ".join(f"{k} {v[0]:.0f}/{v[1]:.0f}" for k, v in sorted(per_kind.items()))
     print(f"  {rate:5.0f}/s: accepted {row['accepted']} refused {row['refused']} thr {row['throughput']:.1f}/s lag "
           f"p50 {row['p50']:.0f} p95 {row['p95']:.0f} p99 {row['p99']:.0f} max {row['max']:.0f} ms, unreflected "
-          f"{row['unreflected']}, oversold {row['oversold']}, converged {converged} (+{row['drain_s']:.1f}s); "
+          f"{row['unreflected']}, oversold {row['oversold']}, refused in stock {row['refused_in_stock']}, "
+          f"converged {converged} "
+          f"(+{row['drain_s']:.1f}s); "
           f"per kind p50/p99 {kinds}; cpu " + " ".join(f"{k} {v:.2f}" for k, v in row["cpu"].items()), flush=True)
     if profile:
         text = summarize_spy(f"r{rate:.0f}")
@@ -385,10 +400,14 @@ def run_step(s: stack.Stack, rec: Recorder, rate: float, seconds: float, seq_bas
     return row
 
 
-def channels(shopify_plan: str, guard: float = 0, amazon_guard: float | None = None) -> list[tuple]:
+def channels(shopify_plan: str, guard: float = 0, amazon_guard: float | None = None, *, buffer: int = 0,
+             buffer_for: dict[str, int] | None = None, fence: dict[str, int] | None = None,
+             keeper: int | None = None) -> list[tuple]:
     """CHANNELS, the Shopify stores on ``shopify_plan``: the sandbox enforces that plan's GraphQL points, and each
     channel is told them (``rate_limit_*``, as a merchant sets them in the admin), in mutations.
-    ``guard``: every channel's sell-out guard in seconds (``amazon_guard``: Amazon's, if not the same)."""
+    ``guard``: every channel's sell-out guard in seconds (``amazon_guard``: Amazon's, if not the same).
+    ``buffer``: every channel's safety buffer (``buffer_for``: per kind), but the ``keeper``'s (an index into
+    CHANNELS), which sells the last units alone; ``fence``: ring-fenced kinds and their allocation targets."""
     options: dict[str, dict] = {kind: {"channel": {}} for kind, _ in CHANNELS}
     if shopify_plan != "standard":
         from channels_app.adapters.shopify import MUTATION_COST
@@ -402,7 +421,26 @@ def channels(shopify_plan: str, guard: float = 0, amazon_guard: float | None = N
         seconds = amazon_guard if kind == "amazon" and amazon_guard is not None else guard
         if seconds:
             options[kind]["channel"]["sellout_guard_seconds"] = seconds
-    return [(kind, n, options[kind]) for kind, n in CHANNELS]
+        if (fence or {}).get(kind) is not None:
+            options[kind]["channel"]["allocation_target"] = fence[kind]
+    specs = []
+    for index, (kind, n) in enumerate(CHANNELS):
+        units = 0 if index == keeper else (buffer_for or {}).get(kind, buffer)
+        specs.append((kind, n, {**options[kind], "channel": {**options[kind]["channel"], "safety_buffer": units}}
+                      if units else options[kind]))
+    return specs
+
+
+def rules_note(args) -> str:
+    """The channel rules of the run, for the report's head."""
+    parts = []
+    if args.safety_buffer or args.buffer_for:
+        units = f"{args.safety_buffer} unit(s)" + "".join(f", {k} {n}" for k, n in args.buffer_for.items())
+        keeper = (f" but {CHANNELS[args.last_units_channel][0]} #{args.last_units_channel + 1}, which sells the last "
+                  f"units alone" if args.last_units_channel is not None else "")
+        parts.append(f"every channel{keeper} holds back {units} per SKU (`safety_buffer`)")
+    parts += [f"{kind} ring-fenced at {n} unit(s) per SKU (`allocation_target`)" for kind, n in args.fence.items()]
+    return "".join(f", {part}" for part in parts)
 
 
 def report(rows: list[dict], s: stack.Stack, args, total: float) -> str:
@@ -417,6 +455,7 @@ def report(rows: list[dict], s: stack.Stack, args, total: float) -> str:
             f"{sellouts}{f', Shopify stores on the {args.shopify_plan} plan' if args.shopify_plan != 'standard' else ''}"
             f"{f', sell-out guard {args.sellout_guard} s' if args.sellout_guard else ''}"
             f"{f' (Amazon {args.amazon_guard} s)' if args.amazon_guard is not None else ''}"
+            f"{rules_note(args)}"
             f", orders of 1-2 units (Zipf-like SKU choice, uniform channel) "
             f"placed open-loop {placed}; gunicorn {s.web_workers}x{s.web_threads}, "
             f"{s.n_celery} Celery worker(s) x{s.concurrency}"
@@ -425,15 +464,17 @@ def report(rows: list[dict], s: stack.Stack, args, total: float) -> str:
             f"Lag = scheduled send → the last *other* channel's "
             f"stock reflects the sale (sandbox write hooks, no polling). CPU = cores used while sending.\n\n")
     lines = ["| orders/s | s | orders | accepted | refused | throughput/s | lag p50 ms | p95 ms | p99 ms | max ms "
-             "| unreflected | p50/p99 ms w/o Amazon (per channel) | oversold units | CPU web | CPU celery | CPU pg "
-             "| CPU bench | CPU machine |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
+             "| unreflected | p50/p99 ms w/o Amazon (per channel) | oversold units | refused in stock | CPU web "
+             "| CPU celery | CPU pg | CPU bench | CPU machine |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         c = r["cpu"]
         lines.append(f"| {r['rate']:.0f} | {r['seconds']:.0f} | {r['orders']} | {r['accepted']} | {r['refused']} | "
                      f"{r['throughput']:.1f} | {r['p50']:.0f} | {r['p95']:.0f} | {r['p99']:.0f} | {r['max']:.0f} | "
                      f"{r['unreflected']} | {r['pair_p50_non_amazon']:.0f} / {r['pair_p99_non_amazon']:.0f} | "
-                     f"{r['oversold']} | {c['web']:.2f} | {c['celery']:.2f} | {c['postgres']:.2f} | {c['bench']:.2f} | "
+                     f"{r['oversold']} | {r['refused_in_stock']} | {c['web']:.2f} | {c['celery']:.2f} | "
+                     f"{c['postgres']:.2f} | "
+                     f"{c['bench']:.2f} | "
                      f"{c['machine']:.2f} |")
     text = head + "\n".join(lines) + "\n\n### Lag per channel kind (order → that channel), p50 / p99 ms\n\n"
     kind_names = sorted({k for r in rows for k in r["per_kind"]})
@@ -456,8 +497,13 @@ def report(rows: list[dict], s: stack.Stack, args, total: float) -> str:
         text += f"| {r['rate']:.0f} | " + " | ".join(
             f"{q:.2f} ({r['pushlogs'][ch.slug]})" for q, ch in zip(r["requests_per_order"], s.channels, strict=True)
         ) + " |\n"
+    text += "\nOversold units by the channel that sold them: " + "; ".join(
+        f"{r['rate']:.0f}/s " + (", ".join(f"{slug} {n}" for slug, n in sorted(r["oversold_by"].items())) or "none")
+        for r in rows) + ".\n"
     text += ("\n`refused` = the sandbox had no stock left (409, no webhook); `oversold` = hub order lines recorded "
-             "`short`; `unreflected` = (order, channel) pairs not reflected before the drain timeout.\n")
+             "`short`; `unreflected` = (order, channel) pairs not reflected before the drain timeout; "
+             "`refused in stock` = refused orders for a SKU the hub still had enough of after the step (turned away "
+             "by the channels' rules: buffers, fences).\n")
     for r in rows:
         if r.get("profile"):
             text += (f"\n<details><summary>py-spy --gil, Celery pool + gunicorn workers at {r['rate']:.0f}/s "
@@ -490,6 +536,14 @@ def main() -> None:
     parser.add_argument("--sellout-guard", type=float, default=0,
                         help="every channel's sell-out guard, seconds: what a SKU sells meanwhile is held back")
     parser.add_argument("--amazon-guard", type=float, default=None, help="Amazon's sell-out guard, if not the same")
+    parser.add_argument("--safety-buffer", type=int, default=0, help="units every channel holds back per SKU")
+    parser.add_argument("--buffer-for", type=_tally.kind_buffers, default={},
+                        help="per channel kind, overriding --safety-buffer: amazon=12,woocommerce=4")
+    parser.add_argument("--fence", type=_tally.kind_buffers, default={},
+                        help="ring-fence channels of a kind: amazon=4 shows Amazon only 4 units per SKU set aside for it")
+    parser.add_argument("--last-units-channel", type=int, default=None, choices=range(len(CHANNELS)),
+                        help="index into the channel list (0 = the first Shopify) of the one channel that holds nothing "
+                             "back: with --safety-buffer, it sells the last units of each SKU alone")
     parser.add_argument("--orders", choices=("direct", "http"), default="direct",
                         help="place orders by calling each sandbox (direct) or through its POST /_sandbox/orders (http)")
     args = parser.parse_args()
@@ -505,11 +559,14 @@ def main() -> None:
     # plenty, so every order is a webhook (the nominal rate, no oversell races).
     stock_of = [40 + 60 * i if i < 4 and not args.no_sellouts else 20_000 for i in range(args.skus)]
     rows = []
-    specs = channels(args.shopify_plan, args.sellout_guard, args.amazon_guard)
+    specs = channels(args.shopify_plan, args.sellout_guard, args.amazon_guard, buffer=args.safety_buffer,
+                     buffer_for=args.buffer_for, fence=args.fence, keeper=args.last_units_channel)
     with stack.Stack(NAME, channels=specs, skus=args.skus, stock=stock_of, web_workers=int(workers),
                      web_threads=int(threads), celery_workers=args.celery_workers, concurrency=args.concurrency,
                      webhook_workers=2, beat=not args.no_beat, pushers=args.pushers,
                      push_threads=args.push_threads, push_pool=args.push_pool) as s:
+        if args.safety_buffer or args.buffer_for or args.fence:
+            _tally.settle_rules(s)
         rec = Recorder(s.sandboxes)
         for n, rate in enumerate(rates):
             rows.append(run_step(s, rec, rate, args.seconds, (n + 1) * 1_000_000, rng, args.drain,
