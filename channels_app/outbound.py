@@ -10,6 +10,7 @@ and the next one pushes the latest number (absolute values, so a repeat is harml
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import os
@@ -561,6 +562,11 @@ def _bystanders_on_their_own(adapter: ChannelAdapter, retry: list[PushItem], res
         if adapter.limiter.try_acquire() != 0:
             return results
         again = {r.listing_id: r for r in adapter.push([item for item in retry if item.listing.id in bystanders])}
+    except RateLimited as exc:
+        # The channel's pushes wait for it as after any 429 or THROTTLED: the next round would meet it too.
+        with contextlib.suppress(Exception):
+            adapter.limiter.block_for(exc.retry_after)
+        return results
     except Exception:  # noqa: BLE001 - see above; logged, as any failed push
         log.warning("the refused listings' own request failed", exc_info=True, extra={"channel": adapter.channel.slug})
         return results

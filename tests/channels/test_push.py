@@ -889,10 +889,35 @@ def test_when_the_bystanders_own_request_fails_the_retrys_outcome_stands():
 
     with cap_in_conflict(sell_then_fail_the_channel) as (channel, sandbox, tee, cap):
         assert len(reads) == 2
+        assert sandbox.state.injected["5xx"] >= 1  # the bystanders' request was sent (and retried), and failed
         refused = Listing.objects.get(channel=channel, sku=tee)
         assert "batch refused" in refused.last_error and refused.attempts == 0 and refused.status == ListingStatus.RETRYING
         conflicted = Listing.objects.get(channel=channel, sku=cap)
         assert "twice" in conflicted.last_error and conflicted.attempts == 1
+
+
+def test_when_the_bystanders_own_request_is_rate_limited_the_channel_waits_for_it():
+    """A 429 (or THROTTLED) on the bystanders' request of their own blocks the channel's bucket for its Retry-After,
+    as on any push: swallowed with the other errors, the next round claimed them at once and met the limit again
+    (review finding, 2026-12-07)."""
+    from channels_app.ratelimit import limiter_for
+    from channels_app.sandbox.base import Faults
+
+    reads = []
+
+    def sell_then_limit_the_channel(item, read, state):
+        reads.append(item)
+        answer = read_then_sell(item, read)
+        if len(reads) == 2:
+            state.faults = Faults(burst_429=1, retry_after=7)
+        return answer
+
+    with cap_in_conflict(sell_then_limit_the_channel) as (channel, sandbox, tee, cap):
+        assert sandbox.state.injected["429"] == 1
+        refused = Listing.objects.get(channel=channel, sku=tee)
+        assert "batch refused" in refused.last_error and refused.attempts == 0
+        wait = limiter_for(channel).try_acquire()
+    assert 6 < wait <= 7
 
 
 def test_a_listing_refused_twice_by_compare_and_set_is_pushed_again_soon_and_later_each_time_in_a_row():
