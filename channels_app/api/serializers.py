@@ -39,6 +39,16 @@ class ChannelSerializer(serializers.ModelSerializer):
                   "reconcile_interval_seconds", "locations", "created_at", "updated_at"]
         read_only_fields = ["created_at", "updated_at"]
 
+    def validate_locations(self, locations: list[dict]) -> list[dict]:
+        # The database allows one row per location and per channel id of it: a list naming one twice was a 500.
+        codes = [item["location"].code for item in locations]
+        external = [item["external_id"] for item in locations if item.get("external_id")]
+        for name, values in (("location", codes), ("external_id", external)):
+            twice = sorted({value for value in values if values.count(value) > 1})
+            if twice:
+                raise serializers.ValidationError(f"Each {name} may appear once; given more than once: {twice}.")
+        return locations
+
     def get_has_credentials(self, obj: Channel) -> bool:
         return bool(obj.credentials)
 

@@ -130,14 +130,27 @@ def test_the_api_sets_a_ring_fence_and_a_sku_listed_later_gets_its_units(api):
 
 @pytest.mark.django_db
 def test_a_patch_of_locations_names_a_location_in_each(api):
-    """A PATCH replaces the channel's locations: one without a location is a 400 with the reason, not a 500 (the
-    API fuzz test found it, 2026-12-07); the channel keeps the locations it had."""
+    """A PATCH replaces the channel's locations: one without a location, or a location or channel location id named
+    twice, is a 400 with the reason, not a 500 (the API fuzz test found the first, review the others, 2026-12-07);
+    the channel keeps the locations it had."""
+    from channels_app.models import ChannelLocation
+
     channel = make_channel("amazon")
-    before = list(channel.locations.values_list("location_id", flat=True))
-    response = api.patch(f"/api/v1/channels/{channel.slug}/", {"locations": [{"feeds_channel": True}]}, format="json")
-    assert response.status_code == 400, response.content
-    assert "location" in str(response.json()["locations"])
-    assert list(channel.locations.values_list("location_id", flat=True)) == before
+    wh, store = make_location(), make_location()
+    ChannelLocation.objects.create(channel=channel, location=wh, external_id="W1")
+    before = list(channel.locations.values_list("location_id", "external_id"))
+    for locations, reason in (([{"feeds_channel": True}], "location"),
+                              ([{"location": wh.code}, {"location": wh.code}], "location"),
+                              ([{"location": wh.code, "external_id": "X"}, {"location": store.code, "external_id": "X"}],
+                               "external_id")):
+        response = api.patch(f"/api/v1/channels/{channel.slug}/", {"locations": locations}, format="json")
+        assert response.status_code == 400, response.content
+        assert reason in str(response.json()["locations"])
+        assert list(channel.locations.values_list("location_id", "external_id")) == before
+    response = api.patch(f"/api/v1/channels/{channel.slug}/", {"locations": [
+        {"location": wh.code, "external_id": "W1"}, {"location": store.code, "external_id": "S1"}]}, format="json")
+    assert response.status_code == 200, response.content
+    assert sorted(channel.locations.values_list("external_id", flat=True)) == ["S1", "W1"]
 
 
 @pytest.mark.django_db
