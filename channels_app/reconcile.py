@@ -66,7 +66,10 @@ def reconcile_channel(channel: Channel, *, heal: bool = True, progress: Callable
                 unmatched.append(level.ref)
                 continue
             seen.add(listing.id)
-            if listing.desired_version > listing.pushed_version:
+            if listing.desired_version > listing.pushed_version or (
+                    listing.recheck_after is not None and level.quantity == listing.pushed_quantity):
+                # Out of date, or showing the number we sent on purpose below the hub's (the sell-out guard's, a
+                # conflict's hedge) with its recheck to come: what the hub wants of it moves with time, not versions.
                 pending += 1
             elif level.quantity == desired[listing.id]:
                 matched += 1

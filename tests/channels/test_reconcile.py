@@ -44,6 +44,31 @@ def test_random_drift_is_found_reported_and_healed_to_zero(kind):
         assert after.details["drifted"] == 0 and after.variance_percent == 0
 
 
+def test_a_number_the_sellout_guard_lowered_is_pending_its_recheck_not_drift(monkeypatch):
+    """The sell-out guard lowers a listing's number while its SKU sells; once the pace falls, the hub wants more with
+    no new version, and the recheck will push it. Until then the channel shows what we sent: reconciliation counts it
+    pending, not drift (review finding, 2026-12-07: reported as drift, healed, and counted in the variance). A number
+    edited on the channel meanwhile is drift as ever."""
+    from channels_app import rules
+    from inventory_app import stock
+    from inventory_app.stock import LineRequest
+
+    monkeypatch.setattr(rules, "SALES_PACE_WINDOW_SECONDS", 10.0)
+    wh = make_location()
+    tee = make_sku(stock_at={wh: 100})
+    channel, sandbox = connect("standard", {tee: 0}, channel_fields={"sellout_guard_seconds": Decimal("2")})
+    with sandbox:
+        stock.sell(lines=[LineRequest(tee.code, 10)], channel="elsewhere")
+        converge(channel)
+        assert remote(sandbox, tee) == 88  # 90 less 10 units in 10 s for 2 s
+        monkeypatch.setattr(rules, "SALES_PACE_WINDOW_SECONDS", 0.0)  # the pace has fallen: the hub wants 90
+        run = reconcile_channel(channel)
+        assert (run.details["drifted"], run.details["pending_push"], run.variance_percent) == (0, 1, 0)
+        sandbox.state.patch_inventory([{"sku": tee.code, "quantity": 70}])
+        run = reconcile_channel(channel)
+        assert run.details["drifted"] == 1 and run.details["differences"][0]["hub_wants"] == 90
+
+
 def test_reconcile_command_reports_and_refuses_unknown_channels(capsys):
     wh = make_location()
     tee = make_sku(stock_at={wh: 5})
