@@ -7,11 +7,11 @@ percentage share, rounded down → halved in conservative mode → capped at the
 Units set aside for ring-fenced channels come off the pool first; a ring-fenced channel is shown its own.
 
 The sell-out guard (``sellout_guard_seconds``) holds back what the SKU sells, at its pace over the last
-SALES_PACE_WINDOW_SECONDS (every channel's sales and reservations), in that many seconds: while a channel's number
-is on its way, the other channels keep selling, and a channel shown the last units after they sold elsewhere sells
-them again. Held back only while the SKU sells; a push that held units back has its listing looked at again after
-the window (``Listing.recheck_after``), when the pace may have fallen. Plain SKUs only: a bundle's sales are its
-components'.
+SALES_PACE_WINDOW_SECONDS (every channel's sales and reservations, from the locations that feed this channel), in
+that many seconds: while a channel's number is on its way, the other channels keep selling, and a channel shown the
+last units after they sold elsewhere sells them again. Held back only while the SKU sells; a push that held units
+back has its listing looked at again after the window (``Listing.recheck_after``), when the pace may have fallen.
+Plain SKUs only: a bundle's sales are its components'.
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def desired_quantities_many(work: Iterable[tuple[Channel, list[Listing]]], *,
     guarding = {listing.sku_id for channel, listings in work if channel.sellout_guard_seconds
                 and channel.allocation_target is None for listing in listings}
     with read_snapshot():
-        taken = units_taken_since(guarding, timezone.now() - timedelta(seconds=SALES_PACE_WINDOW_SECONDS))
+        taken_at = units_taken_since(guarding, timezone.now() - timedelta(seconds=SALES_PACE_WINDOW_SECONDS))
         # One snapshot for the allocations and the stock: a fenced channel's sale and its refill commit together,
         # and read at two moments they would show the pool the refill's units as well.
         held = held_units(skus)
@@ -107,8 +107,18 @@ def desired_quantities_many(work: Iterable[tuple[Channel, list[Listing]]], *,
             key = feeding.get(channel.pk)
             if key not in pools:
                 pools[key] = availability_for_skus(skus.values(), location_ids=key, held_back=held_back)
+            taken = _taken_from(taken_at, key)
             result.update(_desired(channel, listings, skus, held, pools[key], taken, guarded))
     return result
+
+
+def _taken_from(taken_at: dict[tuple[int, int], int], locations: tuple[int, ...] | None) -> dict[int, int]:
+    """SKU id -> units taken from ``locations`` (None: every location) of what ``units_taken_since`` found."""
+    taken: dict[int, int] = {}
+    for (sku_id, location_id), units in taken_at.items():
+        if locations is None or location_id in locations:
+            taken[sku_id] = taken.get(sku_id, 0) + units
+    return taken
 
 
 def _feeding_many(channel_ids: list[int]) -> dict[int, tuple[int, ...]]:

@@ -24,10 +24,11 @@ def ledger_for(sku: Sku) -> QuerySet[StockLedgerEntry]:
     return StockLedgerEntry.objects.filter(sku=sku).select_related("sku", "location").order_by("-id")
 
 
-def units_taken_since(sku_ids: Iterable[int], since: datetime) -> dict[int, int]:
-    """SKU id -> units taken from its availability since ``since``: reserved (a cart, an order held) or sold outright
-    (a channel's order). A reservation's later commit is not counted again; releases are not subtracted: this is the
-    pace of demand, not of stock."""
+def units_taken_since(sku_ids: Iterable[int], since: datetime) -> dict[tuple[int, int], int]:
+    """(SKU id, location id) -> units taken from its availability there since ``since``: reserved (a cart, an order
+    held) or sold outright (a channel's order). A reservation's later commit is not counted again; releases are not
+    subtracted: this is the pace of demand, not of stock. Per location: a channel fed by some locations is held back
+    only what sells from them."""
     ids = list(set(sku_ids))
     if not ids:
         return {}
@@ -36,8 +37,8 @@ def units_taken_since(sku_ids: Iterable[int], since: datetime) -> dict[int, int]
     rows = (StockLedgerEntry.objects.filter(sku_id__in=ids, recorded_at__gte=since)
             .filter(Q(kind=LedgerKind.RESERVE, reserved_delta__gt=0)
                     | Q(kind=LedgerKind.COMMIT, reserved_delta=0, on_hand_delta__lt=0))
-            .order_by().values("sku_id").annotate(units=Sum(taken)))
-    return {row["sku_id"]: row["units"] for row in rows}
+            .order_by().values("sku_id", "location_id").annotate(units=Sum(taken)))
+    return {(row["sku_id"], row["location_id"]): row["units"] for row in rows}
 
 
 def orders() -> QuerySet[Order]:

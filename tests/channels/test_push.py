@@ -374,6 +374,29 @@ def test_the_sellout_guard_holds_back_what_the_sku_sells_meanwhile_and_gives_it_
         assert Listing.objects.get(channel=guarded, sku=tee).recheck_after is None
 
 
+def test_the_sellout_guard_holds_back_only_what_sells_from_the_locations_feeding_the_channel(monkeypatch):
+    """A channel fed by the store alone is not held back for a rush at the warehouse: its stock did not move (review
+    finding, 2026-12-07: the pace counted every location's sales, and a store channel showed less, even 0, while the
+    store still had every unit). A channel fed by both is held back for the warehouse's sales."""
+    from channels_app import rules
+    from channels_app.models import ChannelLocation
+
+    monkeypatch.setattr(rules, "SALES_PACE_WINDOW_SECONDS", 10.0)
+    wh, store = make_location(), make_location()
+    tee = make_sku(stock_at={wh: 100})
+    guard = {"sellout_guard_seconds": Decimal("2")}
+    fed_by_store, store_sandbox = connect("standard", {tee: 0}, channel_fields=guard)
+    ChannelLocation.objects.create(channel=fed_by_store, location=store, feeds_channel=True)
+    pooled, pooled_sandbox = connect("woocommerce", {tee: 0}, channel_fields=guard)
+    with store_sandbox, pooled_sandbox:
+        stock.sell(lines=[LineRequest(tee.code, 10)], channel="elsewhere")  # from the warehouse: the store had none
+        stock.receive(sku=tee, location=store, quantity=20, reference="delivery")
+        converge(fed_by_store)
+        converge(pooled)
+        assert remote(store_sandbox, tee) == 20
+        assert remote(pooled_sandbox, tee) == 108  # 90 + 20 less 10 units in 10 s for 2 s
+
+
 def test_a_guarded_listings_recheck_waits_for_no_webhook_received_after_its_push(monkeypatch):
     """A conflict's recheck waits for the channel's webhooks received before the conflict (one may be the sale).
     A guarded listing's recheck (set for the pace window) must not wait for webhooks received after its push: with
