@@ -776,6 +776,9 @@ def test_a_conflict_whose_re_read_is_throttled_waits_for_the_mutation_and_the_re
     (61 here). A THROTTLED re-read waited for the re-read's points alone; the next attempt's mutation spent 10 of
     them, the re-read was refused again, for ever (at 200 orders/s a channel stayed 47 listings behind until the
     run ended, 2026-12-07). The wait covers both."""
+    from channels_app.adapters import adapter_for
+    from channels_app.adapters.http import RateLimited
+
     wh = make_location()
     skus = [make_sku(stock_at={wh: 10}) for _ in range(30)]
     channel, sandbox = connect("shopify", {sku: 0 for sku in skus}, plan={"graphql_bucket": 200, "graphql_restore": 100})
@@ -788,6 +791,15 @@ def test_a_conflict_whose_re_read_is_throttled_waits_for_the_mutation_and_the_re
             sandbox.state.graphql_bucket.available = 0.0
         converge(channel, rounds=15)
         assert all(remote(sandbox, sku) == 11 for sku in skus)  # our 12 less the sale we had not heard of
+        # The wait itself, which the convergence above shows only while a round takes less than the points' restore:
+        # the read's 61 points and the mutation's 10, out of an empty bucket at 100 a second (without the
+        # mutation's: 0.61 s).
+        with sandbox.state.lock:
+            sandbox.state.graphql_bucket.available = 0.0
+        ids = [listing.external_inventory_item_id for listing in Listing.objects.filter(channel=channel)]
+        with pytest.raises(RateLimited) as throttled:
+            adapter_for(channel).read_levels(ids, {str(LOCATION)})
+        assert 0.68 < throttled.value.retry_after <= 0.71
 
 
 def test_a_throttled_re_read_at_a_second_location_waits_for_the_reads_before_it_too():
