@@ -436,8 +436,8 @@ def rules_note(args) -> str:
     parts = []
     if args.safety_buffer or args.buffer_for:
         units = f"{args.safety_buffer} unit(s)" + "".join(f", {k} {n}" for k, n in args.buffer_for.items())
-        keeper = (f" but {CHANNELS[args.last_units_channel][0]} #{args.last_units_channel + 1}, which sells the last "
-                  f"units alone" if args.last_units_channel is not None else "")
+        keeper = (f" but {CHANNELS[args.last_units_channel][0]} #{args.last_units_channel + 1} (which sells the last "
+                  f"units alone)" if args.last_units_channel is not None else "")
         parts.append(f"every channel{keeper} holds back {units} per SKU (`safety_buffer`)")
     parts += [f"{kind} ring-fenced at {n} unit(s) per SKU (`allocation_target`)" for kind, n in args.fence.items()]
     return "".join(f", {part}" for part in parts)
