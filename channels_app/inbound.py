@@ -195,7 +195,7 @@ def receive_webhook(*, slug: str, headers: Mapping[str, str], body: bytes, remot
             channel=channel, dedup_key=f"unreadable:{digest}",
             defaults={"topic": headers.get("X-Shopify-Topic") or headers.get("X-WC-Webhook-Topic") or "",
                       "headers": _kept_headers(headers), "body": _text(body),
-                      "status": InboundStatus.FAILED, "last_error": str(exc)[:2000]})
+                      "status": InboundStatus.FAILED, "last_error": storable(str(exc)[:2000])})
         metrics.WEBHOOKS.labels(channel=slug, outcome="bad_payload").inc()
         return Receipt(400, {"error": "bad_payload", "detail": str(exc)[:500]})
 
@@ -447,8 +447,15 @@ _RECORD_SQL = (f"UPDATE {InboundEvent._meta.db_table} SET status = %s, attempts 
 
 def _record(writes: Statements, event: InboundEvent) -> None:
     adapt = connection.ops.adapt_datetimefield_value
-    writes.add(_RECORD_SQL, [event.status, event.attempts, event.last_error, adapt(event.next_attempt_at),
+    writes.add(_RECORD_SQL, [event.status, event.attempts, storable(event.last_error), adapt(event.next_attempt_at),
                              adapt(event.processed_at), event.pk])
+
+
+def storable(text: str) -> str:
+    """``text`` as PostgreSQL can store it: a reason quoting a payload (a line id, a product id) may hold a NUL or a
+    lone surrogate, which the driver refuses. A batch's outcomes go out in its last round trip: one such reason
+    failed the whole batch, and the drain, which claims the oldest events first, claimed it again for ever."""
+    return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _subtransactions(parsed: list[Command] | Exception) -> int:

@@ -238,6 +238,25 @@ def test_a_value_the_driver_refuses_fails_its_event_alone(shop):
     assert on_hand(tee) == 19 and on_hand(cap) == 19
 
 
+@pytest.mark.parametrize("product_id", ["1\u0000", "1\ud800"])
+def test_a_reason_quoting_what_the_driver_refuses_is_recorded_and_the_inbox_goes_on(shop, product_id):
+    """Review finding, 2026-12-07: an unmapped line parks its event with a reason naming the line's ids; a product id
+    holding a NUL (or a lone surrogate) went into the reason, the driver refused the batch's record of outcomes,
+    the whole batch rolled back, and every later drain claimed it again, the oldest first: the inbox stood still.
+    The reason is stored with the character shown, not sent as it is."""
+    channel, tee, cap = shop
+    stored(channel, "orders/create", shopify_order(1, [(11, "TEE", 111, 1)]), "a")
+    unmapped = json.loads(shopify_order(2, [(21, "NOPE", 999, 1)]))
+    unmapped["line_items"][0]["product_id"] = product_id
+    stored(channel, "orders/create", json.dumps(unmapped), "b")
+    stored(channel, "orders/create", shopify_order(3, [(31, "CAP", 222, 1)]), "c")
+    inbound.drain()
+    events = list(InboundEvent.objects.order_by("id"))
+    assert [e.status for e in events] == [InboundStatus.PROCESSED, InboundStatus.PARKED, InboundStatus.PROCESSED]
+    assert "product_id=1\\" in events[1].last_error and "999" in events[1].last_error
+    assert on_hand(tee) == 19 and on_hand(cap) == 19
+
+
 def test_a_batch_of_many_line_orders_stays_within_the_subtransaction_cache(shop):
     """Each order line sold is a savepoint of its own: 16 three-line orders would have been 64 subtransactions in
     one transaction, past PostgreSQL's per-transaction cache. The batch stops at inbound.SUBTRANSACTIONS and the
