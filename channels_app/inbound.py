@@ -122,20 +122,27 @@ def _kept_headers(headers: Mapping[str, str]) -> dict[str, str]:
 
 
 _last_log: dict[str, float] = {}
+_LAST_LOG_MAX = 10_000
+# The metric's and the log's name for a slug that names no channel: anyone can post to any slug, and a label or a
+# log key per slug made every gunicorn process, and every scrape, grow with each new one.
+UNKNOWN_CHANNEL = "(unknown)"
 
 
 def _reject(slug: str, reason: str, detail: str, status: int, headers: Mapping[str, str], body: bytes,
-            remote_addr: str) -> Receipt:
-    metrics.WEBHOOKS.labels(channel=slug[:64], outcome=reason).inc()
+            remote_addr: str, *, known: bool = True) -> Receipt:
+    label = slug[:64] if known else UNKNOWN_CHANNEL
+    metrics.WEBHOOKS.labels(channel=label, outcome=reason).inc()
     WebhookRejection.objects.create(channel_slug=_text(slug.encode()[:64]), reason=reason, detail=detail[:500],
                                     http_status=status,
                                     headers=_kept_headers(headers), body_excerpt=_text(body[:2048]),
                                     remote_addr=remote_addr[:64])
     # One log line per channel and reason a minute: a flood of forged calls must not flood the logs.
     now = time.monotonic()
-    if now - _last_log.get(f"{slug}:{reason}", -1e9) > 60:
-        _last_log[f"{slug}:{reason}"] = now
-        log.warning("webhook rejected", extra={"channel": slug, "reason": reason, "detail": detail})
+    if now - _last_log.get(f"{label}:{reason}", -1e9) > 60:
+        if len(_last_log) >= _LAST_LOG_MAX:
+            _last_log.clear()
+        _last_log[f"{label}:{reason}"] = now
+        log.warning("webhook rejected", extra={"channel": slug[:64], "reason": reason, "detail": detail})
     return Receipt(status, {"error": reason, "detail": detail})
 
 
@@ -160,7 +167,8 @@ def channel_for_receipt(slug: str) -> tuple[Channel, ChannelAdapter] | None:
 
 
 def reject_oversized(*, slug: str, headers: Mapping[str, str], remote_addr: str = "") -> Receipt:
-    return _reject(slug, "too_large", f"Body over {MAX_BODY_BYTES} bytes.", 413, headers, b"", remote_addr)
+    return _reject(slug, "too_large", f"Body over {MAX_BODY_BYTES} bytes.", 413, headers, b"", remote_addr,
+                   known=slug in _channel_cache or Channel.objects.filter(slug=slug).exists())
 
 
 def receive_webhook(*, slug: str, headers: Mapping[str, str], body: bytes, remote_addr: str = "") -> Receipt:
@@ -173,7 +181,7 @@ def receive_webhook(*, slug: str, headers: Mapping[str, str], body: bytes, remot
             return receipt
     found = channel_for_receipt(slug)
     if found is None:
-        return _reject(slug, "unknown_channel", "No such channel.", 404, headers, body, remote_addr)
+        return _reject(slug, "unknown_channel", "No such channel.", 404, headers, body, remote_addr, known=False)
     channel, adapter = found
     if not channel.enabled:
         return _reject(slug, "channel_disabled", "The channel is disabled.", 403, headers, body, remote_addr)

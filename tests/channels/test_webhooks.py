@@ -72,6 +72,25 @@ def test_refusals_have_a_reason_and_are_recorded(client, shop, slug, mutate, sta
     assert InboundEvent.objects.count() == 0
 
 
+def test_posts_to_many_unknown_slugs_add_no_metric_label_or_log_key_each(client, shop):
+    """Anyone can post to any slug: a label of the webhook counter and a log-throttle key per unknown slug grew every
+    gunicorn process, and every metrics scrape, without bound (review finding, 2026-12-07). Each is still recorded,
+    under its own slug, in the rejections."""
+    from channels_app import metrics
+
+    def labels() -> set[str]:
+        return {sample.labels["channel"] for family in metrics.WEBHOOKS.collect() for sample in family.samples}
+
+    body = shopify_order(1004, [(1, "TEE", 111, 1)])
+    before_labels, before_keys = labels(), set(inbound._last_log)
+    for n in range(40):
+        response = post(client, f"nobody-{n}", body, shopify_headers("shh", body, "orders/create"))
+        assert response.status_code == 404
+    assert len(labels() - before_labels) <= 1  # one label for them all
+    assert len(set(inbound._last_log) - before_keys) <= 1
+    assert WebhookRejection.objects.filter(reason="unknown_channel", channel_slug__startswith="nobody-").count() == 40
+
+
 def test_disabled_channel_is_refused(client, shop):
     Channel.objects.filter(pk=shop.pk).update(enabled=False)
     body = shopify_order(1003, [(1, "TEE", 111, 1)])
