@@ -80,6 +80,16 @@ class LocationAdmin(admin.ModelAdmin):
     list_filter = ["kind", "is_active"]
     search_fields = ["code", "name"]
 
+    def save_model(self, request, obj, form, change):
+        # Opening or closing a location moves every channel's number of what is stocked there: through stock.
+        if change and "is_active" in form.changed_data:
+            active, obj.is_active = obj.is_active, not obj.is_active
+            super().save_model(request, obj, form, change)
+            stock.set_location_active(location=obj, active=active)
+            obj.is_active = active
+        else:
+            super().save_model(request, obj, form, change)
+
 
 class AdjustForm(forms.Form):
     delta = forms.IntegerField(help_text="Positive to add units, negative to remove them.")

@@ -79,6 +79,7 @@ __all__ = [
     "reserve",
     "restock",
     "sell",
+    "set_location_active",
     "set_stock_policy",
     "transfer",
 ]
@@ -526,6 +527,25 @@ def set_stock_policy(*, sku: str | Sku, policy: str, limit: int = 0, location: s
         _stock_changed({sku_obj.id}, writes=writes, source="policy")
         writes.run()
         return sku_obj
+
+
+def set_location_active(*, location: str | Location, active: bool) -> Location:
+    """Open or close a location for selling: its stock counts toward availability only while it is active. Every
+    SKU stocked there changes what the channels are sent (and ring fences settle), in the same transaction: a
+    location closed with no stock write after it went on showing its units on every channel, which sold them short.
+    The SKUs' stock rows are locked first, in id order, as every stock write locks them."""
+    with transaction.atomic():
+        location_obj = _get_location(location)
+        sku_ids = set(StockLevel.objects.filter(location=location_obj).values_list("sku_id", flat=True))
+        lock_stock_rows(sku_ids=sku_ids)
+        if not Location.objects.filter(pk=location_obj.pk).exclude(is_active=active).update(is_active=active):
+            location_obj.is_active = active
+            return location_obj  # already so: nothing moves
+        location_obj.is_active = active
+        writes = Statements()
+        _stock_changed(sku_ids, writes=writes, source="location")
+        writes.run()
+        return location_obj
 
 
 # --- reservations ----------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from django.db import transaction
 from django.utils import timezone
 from rest_framework import serializers
 
+from inventory_app import stock
 from inventory_app.models import (
     BundleComponent,
     Location,
@@ -76,6 +77,14 @@ class LocationSerializer(serializers.ModelSerializer):
         model = Location
         fields = ["code", "name", "kind", "priority", "is_active", "created_at"]
         read_only_fields = ["created_at"]
+
+    def update(self, instance, validated_data):
+        # Opening or closing a location moves every channel's number of what is stocked there: through stock.
+        active = validated_data.pop("is_active", None)
+        instance = super().update(instance, validated_data)
+        if active is not None:
+            instance = stock.set_location_active(location=instance, active=active)
+        return instance
 
 
 class AdjustmentSerializer(serializers.Serializer):

@@ -95,3 +95,18 @@ def test_ring_fence_set_in_the_admin_sets_units_aside_and_a_listing_added_there_
     assert page.status_code == 200 and ">error<" in page.content.decode().lower().replace(" ", "")
     page = staff.get(f"/admin/channels_app/channelallocation/?channel__id__exact={channel.pk}")
     assert page.status_code == 200 and cap.code in page.content.decode()
+
+
+def test_a_location_closed_in_the_admin_marks_the_channels_out_of_date(staff):
+    """Review finding, 2026-12-07: the admin saved the flag alone, and the channels showed the closed location's
+    units until the SKU's next stock write."""
+    wh, store = make_location(), make_location()
+    tee = make_sku(stock_at={wh: 10, store: 40})
+    listing = Listing.objects.create(channel=make_channel("woocommerce", slug="woo"), sku=tee)
+    before = listing.desired_version
+    response = staff.post(f"/admin/inventory_app/location/{store.pk}/change/", {
+        "code": store.code, "name": store.name, "kind": store.kind, "priority": store.priority})  # is_active unticked
+    assert response.status_code == 302, response.content.decode()[:2000]
+    store.refresh_from_db()
+    listing.refresh_from_db()
+    assert store.is_active is False and listing.desired_version > before

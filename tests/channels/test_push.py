@@ -423,6 +423,25 @@ def test_a_guarded_listings_recheck_waits_for_no_webhook_received_after_its_push
         assert remote(sandbox, tee) == 95
 
 
+def test_closing_a_location_takes_its_stock_off_every_channel_and_opening_it_puts_it_back(api):
+    """Availability counts active locations only. Closing one changed no stock row, so nothing marked the channels
+    out of date: they showed its units until the SKU's next stock write (review finding, 2026-12-07)."""
+    wh, store = make_location(), make_location()
+    tee = make_sku(stock_at={wh: 10, store: 40})
+    channel, sandbox = connect("standard", {tee: 0})
+    with sandbox:
+        converge(channel)
+        assert remote(sandbox, tee) == 50
+        response = api.patch(f"/api/v1/locations/{store.code}/", {"is_active": False, "name": "Closed"}, format="json")
+        assert response.status_code == 200, response.content
+        assert response.json()["is_active"] is False and response.json()["name"] == "Closed"
+        converge(channel)
+        assert remote(sandbox, tee) == 10
+        stock.set_location_active(location=store, active=True)
+        converge(channel)
+        assert remote(sandbox, tee) == 50
+
+
 def test_bundle_listing_follows_its_components():
     wh = make_location()
     tee, cap = make_sku(stock_at={wh: 10}), make_sku(stock_at={wh: 3})
