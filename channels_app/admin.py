@@ -100,6 +100,12 @@ class ChannelAdmin(admin.ModelAdmin):
         if change and set(form.changed_data) & RULE_FIELDS:
             mark_channel_dirty(obj)
 
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        # Which locations feed the channel moves every number it is sent, as the API's PATCH of them does.
+        if change and any(formset.has_changed() for formset in formsets):
+            mark_channel_dirty(form.instance)
+
     @admin.display(description="Webhook secret")
     def secret_state(self, obj):
         if not obj.pk:

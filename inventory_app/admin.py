@@ -28,10 +28,21 @@ from inventory_app.models import (
 
 
 class BundleComponentInline(admin.TabularInline):
+    """Set when the bundle is created, shown after: as in the API, components are not changed later (an edit here
+    moved every channel's number of the bundle without marking it out of date, and a kit of 2 sold as one of 3)."""
     model = BundleComponent
     fk_name = "bundle"
     extra = 0
     autocomplete_fields = ["component"]
+
+    def has_add_permission(self, request, obj=None):
+        return obj is None and super().has_add_permission(request, obj)
+
+    def has_change_permission(self, request, obj=None):
+        return obj is None and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return obj is None and super().has_delete_permission(request, obj)
 
 
 class StockLevelInline(admin.TabularInline):

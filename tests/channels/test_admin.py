@@ -110,3 +110,54 @@ def test_a_location_closed_in_the_admin_marks_the_channels_out_of_date(staff):
     store.refresh_from_db()
     listing.refresh_from_db()
     assert store.is_active is False and listing.desired_version > before
+
+
+def test_a_bundles_components_are_shown_not_changed_in_the_admin(staff):
+    """As in the API, a bundle's components are set when it is made: an edit in the admin changed every channel's
+    number of the bundle without marking it out of date (review finding, 2026-12-07). A new SKU still takes them."""
+    from inventory_app.models import BundleComponent, Sku
+    from tests.factories import make_bundle
+
+    tee = make_sku(stock_at={make_location(): 30})
+    kit = make_bundle({tee: 2})
+    part = BundleComponent.objects.get(bundle=kit)
+    page = staff.get(f"/admin/inventory_app/sku/{kit.pk}/change/")
+    assert page.status_code == 200 and 'name="components-0-quantity"' not in page.content.decode()
+    data = {"code": kit.code, "name": kit.name, "is_active": "on", "stock_policy": "deny", "oversell_limit": 0,
+            "oversell_location": "", "components-TOTAL_FORMS": 1, "components-INITIAL_FORMS": 1,
+            "components-MIN_NUM_FORMS": 0, "components-MAX_NUM_FORMS": 1000, "components-0-id": part.pk,
+            "components-0-bundle": kit.pk, "components-0-component": tee.pk, "components-0-quantity": 3,
+            "stock_levels-TOTAL_FORMS": 0, "stock_levels-INITIAL_FORMS": 0, "stock_levels-MIN_NUM_FORMS": 0,
+            "stock_levels-MAX_NUM_FORMS": 1000}
+    response = staff.post(f"/admin/inventory_app/sku/{kit.pk}/change/", data)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert BundleComponent.objects.get(pk=part.pk).quantity == 2
+    response = staff.post("/admin/inventory_app/sku/add/", {
+        **data, "code": "KIT-NEW", "name": "New kit", "components-INITIAL_FORMS": 0, "components-0-id": "",
+        "components-0-bundle": ""})
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert Sku.objects.get(code="KIT-NEW").components.get().quantity == 3
+
+
+def test_a_location_fed_to_a_channel_in_the_admin_marks_the_channel_out_of_date(staff):
+    """The channel's inline of locations (which feed it) moves every number it is sent: the admin saved it and
+    marked nothing, where the API's PATCH re-pushes the channel (review finding, 2026-12-07)."""
+    wh, store = make_location(), make_location()
+    tee = make_sku(stock_at={wh: 10, store: 40})
+    channel = make_channel("woocommerce", slug="woo2")
+    listing = Listing.objects.create(channel=channel, sku=tee)
+    before = listing.desired_version
+    data = {"slug": "woo2", "name": "Woo", "kind": "woocommerce", "enabled": "on", "api_base_url": "http://127.0.0.1:1",
+            "external_id": "", "publish_location_id": "", "credentials_json": "", "new_webhook_secret": "",
+            "safety_buffer": 0, "share_percent": 100, "max_quantity": "", "zero_below": 0, "include_backorders": "on",
+            "sellout_guard_seconds": 0, "allocation_target": "",
+            "rate_limit_capacity": "", "rate_limit_per_second": "", "push_batch_size": 100,
+            "catalog_interval_seconds": 300, "reconcile_interval_seconds": 900,
+            "locations-TOTAL_FORMS": 1, "locations-INITIAL_FORMS": 0, "locations-MIN_NUM_FORMS": 0,
+            "locations-MAX_NUM_FORMS": 1000, "locations-0-location": store.pk, "locations-0-external_id": "",
+            "locations-0-feeds_channel": "on"}
+    response = staff.post(f"/admin/channels_app/channel/{channel.pk}/change/", data)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert channel.locations.get().feeds_channel
+    listing.refresh_from_db()
+    assert listing.desired_version > before
