@@ -49,6 +49,7 @@ from channels_app.signatures import SignatureError, verify
 from channels_app.sync import (
     applying_behind_ms,
     listing_writes_at_end,
+    update_listings_in_order,
     wakes_together,
     write_listings_at_end,
     writes_listing_of,
@@ -760,8 +761,8 @@ def forget_what_channel_shows(channel: Channel, order_id: int) -> None:
     shows for the order's SKUs is no longer sure, so the next push for them is sent, never skipped as
     "the channel already has it": skipped, a sale elsewhere that brought our number back to the last one
     pushed left the channel showing the units its cancel had put back."""
-    Listing.objects.filter(channel=channel, sku__in=OrderLine.objects.filter(order_id=order_id).values("sku_id")).update(
-        remote_quantity=None)
+    update_listings_in_order(Listing.objects.filter(
+        channel=channel, sku__in=OrderLine.objects.filter(order_id=order_id).values("sku_id")), remote_quantity=None)
 
 
 def _inventory_reported(channel: Channel, command: InventoryReported) -> str:

@@ -817,11 +817,11 @@ def next_retry_delays(channel_ids: list[int]) -> dict[int, float | None]:
 def replay_listings(listing_ids: list[int]) -> int:
     """Operator's replay: failed listings go back into the push queue with a fresh retry budget."""
     with transaction.atomic():
-        count = Listing.objects.filter(pk__in=listing_ids).update(
-            status=ListingStatus.PENDING, attempts=0, next_attempt_at=None, last_error="",
-            desired_version=F("desired_version") + 1)
-        channel_ids = set(Listing.objects.filter(pk__in=listing_ids).values_list("channel_id", flat=True))
-        from channels_app.sync import wake_pushers
+        from channels_app.sync import update_listings_in_order, wake_pushers
 
+        count = update_listings_in_order(
+            Listing.objects.filter(pk__in=listing_ids), status=ListingStatus.PENDING, attempts=0, next_attempt_at=None,
+            last_error="", desired_version=F("desired_version") + 1)
+        channel_ids = set(Listing.objects.filter(pk__in=listing_ids).values_list("channel_id", flat=True))
         transaction.on_commit(lambda: wake_pushers(channel_ids))
     return count

@@ -96,6 +96,9 @@ def reconcile_channel(channel: Channel, *, heal: bool = True, progress: Callable
 def _heal(channel: Channel, drifted: list[tuple[Listing, int, int]]) -> None:
     now = timezone.now()
     with transaction.atomic():
+        # Locked in id order first: healed one by one in the channel's order, they could deadlock with a drain.
+        list(Listing.objects.filter(pk__in=[listing.pk for listing, _, _ in drifted]).select_for_update()
+             .order_by("id").values_list("id", flat=True))
         for listing, shows, _ in drifted:
             edited = listing.pushed_quantity != shows
             Listing.objects.filter(pk=listing.pk).update(

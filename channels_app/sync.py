@@ -217,6 +217,15 @@ def locked_listings(where: str, *, after: str = "") -> str:
     return f"WITH {first}locked AS MATERIALIZED (SELECT id FROM {LISTINGS} WHERE {where} ORDER BY id{lock}) "
 
 
+def update_listings_in_order(listings, **changes) -> int:
+    """``listings.update(**changes)``, the rows locked first in id order: an UPDATE over many rows locks them in the
+    order its plan reads them (a channel's listings by SKU through its index), and against a drain or a pusher
+    taking them in id order the two could deadlock. Returns the rows updated."""
+    with transaction.atomic(savepoint=False):
+        ids = list(listings.select_for_update().order_by("id").values_list("id", flat=True))
+        return Listing.objects.filter(pk__in=ids).update(**changes) if ids else 0
+
+
 def wake_pushers(channel_ids, *, countdown: float | None = None, hold: bool = False) -> None:
     """Enqueue a push for each channel unless one is already queued (the flag coalesces bursts). The channels
     due now go in one task, pushed in one round (``outbound.push_channels``), those the interval holds back in
@@ -297,9 +306,9 @@ def mark_channel_dirty(channel: Channel) -> int:
     shows is forgotten (remote_quantity), so no listing is skipped as "the channel already has it":
     a resync is how an operator undoes edits made on the channel behind our back."""
     with transaction.atomic():
-        count = Listing.objects.filter(channel=channel).update(
-            desired_version=F("desired_version") + 1, status="pending", attempts=0, next_attempt_at=None,
-            last_error="", remote_quantity=None)
+        count = update_listings_in_order(
+            Listing.objects.filter(channel=channel), desired_version=F("desired_version") + 1, status="pending",
+            attempts=0, next_attempt_at=None, last_error="", remote_quantity=None)
         transaction.on_commit(lambda: wake_pushers([channel.pk]))
     return count
 

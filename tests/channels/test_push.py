@@ -442,6 +442,44 @@ def test_closing_a_location_takes_its_stock_off_every_channel_and_opening_it_put
         assert remote(sandbox, tee) == 50
 
 
+def test_a_channel_wide_re_push_takes_the_listings_in_id_order():
+    """Every multi-row write of listings locks them in id order, so that two never deadlock. A channel's re-push (a
+    rule changed, a resync) updated its listings in the order its plan read them: through an index on the channel,
+    by SKU or by the channel's ids. Here the listing with the lower id has the higher SKU and ids; a pusher holding
+    it and then taking the other deadlocked with the re-push holding the other and waiting for it (review finding,
+    2026-12-07)."""
+    from channels_app.sync import mark_channel_dirty
+    from tests.channels.helpers import make_channel
+    from tests.threads import run_together
+
+    wh = make_location()
+    low_sku, high_sku = make_sku(stock_at={wh: 5}), make_sku(stock_at={wh: 5})
+    channel = make_channel("woocommerce")
+    ids = {"external_inventory_item_id", "external_variant_id", "external_product_id", "external_sku"}
+    first = Listing.objects.create(channel=channel, sku=high_sku, **dict.fromkeys(ids, "b"))
+    second = Listing.objects.create(channel=channel, sku=low_sku, **dict.fromkeys(ids, "a"))
+    holding, started = threading.Event(), threading.Event()
+
+    def pusher():
+        with transaction.atomic():
+            Listing.objects.select_for_update().get(pk=first.pk)
+            holding.set()
+            started.wait(5)
+            time.sleep(0.3)  # the re-push is waiting by now, holding what it took before
+            Listing.objects.select_for_update().get(pk=second.pk)
+
+    def re_push():
+        holding.wait(5)
+        with connection.cursor() as cursor:  # the channel's listings read through an index, as on a large table
+            cursor.execute("SET enable_seqscan = off")
+            cursor.execute("SET enable_bitmapscan = off")
+        started.set()
+        mark_channel_dirty(channel)
+
+    assert run_together(pusher, re_push) == []
+    assert all(x.desired_version == 2 for x in Listing.objects.filter(channel=channel))
+
+
 def test_bundle_listing_follows_its_components():
     wh = make_location()
     tee, cap = make_sku(stock_at={wh: 10}), make_sku(stock_at={wh: 3})
