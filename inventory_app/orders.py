@@ -176,10 +176,17 @@ def _restock_line(line: OrderLine, units: int, *, key: str, channel: str, locati
         # Components per order unit (1 for a plain SKU; a bundle's recipe otherwise).
         per_unit = sum(p.quantity for p in parts) // line.quantity
         remaining = units * per_unit
+        # Units of the line handed back before (an earlier refund) came out of the first parts: this one goes on from
+        # where they stopped. Starting again from the first part put a line taken from two locations back at one.
+        returned = line.restocked_quantity * per_unit
         for part in parts:
             if not remaining:
                 break
-            take = min(part.quantity, remaining)
+            left = part.quantity - min(part.quantity, returned)
+            returned -= part.quantity - left
+            take = min(left, remaining)
+            if not take:
+                continue
             remaining -= take
             stock.restock(sku=part.sku, location=location or part.location, quantity=take,
                           reference=f"{channel}:{line.order.external_id}:{line.external_id}", source=channel,

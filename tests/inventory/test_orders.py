@@ -84,3 +84,23 @@ def test_the_callers_rows_for_a_line_are_written_once_with_it_sold_short_or_answ
     assert (again["applied"], again["short"]) == (2, 1)
     assert sorted(notes.values_list("key", flat=True)) == ["note:a", "note:b"]
     assert StockLevel.objects.get(sku=tee).on_hand == 3
+
+
+def test_refunds_one_unit_at_a_time_put_each_back_where_it_came_from():
+    """A line of 2 took one unit from each of two locations. Each refund of one unit started again from the
+    line's first location: both went back there, which then showed a unit it did not have, and the other a unit
+    short (review finding, 2026-12-07). A cancel of the rest goes on from there too."""
+    first, second = make_location(priority=1), make_location(priority=2)
+    tee = make_sku(stock_at={first: 1, second: 5})
+    orders.place_order(channel="shop", external_id="3003", lines=[line("a", tee, 3)])
+
+    def on_hand() -> tuple[int, int]:
+        return tuple(StockLevel.objects.get(sku=tee, location=x).on_hand for x in (first, second))
+
+    assert on_hand() == (0, 3)
+    for refund_id, expected in (("r1", (1, 3)), ("r2", (1, 4))):
+        orders.refund(channel="shop", external_order_id="3003", refund_id=refund_id,
+                      lines=[orders.RefundLineRequest(external_line_id="a", quantity=1, restock=True)])
+        assert on_hand() == expected
+    orders.cancel_order(channel="shop", external_id="3003")
+    assert on_hand() == (1, 5)
