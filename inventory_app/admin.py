@@ -69,6 +69,16 @@ class SkuAdmin(admin.ModelAdmin):
     readonly_fields = ["created_at", "updated_at"]
 
     def save_model(self, request, obj, form, change):
+        if change and "is_active" in form.changed_data:
+            # On sale or not moves every channel's number of it: through the stock module.
+            active, obj.is_active = obj.is_active, not obj.is_active
+            self._save_with_policy(request, obj, form, change)
+            stock.set_sku_active(sku=obj, active=active)
+            obj.is_active = active
+            return
+        self._save_with_policy(request, obj, form, change)
+
+    def _save_with_policy(self, request, obj, form, change):
         policy_fields = {"stock_policy", "oversell_limit", "oversell_location"}
         if change and policy_fields & set(form.changed_data):
             # The allowance on stock rows must follow the policy: go through the stock module.

@@ -120,6 +120,11 @@ def availability_for_skus(
     result: dict[int, SkuAvailability] = {}
     for sku in skus:
         parts = components.get(sku.id)
+        if not sku.is_active:  # not for sale (``stock`` refuses its sales): every channel is shown none
+            stocked = single(sku.id, sku.code)
+            result[sku.id] = SkuAvailability(sku=sku.code, on_hand=stocked.on_hand, reserved=stocked.reserved,
+                                             available=0, sellable=0, is_bundle=bool(parts), locations=stocked.locations)
+            continue
         if not parts:
             result[sku.id] = single(sku.id, sku.code)
             continue

@@ -80,6 +80,7 @@ __all__ = [
     "restock",
     "sell",
     "set_location_active",
+    "set_sku_active",
     "set_stock_policy",
     "transfer",
 ]
@@ -546,6 +547,24 @@ def set_location_active(*, location: str | Location, active: bool) -> Location:
         _stock_changed(sku_ids, writes=writes, source="location")
         writes.run()
         return location_obj
+
+
+def set_sku_active(*, sku: str | Sku, active: bool) -> Sku:
+    """Put a SKU on sale or take it off: an inactive SKU's sales are refused and every channel is shown none of it
+    (``availability``). Its listings (and its bundles') are marked out of date in the same transaction, after its
+    stock rows are locked, as every stock write locks them: the flag alone left channels selling it, and each of
+    their orders was parked."""
+    with transaction.atomic():
+        sku_obj = _get_sku(sku)
+        lock_stock_rows(sku_ids=[sku_obj.id])
+        changed = Sku.objects.filter(pk=sku_obj.pk).exclude(is_active=active).update(
+            is_active=active, updated_at=timezone.now())
+        sku_obj.is_active = active
+        if changed:
+            writes = Statements()
+            _stock_changed({sku_obj.id}, writes=writes, source="sku")
+            writes.run()
+        return sku_obj
 
 
 # --- reservations ----------------------------------------------------------------------------

@@ -69,7 +69,12 @@ class SkuSerializer(serializers.ModelSerializer):
     def update(self, instance, validated_data):
         if "components" in validated_data:
             raise serializers.ValidationError({"components": "Bundle components cannot be changed after creation."})
-        return super().update(instance, validated_data)
+        # On sale or not moves every channel's number of it: through stock.
+        active = validated_data.pop("is_active", None)
+        instance = super().update(instance, validated_data)
+        if active is not None:
+            instance = stock.set_sku_active(sku=instance, active=active)
+        return instance
 
 
 class LocationSerializer(serializers.ModelSerializer):

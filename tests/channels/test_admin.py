@@ -161,3 +161,19 @@ def test_a_location_fed_to_a_channel_in_the_admin_marks_the_channel_out_of_date(
     assert channel.locations.get().feeds_channel
     listing.refresh_from_db()
     assert listing.desired_version > before
+
+
+def test_a_sku_taken_off_sale_in_the_admin_marks_its_listings(staff):
+    """Review finding, 2026-12-07: the admin saved the flag alone, and channels went on selling the SKU."""
+    tee = make_sku(stock_at={make_location(): 30})
+    listing = Listing.objects.create(channel=make_channel("woocommerce", slug="woo3"), sku=tee)
+    before = listing.desired_version
+    response = staff.post(f"/admin/inventory_app/sku/{tee.pk}/change/", {
+        "code": tee.code, "name": tee.name, "stock_policy": "deny", "oversell_limit": 0, "oversell_location": "",
+        "components-TOTAL_FORMS": 0, "components-INITIAL_FORMS": 0, "components-MIN_NUM_FORMS": 0,
+        "components-MAX_NUM_FORMS": 1000, "stock_levels-TOTAL_FORMS": 0, "stock_levels-INITIAL_FORMS": 0,
+        "stock_levels-MIN_NUM_FORMS": 0, "stock_levels-MAX_NUM_FORMS": 1000})  # is_active unticked
+    assert response.status_code == 302, response.content.decode()[:2000]
+    tee.refresh_from_db()
+    listing.refresh_from_db()
+    assert tee.is_active is False and listing.desired_version > before

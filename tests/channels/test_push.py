@@ -480,6 +480,26 @@ def test_a_channel_wide_re_push_takes_the_listings_in_id_order():
     assert all(x.desired_version == 2 for x in Listing.objects.filter(channel=channel))
 
 
+def test_a_sku_taken_off_sale_is_shown_as_none_on_every_channel_and_again_once_back(api):
+    """An inactive SKU's sales are refused (each channel order for it is parked), yet availability counted it and
+    nothing marked its listings when the flag changed: channels went on selling it (review finding, 2026-12-07)."""
+    wh = make_location()
+    tee = make_sku(stock_at={wh: 12})
+    kit = make_bundle({tee: 2})
+    channel, sandbox = connect("standard", {tee: 0, kit: 0})
+    with sandbox:
+        converge(channel)
+        assert (remote(sandbox, tee), remote(sandbox, kit)) == (12, 6)
+        response = api.patch(f"/api/v1/skus/{tee.code}/", {"is_active": False, "name": "Old tee"}, format="json")
+        assert response.status_code == 200, response.content
+        assert response.json()["is_active"] is False and response.json()["name"] == "Old tee"
+        converge(channel)
+        assert (remote(sandbox, tee), remote(sandbox, kit)) == (0, 6)  # the kit is a SKU of its own, still on sale
+        stock.set_sku_active(sku=tee, active=True)
+        converge(channel)
+        assert remote(sandbox, tee) == 12
+
+
 def test_bundle_listing_follows_its_components():
     wh = make_location()
     tee, cap = make_sku(stock_at={wh: 10}), make_sku(stock_at={wh: 3})
