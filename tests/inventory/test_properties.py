@@ -59,6 +59,17 @@ class InventoryMachine(RuleBasedStateMachine):
             held[(by_code[line["stock_sku"]], by_loc[line["location"]])] += line["quantity"]
         return held
 
+    def _covered(self, lines: list[LineRequest]) -> bool:
+        """Whether the model's free units (and the backorder SKU's allowance) cover every stock SKU the lines need
+        (a bundle's units are its components')."""
+        recipe = {self.bundle.code: [(self.plain[0], 2), (self.plain[1], 1)]}
+        by_code = {s.code: s for s in self.skus}
+        needs: dict = defaultdict(int)
+        for line in lines:
+            for sku, units in recipe.get(line.sku, [(by_code.get(line.sku), 1)]):
+                needs[sku] += units * line.quantity
+        return all(n <= self._free(sku) for sku, n in needs.items())
+
     def _free(self, sku, include_allowance=True) -> int:
         total = 0
         for loc in self.locations:
@@ -105,6 +116,7 @@ class InventoryMachine(RuleBasedStateMachine):
         try:
             result = stock.reserve(lines=lines, key=key)
         except InsufficientStock:
+            assert not self._covered(lines), "a reservation refused although stock covered it"
             return
         held = self._held(result)
         for cell, n in held.items():
@@ -120,6 +132,7 @@ class InventoryMachine(RuleBasedStateMachine):
         try:
             result = stock.sell(lines=lines, key=key)
         except InsufficientStock:
+            assert not self._covered(lines), "a sale refused although stock covered it"
             return
         self.sales.append(result["id"])
         for cell, n in self._held(result).items():
