@@ -202,7 +202,7 @@ def receive_webhook(*, slug: str, headers: Mapping[str, str], body: bytes, remot
         digest = hashlib.sha256(body).hexdigest()
         InboundEvent.objects.get_or_create(
             channel=channel, dedup_key=f"unreadable:{digest}",
-            defaults={"topic": headers.get("X-Shopify-Topic") or headers.get("X-WC-Webhook-Topic") or "",
+            defaults={"topic": storable(headers.get("X-Shopify-Topic") or headers.get("X-WC-Webhook-Topic") or ""),
                       "headers": _kept_headers(headers), "body": _text(body),
                       "status": InboundStatus.FAILED, "last_error": storable(str(exc)[:2000])})
         metrics.WEBHOOKS.labels(channel=slug, outcome="bad_payload").inc()
@@ -211,9 +211,9 @@ def receive_webhook(*, slug: str, headers: Mapping[str, str], body: bytes, remot
     try:
         with transaction.atomic():
             event = InboundEvent.objects.create(
-                channel=channel, dedup_key=delivery.dedup_key[:255], delivery_id=delivery.delivery_id[:255],
-                topic=delivery.topic[:128], headers=_kept_headers(headers), body=_text(body),
-                occurred_at=delivery.occurred_at)
+                channel=channel, dedup_key=storable(delivery.dedup_key[:255]),
+                delivery_id=storable(delivery.delivery_id[:255]), topic=storable(delivery.topic[:128]),
+                headers=_kept_headers(headers), body=_text(body), occurred_at=delivery.occurred_at)
     except IntegrityError:
         metrics.WEBHOOKS.labels(channel=slug, outcome="duplicate").inc()
         return Receipt(200, {"status": "duplicate"})
@@ -249,8 +249,11 @@ def _accept_for_known_channel(channel: Channel, adapter: ChannelAdapter, headers
     except (SignatureError, PayloadError):
         return None
     correlation = uuid.uuid4()
-    values = dict(channel_id=channel.pk, dedup_key=delivery.dedup_key[:255], delivery_id=delivery.delivery_id[:255],
-                  topic=delivery.topic[:128], headers=_kept_headers(headers), body=_text(body),
+    # The ids and the topic come from the payload (a NUL in a signed body reached the driver, which refused it: a
+    # 500, nothing stored, the platform retrying for ever).
+    values = dict(channel_id=channel.pk, dedup_key=storable(delivery.dedup_key[:255]),
+                  delivery_id=storable(delivery.delivery_id[:255]), topic=storable(delivery.topic[:128]),
+                  headers=_kept_headers(headers), body=_text(body),
                   status=InboundStatus.PENDING.value, attempts=0, last_error="", occurred_at=delivery.occurred_at,
                   received_at=timezone.now(), correlation_id=correlation)
     fields = InboundEvent._meta

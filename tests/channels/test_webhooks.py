@@ -191,6 +191,25 @@ def test_amazon_notification_relay_dedups_on_notification_id(client):
     assert post(client, "amzn", body, {"Authorization": "Bearer wrong"}).status_code == 401
 
 
+@pytest.mark.parametrize("notification_id", ["n-\u0000-1", "n-\ud800-1"])
+def test_a_signed_delivery_whose_ids_the_driver_refuses_is_stored_not_a_500(client, notification_id):
+    """The delivery's id comes from the body (Amazon's NotificationId, Standard's type as the topic): a NUL or a lone
+    surrogate in it reached the driver, which refused the insert: a 500, nothing stored, and the sender retrying
+    for ever (review finding, 2026-12-07). It is stored with the character shown, and still deduplicated."""
+    make_channel("amazon", slug="amzn2", secret="relay")
+    envelope = {"NotificationType": "ORDER_CHANGE", "EventTime": "2026-11-23T10:00:00Z", "Payload": {},
+                "NotificationMetadata": {"NotificationId": notification_id, "PublishTime": "2026-11-23T10:00:00Z"}}
+    body = json.dumps(envelope).encode()
+    headers = {"Authorization": "Bearer relay", "Content-Type": "application/json"}
+    for expected in ("accepted", "accepted", "duplicate"):  # the first through the full path, then the fast one
+        if expected == "accepted" and InboundEvent.objects.exists():
+            envelope["NotificationMetadata"]["NotificationId"] += "x"
+            body = json.dumps(envelope).encode()
+        response = post(client, "amzn2", body, headers)
+        assert response.status_code == 200 and response.json()["status"] == expected, response.content
+    assert InboundEvent.objects.count() == 2 and all("\\" in e.dedup_key for e in InboundEvent.objects.all())
+
+
 def test_fuzzed_requests_never_5xx_and_never_change_state(client, shop):
     """Random bodies and header sets, none correctly signed: all refused, each counted, nothing applied."""
     from hypothesis import HealthCheck, given, settings
