@@ -182,6 +182,12 @@ class ListingAdmin(admin.ModelAdmin):
         if not change and obj.channel.allocation_target is not None:
             allocation.top_up(obj.channel, [obj.sku_id])
 
+    def delete_model(self, request, obj):
+        services.delete_listings(Listing.objects.filter(pk=obj.pk))
+
+    def delete_queryset(self, request, queryset):
+        services.delete_listings(queryset)
+
     @admin.display(description="error")
     def short_error(self, obj):
         return obj.last_error[:80]

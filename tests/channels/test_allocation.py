@@ -356,3 +356,28 @@ def test_the_fenced_platform_keeps_its_number_while_the_pool_sells_out():
         assert (remote(amazon_box, tee), remote(woo_box, tee)) == (4, 0)
         assert_converged(amazon, amazon_box)
         assert_converged(woo, woo_box)
+
+
+@pytest.mark.django_db
+def test_deleting_a_fenced_listing_gives_its_units_back_and_marks_the_other_channels(client, django_user_model):
+    """A fenced channel's listing held its units back from every other channel; deleted (in the admin: the only
+    place listings are deleted), the units were the pool's again, but nothing marked the other channels, which
+    showed less until the SKU's next stock write (review finding, 2026-12-07). (A fenced channel itself cannot be
+    deleted in the admin: its allocations are records the system writes.)"""
+    client.force_login(django_user_model.objects.create_superuser("ops", "ops@example.com", "pw-ops-123"))
+    tee = make_sku(stock_at={make_location(): 20})
+    shop = pooled([tee])
+    amazon, other = fenced("amazon", 5, [tee]), fenced("amazon", 3, [tee])
+    assert shown(shop, tee) == 12
+    mine = Listing.objects.get(channel=shop, sku=tee)
+    version = mine.desired_version
+    listing = Listing.objects.get(channel=amazon, sku=tee)
+    response = client.post(f"/admin/channels_app/listing/{listing.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302
+    assert not ChannelAllocation.objects.filter(channel=amazon).exists() and shown(shop, tee) == 17
+    mine.refresh_from_db()
+    assert mine.desired_version > version
+    response = client.post("/admin/channels_app/listing/", {
+        "action": "delete_selected", "post": "yes", "_selected_action": [Listing.objects.get(channel=other).pk]})
+    assert response.status_code == 302 and shown(shop, tee) == 20
+    assert Listing.objects.get(channel=shop).desired_version > mine.desired_version
