@@ -50,16 +50,26 @@ end
 return out
 """
 
+# ARGV: what the platform says is left, the bucket's capacity and rate. Compared with what the bucket holds *now*,
+# refilled for the time since its last use: compared with the stored count, a bucket emptied a while ago was left
+# alone by "3 left" and then refilled itself past it on the next acquire.
 _OBSERVE = """
 local key = KEYS[1]
 local remaining = tonumber(ARGV[1])
+local capacity = tonumber(ARGV[2])
+local rate = tonumber(ARGV[3])
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
-local tokens = tonumber(redis.call('HGET', key, 'tokens'))
-if tokens == nil or remaining < tokens then
-  redis.call('HSET', key, 'tokens', remaining, 'ts', now)
-  redis.call('PEXPIRE', key, 3600000)
+local data = redis.call('HMGET', key, 'tokens', 'ts')
+local tokens = tonumber(data[1])
+if tokens ~= nil then
+  tokens = math.min(capacity, tokens + math.max(now - (tonumber(data[2]) or now), 0) * rate / 1000)
 end
+if tokens == nil or remaining < tokens then
+  tokens = remaining
+end
+redis.call('HSET', key, 'tokens', tokens, 'ts', now)
+redis.call('PEXPIRE', key, 3600000)
 return 1
 """
 
@@ -108,7 +118,7 @@ class RateLimiter:
 
     def observe_remaining(self, remaining: float) -> None:
         """The platform says only this many calls are left: never believe we have more."""
-        self._observe(keys=[self.key], args=[max(remaining, 0)])
+        self._observe(keys=[self.key], args=[max(remaining, 0), self.capacity, self.per_second])
 
     def block_for(self, seconds: float) -> None:
         self._block(keys=[self.key], args=[int(seconds * 1000)])

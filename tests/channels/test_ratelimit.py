@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -65,3 +66,15 @@ def test_several_buckets_are_asked_in_one_call_each_on_its_own_terms():
     finally:
         for bucket in (full, empty, blocked):
             bucket.reset()
+
+
+def test_what_the_platform_says_is_left_caps_the_bucket_as_refilled_now():
+    """Emptied a second ago, the bucket holds 2 tokens again by its own rate; the platform says 1 is left. The
+    correction compared "1 left" with the stored 0 and left the bucket alone, and the next request found 2
+    (review finding, 2026-12-07): now it is capped at 1."""
+    bucket = RateLimiter(f"test:{uuid.uuid4()}", capacity=10, per_second=2)
+    assert bucket.try_acquire(10) == 0
+    time.sleep(1.05)
+    bucket.observe_remaining(1)
+    assert bucket.try_acquire(1) == 0
+    assert bucket.try_acquire(1) > 0
