@@ -80,6 +80,7 @@ def deliver(delivery_id: int) -> str:
     """One attempt, if due. Safe to call concurrently and repeatedly."""
     from channels_app.adapters.http import parse_retry_after, session_for
     from channels_app.adapters.standard import signed_headers
+    from channels_app.inbound import storable
 
     with transaction.atomic():
         delivery = (EventDelivery.objects.select_for_update(skip_locked=True, of=("self",)).select_related("subscription")
@@ -104,6 +105,8 @@ def deliver(delivery_id: int) -> str:
                     error = f"HTTP {status}: {response.text[:200]}"
             except requests.RequestException as exc:
                 error = f"{type(exc).__name__}: {exc}"[:500]
+        # The receiver's words, as the database can store them (a NUL refused the record, and the attempt with it).
+        error = storable(error)
         DeliveryAttempt.objects.create(delivery=delivery, status_code=status, error=error[:500],
                                        duration_ms=int((time.perf_counter() - started) * 1000))
         delivery.attempts += 1

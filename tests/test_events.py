@@ -33,10 +33,15 @@ class Receiver:
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 Webhook(outer.secret).verify(body.decode(), headers)  # raises if the signature is wrong
                 outer.received.append((headers, json.loads(body)))
-                status = outer.answers.pop(0) if outer.answers else 200
+                answer = outer.answers.pop(0) if outer.answers else 200
+                # An answer: a status, or (status, headers, body).
+                status, extra, payload = answer if isinstance(answer, tuple) else (answer, {}, b"")
                 self.send_response(status)
-                self.send_header("Content-Length", "0")
+                for name, value in extra.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
+                self.wfile.write(payload)
 
             def log_message(self, *args):
                 pass
@@ -120,6 +125,41 @@ def test_retry_schedule_grows_and_honours_retry_after(receiver):
     events.deliver(delivery.pk)
     delivery.refresh_from_db()
     assert delivery.next_attempt_at >= before + timedelta(seconds=events.RETRY_SCHEDULE[0])
+
+
+@pytest.mark.parametrize("retry_after", ["120", "nan", "inf", "1e12", "Fri, 31 Dec 9999 23:59:59 GMT"])
+def test_a_receivers_retry_after_is_honoured_within_bounds_and_the_attempt_always_recorded(receiver, retry_after):
+    """429 with Retry-After: the next attempt waits that long (120 s here, past the schedule's first 5 s). A value
+    the arithmetic could not take (nan, inf, 1e12, the year 9999) raised after the POST: the attempt rolled back
+    unrecorded, the delivery stayed due and was sent again every few seconds, for ever (review finding,
+    2026-12-07). It is recorded, and waits at most an hour."""
+    from channels_app.adapters.http import MAX_RETRY_AFTER
+
+    r = receiver([(429, {"Retry-After": retry_after}, b"")])
+    r.subscribe()
+    events.emit("order.created", {})
+    delivery = EventDelivery.objects.get()
+    before = timezone.now()
+    events.deliver(delivery.pk)
+    delivery.refresh_from_db()
+    assert delivery.attempts == 1 and delivery.attempt_log.count() == 1
+    wait = (delivery.next_attempt_at - before).total_seconds()
+    if retry_after == "120":
+        assert 120 <= wait < 125
+    else:
+        assert events.RETRY_SCHEDULE[0] <= wait <= MAX_RETRY_AFTER + 5
+
+
+def test_an_error_body_the_database_cannot_store_is_recorded_shown(receiver):
+    """A receiver's 500 whose body held a NUL: the attempt's record was refused, rolled back with the attempt, and
+    the delivery sent again every few seconds, for ever (review finding, 2026-12-07)."""
+    r = receiver([(500, {}, b"broken\x00body")])
+    r.subscribe()
+    events.emit("order.created", {})
+    delivery = EventDelivery.objects.get()
+    events.deliver(delivery.pk)
+    delivery.refresh_from_db()
+    assert delivery.attempts == 1 and "broken\\x00body" in delivery.last_error
 
 
 def test_orders_and_expiries_are_events(receiver):

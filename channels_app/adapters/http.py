@@ -8,6 +8,7 @@ Retry-After so the rate limiter can hold every worker back, not just this one. O
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from collections.abc import Callable
@@ -46,16 +47,34 @@ class PermanentError(ChannelError):
     """A 4xx the platform will keep giving: shown on the listing, not retried."""
 
 
+# The longest Retry-After taken as said: "nan", "inf", 1e12 or a date in the year 9999 made the arithmetic after it
+# fail (an outgoing delivery's attempt then rolled back unrecorded and was sent again every few seconds, for ever).
+MAX_RETRY_AFTER = 3600.0
+
+
 def parse_retry_after(value: str | None, default: float = 1.0) -> float:
+    """Seconds to wait, from a Retry-After header (seconds or an HTTP date): finite, within [0, MAX_RETRY_AFTER]."""
     if not value:
         return default
     try:
-        return max(float(value), 0.0)
+        seconds = float(value)
     except ValueError:
         try:
-            return max((parsedate_to_datetime(value) - timezone.now()).total_seconds(), 0.0)
-        except (TypeError, ValueError):
+            seconds = (parsedate_to_datetime(value) - timezone.now()).total_seconds()
+        except (TypeError, ValueError, OverflowError):
             return default
+    if not math.isfinite(seconds):
+        return default if math.isnan(seconds) else MAX_RETRY_AFTER
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+
+
+def _retry_after(response: requests.Response) -> float:
+    """A 429's wait: Retry-After, else the window's reset (BigCommerce says it only as X-Rate-Limit-Time-Reset-Ms:
+    without it, a second, and a 429 every second until its 30 s window reset)."""
+    if response.headers.get("Retry-After"):
+        return parse_retry_after(response.headers["Retry-After"])
+    reset_ms = response.headers.get("X-Rate-Limit-Time-Reset-Ms", "")
+    return parse_retry_after(str(int(reset_ms) / 1000)) if reset_ms.isdigit() else 1.0
 
 
 def environment_ca_bundle() -> str | None:
@@ -107,17 +126,20 @@ def send(
     )
     def once() -> requests.Response:
         try:
-            response = session.request(method, url, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT), **kwargs)
+            # Redirects not followed: a POST turned into a GET answered 200 was taken for a push, and the platform's
+            # token headers (requests drops only Authorization) went to whatever host the redirect named.
+            response = session.request(method, url, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT), allow_redirects=False,
+                                       **kwargs)
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise TransientError(f"{method} {url}: {type(exc).__name__}") from exc
         if on_response is not None:
             on_response(response)
         status = response.status_code
         if status == 429:
-            raise RateLimited(f"{method} {url}: 429", retry_after=parse_retry_after(response.headers.get("Retry-After")))
+            raise RateLimited(f"{method} {url}: 429", retry_after=_retry_after(response))
         if status >= 500:
             raise TransientError(f"{method} {url}: {status}", status=status)
-        if status >= 400:
+        if status >= 300:
             raise PermanentError(f"{method} {url}: {status} {response.text[:300]}", status=status)
         return response
 

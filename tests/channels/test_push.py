@@ -500,6 +500,58 @@ def test_a_sku_taken_off_sale_is_shown_as_none_on_every_channel_and_again_once_b
         assert remote(sandbox, tee) == 12
 
 
+def test_a_channel_answering_with_a_redirect_is_a_failure_and_its_token_stays_home():
+    """Redirects were followed: a 302 to a POST became a GET elsewhere, its 200 was taken for the push, and the
+    platform's token header (requests drops only Authorization) went to the other host (review finding,
+    2026-12-07). A 3xx is a failure, shown on the listing, as the Standard Webhooks rules say of a delivery."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from tests.channels.helpers import make_channel
+
+    seen: list[dict] = []
+
+    class Elsewhere(BaseHTTPRequestHandler):
+        def _answer(self):
+            seen.append(dict(self.headers))
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        do_GET = do_POST = _answer  # noqa: N815
+
+        def log_message(self, *args):
+            pass
+
+    elsewhere = ThreadingHTTPServer(("127.0.0.1", 0), Elsewhere)
+
+    class Redirect(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(302)
+            self.send_header("Location", f"http://127.0.0.1:{elsewhere.server_address[1]}/steal")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    redirect = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    for server in (elsewhere, redirect):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        tee = make_sku(stock_at={make_location(): 5})
+        channel = make_channel("shopify", api_base_url=f"http://127.0.0.1:{redirect.server_address[1]}",
+                               credentials={"access_token": "shpat_SECRET"}, publish_location_id="1")
+        Listing.objects.create(channel=channel, sku=tee, external_inventory_item_id="9")
+        outbound.push_channel(channel.pk)
+    finally:
+        for server in (elsewhere, redirect):
+            server.shutdown()
+    listing = Listing.objects.get(channel=channel)
+    assert seen == [] and listing.pushed_version == 0 and "302" in listing.last_error
+
+
 def test_bundle_listing_follows_its_components():
     wh = make_location()
     tee, cap = make_sku(stock_at={wh: 10}), make_sku(stock_at={wh: 3})
