@@ -781,6 +781,11 @@ def _inventory_reported(channel: Channel, command: InventoryReported) -> str:
     # Not a location the channel owns: it is the channel echoing our push, or someone editing stock
     # on the channel. Remember it; never overwrite our truth with it, and do not push back at once
     # (a sale on the channel may be on its way to us) - reconciliation heals real drift.
+    if command.as_of is not None and listing.pushed_at is not None and command.as_of < listing.pushed_at:
+        # Older than our last acknowledged push (platforms do not deliver in order): it may report a number of ours
+        # since replaced. Kept, the push of a later number equal to it was skipped as "the channel has it" while the
+        # channel showed our newer one.
+        return "report older than our last push: ignored"
     now = timezone.now()
     echo = listing.pushed_quantity == command.available
     Listing.objects.filter(pk=listing.pk).update(

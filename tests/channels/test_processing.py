@@ -184,6 +184,25 @@ def test_level_report_for_a_pooled_location_never_overwrites_truth(setup):
     assert listing.remote_quantity == 13 and listing.edited_on_channel_at is not None
 
 
+def test_a_level_report_older_than_our_last_push_is_not_taken_for_what_the_channel_shows(setup):
+    """We pushed 5, then 8; the channel's reports of them arrive 8 first, then 5 (platforms do not keep the order).
+    Taken as what the channel shows, the 5 made the next push of 5 (a sale elsewhere) look already there, and it was
+    skipped while the channel showed 8 (review finding, 2026-12-07). A report newer than our push still counts."""
+    from datetime import UTC, datetime
+
+    channel, wh, tee, cap = setup
+    pushed_at = datetime(2026, 11, 23, 10, 0, 10, tzinfo=UTC)
+    Listing.objects.filter(sku=tee).update(pushed_quantity=8, remote_quantity=8, pushed_at=pushed_at)
+    deliver(Client(), "inventory_levels/update", {"inventory_item_id": 9001, "location_id": "L-WH", "available": 5,
+                                                  "updated_at": "2026-11-23T10:00:05Z"})
+    process_all()
+    assert Listing.objects.get(sku=tee).remote_quantity == 8
+    deliver(Client(), "inventory_levels/update", {"inventory_item_id": 9001, "location_id": "L-WH", "available": 6,
+                                                  "updated_at": "2026-11-23T10:00:15Z"})
+    process_all()
+    assert Listing.objects.get(sku=tee).remote_quantity == 6
+
+
 def test_oversold_line_is_recorded_short_without_touching_stock(setup):
     channel, wh, tee, cap = setup
     deliver(Client(), "orders/create", json.loads(shopify_order(8, [(81, "TEE", 111, 25)])))
