@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
+from urllib.parse import quote
 
 from channels_app.adapters.base import ChannelAdapter, Delivery, PayloadError, PushItem, PushResult, parse_time
 from channels_app.adapters.http import PermanentError
@@ -70,7 +71,9 @@ class AmazonAdapter(ChannelAdapter):
             body = {"productType": self.channel.credentials.get("product_type", "PRODUCT"), "patches": [
                 {"op": "replace", "path": "/attributes/fulfillment_availability",
                  "value": [{"fulfillment_channel_code": "DEFAULT", "quantity": item.quantity}]}]}
-            response = self.request("PATCH", f"/listings/2021-08-01/items/{self.seller_id}/{sku}",
+            # The SKU is a path segment: one with a "/", "#" or a space went to another path (404: parked).
+            response = self.request("PATCH", f"/listings/2021-08-01/items/{quote(self.seller_id, safe='')}/"
+                                             f"{quote(sku, safe='')}",
                                     params={"marketplaceIds": marketplace}, headers=self._headers(), json=body)
             answer = response.json()
             if answer.get("status") != "ACCEPTED":

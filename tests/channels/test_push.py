@@ -552,6 +552,16 @@ def test_a_channel_answering_with_a_redirect_is_a_failure_and_its_token_stays_ho
     assert seen == [] and listing.pushed_version == 0 and "302" in listing.last_error
 
 
+def test_an_amazon_sku_with_a_slash_or_a_space_is_pushed_to_its_own_path():
+    """The SKU was put in the URL path as it is: "TEE/RED 1" went to another path, answered 404, and was parked
+    (review finding, 2026-12-07)."""
+    tee = make_sku("TEE/RED 1#A", stock_at={make_location(): 7})
+    channel, sandbox = connect("amazon", {tee: 0})
+    with sandbox:
+        converge(channel)
+        assert remote(sandbox, tee) == 7
+
+
 def test_bundle_listing_follows_its_components():
     wh = make_location()
     tee, cap = make_sku(stock_at={wh: 10}), make_sku(stock_at={wh: 3})
