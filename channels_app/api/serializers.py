@@ -39,6 +39,16 @@ class ChannelSerializer(serializers.ModelSerializer):
                   "reconcile_interval_seconds", "locations", "created_at", "updated_at"]
         read_only_fields = ["created_at", "updated_at"]
 
+    def validate(self, attrs):
+        # The stored credentials go to whatever address the channel names: moving the address without giving them
+        # again would hand the platform's token to a host the caller chose (review finding, 2026-12-07).
+        moved = self.instance is not None and "api_base_url" in attrs and (
+            attrs["api_base_url"].rstrip("/") != self.instance.api_base_url.rstrip("/"))
+        if moved and "credentials" not in attrs and self.instance.credentials:
+            raise serializers.ValidationError(
+                {"api_base_url": "Changing the channel's API address needs its credentials again, in the same request."})
+        return attrs
+
     def validate_locations(self, locations: list[dict]) -> list[dict]:
         # The database allows one row per location and per channel id of it: a list naming one twice was a 500.
         codes = [item["location"].code for item in locations]

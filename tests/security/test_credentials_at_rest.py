@@ -138,3 +138,18 @@ def test_the_same_secret_encrypts_differently_each_time(key_a):
     first = Channel.objects.create(slug="sec-a", name="a", kind="shopify", webhook_secret=WEBHOOK_SECRET)
     second = Channel.objects.create(slug="sec-b", name="b", kind="shopify", webhook_secret=WEBHOOK_SECRET)
     assert raw_row(first.slug)["webhook_secret"] != raw_row(second.slug)["webhook_secret"]
+
+
+def test_moving_a_channels_api_address_needs_its_credentials_again(client, key_a):
+    """The stored token goes to whatever address the channel names: any API user could PATCH the address to a host of
+    their own and then ask for a resync, and the platform's token went there (review finding, 2026-12-07)."""
+    create_channel(client)
+    moved = client.patch("/api/v1/channels/sec-shop/", {"api_base_url": "https://evil.example"}, format="json")
+    assert moved.status_code == 400 and "credentials" in str(moved.json()["api_base_url"])
+    assert Channel.objects.get(slug="sec-shop").api_base_url == "https://sec.example/"
+    same = client.patch("/api/v1/channels/sec-shop/", {"api_base_url": "https://sec.example"}, format="json")
+    assert same.status_code == 200  # the same address, written another way
+    with_them = client.patch("/api/v1/channels/sec-shop/", {
+        "api_base_url": "https://new.example", "credentials": {"access_token": "shpat_NEW"}}, format="json")
+    assert with_them.status_code == 200, with_them.content
+    assert Channel.objects.get(slug="sec-shop").credentials == {"access_token": "shpat_NEW"}
