@@ -29,6 +29,13 @@ def request_fingerprint(request: Request) -> str:
     return hashlib.sha256(f"{request.method} {request.path}\n{body}".encode()).hexdigest()
 
 
+def domain_key(owner: str, key: str) -> str:
+    """The stock operation's key for a caller's Idempotency-Key: within the 255 characters the ledger keeps (a key
+    near 255 characters made it longer, and the database's refusal a 500)."""
+    plain = f"api:{owner}:{key}"
+    return plain if len(plain) <= 255 else f"api:{owner}:sha256:{hashlib.sha256(key.encode()).hexdigest()}"
+
+
 def idempotent(request: Request, handler: Callable[[str | None], Response]) -> Response:
     """Run ``handler(domain_key)`` at most once per Idempotency-Key."""
     key = request.headers.get(HEADER)
@@ -44,7 +51,11 @@ def idempotent(request: Request, handler: Callable[[str | None], Response]) -> R
         with transaction.atomic():
             record = IdempotencyKey.objects.create(owner=owner, key=key, fingerprint=fingerprint, locked_at=now)
     except IntegrityError:
-        record = IdempotencyKey.objects.get(owner=owner, key=key)
+        record = IdempotencyKey.objects.filter(owner=owner, key=key).first()
+        if record is None:  # the request holding it failed and let it go just now: the caller may send again
+            return Response({"code": "idempotency_key_in_use",
+                             "detail": "A request with this Idempotency-Key was being processed; send it again."},
+                            status=409)
         if record.fingerprint != fingerprint:
             return Response({"code": "idempotency_key_reused",
                              "detail": "This Idempotency-Key was used with a different request."}, status=422)
@@ -61,7 +72,7 @@ def idempotent(request: Request, handler: Callable[[str | None], Response]) -> R
                              "detail": "A request with this Idempotency-Key is still being processed."}, status=409)
     try:
         try:
-            response = handler(f"api:{owner}:{key}")
+            response = handler(domain_key(owner, key))
         except StockError as exc:
             # A domain refusal is a result like any other: the repeat gets the same answer.
             response = Response(exc.as_dict(), status=exc.http_status)

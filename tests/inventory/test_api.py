@@ -101,6 +101,19 @@ def test_idempotency_key_replays_rejects_changed_body_and_in_flight(api, api_use
     assert busy.status_code in (409, 422)
 
 
+def test_an_idempotency_key_of_255_characters_is_kept_and_answered_again(api):
+    """Keys up to 255 characters are accepted; the stock operation's key prefixed it past the 255 the ledger keeps,
+    and the database's refusal answered 500 (review finding, 2026-12-07)."""
+    wh = make_location("wh-1")
+    sku = make_sku("TEE", stock_at={wh: 10})
+    body = {"lines": [{"sku": "TEE", "quantity": 2}]}
+    key = "k" * 255
+    first = api.post("/api/v1/reservations/", body, format="json", HTTP_IDEMPOTENCY_KEY=key)
+    again = api.post("/api/v1/reservations/", body, format="json", HTTP_IDEMPOTENCY_KEY=key)
+    assert first.status_code == again.status_code == 201, first.content
+    assert again.json()["id"] == first.json()["id"] and StockLevel.objects.get(sku=sku).reserved == 2
+
+
 def test_in_flight_repeat_with_same_body_is_409(api, api_user):
     from inventory_app.api.idempotency import request_fingerprint
 
