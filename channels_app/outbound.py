@@ -29,7 +29,7 @@ from django.db.models import Case, CharField, F, Min, Q, Value, When
 from django.utils import timezone
 
 from channels_app import metrics, rules
-from channels_app.adapters import adapter_for
+from channels_app.adapters import adapter_for, http
 from channels_app.adapters.base import BATCH_REFUSED, ChannelAdapter, PushItem, PushResult
 from channels_app.adapters.http import ChannelError, PermanentError, RateLimited
 from channels_app.models import Channel, InboundEvent, InboundStatus, Listing, ListingStatus, PushLog
@@ -48,6 +48,8 @@ _LISTING_SKU = Listing._meta.get_field("sku")
 
 # Longer than one batch's requests with their in-call retries; a dead pusher's batch is retaken after it.
 LEASE_SECONDS = int(os.environ.get("TALLY_PUSH_LEASE_SECONDS", "20"))
+# Of a lease, what its last request leaves for recording the outcome.
+RECORD_SECONDS = 2.0
 # With equal-jitter backoff capped at 30 s, 12 attempts span about three minutes: a platform outage
 # of a minute or two heals by itself; longer ones park the listing for the operator.
 MAX_ATTEMPTS = 12
@@ -343,24 +345,27 @@ def _send(p: _Pushing, to_send: list[PushItem], previous_attempts: dict[int, int
     adapter, batches = p.adapter, []
     sent = 0
     try:
-        for items in _batches(adapter, to_send):
-            if batches and time.monotonic() > send_until:
-                # Our lease must outlast the send and its record: what is left goes to the next push, at once.
-                batches.append(_Batch(to_send[sent:], throttled_for=0.0, sent=False))
-                break
-            batch = _Batch(items)
-            batches.append(batch)
-            needed = adapter.requests_needed(batch.items) - prepaid
-            prepaid = max(-needed, 0)
-            wait_for = adapter.limiter.acquire(needed, max_wait=MAX_INLINE_WAIT) if needed > 0 else 0.0
-            if wait_for:
-                metrics.RATE_LIMIT_WAITS.labels(channel=p.channel.slug).inc()
-                batch.items = to_send[sent:]
-                batch.throttled_for = wait_for
-                batch.sent = False
-                break
-            _call(p, batch, previous_attempts)
-            sent += len(items)
+        # Every request ends before the lease does, with time left to record what the channel said: a send
+        # that outlasted it let another pusher take the listing and send a newer number under this one.
+        with http.deadline(send_until + LEASE_SECONDS / 2 - min(RECORD_SECONDS, LEASE_SECONDS / 4)):
+            for items in _batches(adapter, to_send):
+                if batches and time.monotonic() > send_until:
+                    # Our lease must outlast the send and its record: what is left goes to the next push, at once.
+                    batches.append(_Batch(to_send[sent:], throttled_for=0.0, sent=False))
+                    break
+                batch = _Batch(items)
+                batches.append(batch)
+                needed = adapter.requests_needed(batch.items) - prepaid
+                prepaid = max(-needed, 0)
+                wait_for = adapter.limiter.acquire(needed, max_wait=MAX_INLINE_WAIT) if needed > 0 else 0.0
+                if wait_for:
+                    metrics.RATE_LIMIT_WAITS.labels(channel=p.channel.slug).inc()
+                    batch.items = to_send[sent:]
+                    batch.throttled_for = wait_for
+                    batch.sent = False
+                    break
+                _call(p, batch, previous_attempts)
+                sent += len(items)
     except Exception as exc:  # noqa: BLE001 - e.g. Redis gone while taking tokens: the listings show it, retried
         log.exception("push failed", extra={"channel": p.channel.slug})
         if batches and not batches[-1].results and batches[-1].throttled_for is None:

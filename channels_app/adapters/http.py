@@ -8,17 +8,20 @@ Retry-After so the rate limiter can hold every worker back, not just this one. O
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from email.utils import parsedate_to_datetime
 
 import requests
 from django.utils import timezone
 from tenacity import (
     retry,
-    retry_if_exception_type,
+    retry_if_exception,
     stop_after_attempt,
     wait_random_exponential,
 )
@@ -107,6 +110,39 @@ def session_for(key: str) -> requests.Session:
     return sessions[key]
 
 
+# When this thread's requests must have ended (time.monotonic), if set: a push's lease. Tenacity's attempts and each
+# request's timeouts fit in what is left; past it, nothing more is sent.
+_deadline: ContextVar[float | None] = ContextVar("send_deadline", default=None)
+# Less than this left: not worth an attempt.
+MIN_ATTEMPT_SECONDS = 0.5
+
+
+class OutOfTime(TransientError):
+    """The deadline came before this attempt: not sent, and not retried here (the listing is, later)."""
+
+
+@contextlib.contextmanager
+def deadline(at: float) -> Iterator[None]:
+    """Requests sent inside end by ``at`` (time.monotonic): a request that would outlast the pusher's lease let
+    another pusher take the listing and send a newer number, which this one's late success then overwrote (three
+    attempts of 3 s to connect and 10 to read, and their backoff, ran to 40 s against a 20 s lease)."""
+    token = _deadline.set(at)
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
+
+
+def _timeout() -> tuple[float, float]:
+    at = _deadline.get()
+    if at is None:
+        return CONNECT_TIMEOUT, READ_TIMEOUT
+    left = at - time.monotonic()
+    if left < MIN_ATTEMPT_SECONDS:
+        raise OutOfTime(f"out of time: {max(left, 0):.1f} s left of the push's lease")
+    return min(CONNECT_TIMEOUT, left), min(READ_TIMEOUT, left)
+
+
 def send(
     session: requests.Session,
     method: str,
@@ -119,7 +155,7 @@ def send(
     """Send with retries on transient failures; return a 2xx response or raise a ChannelError."""
 
     @retry(
-        retry=retry_if_exception_type(TransientError),
+        retry=retry_if_exception(lambda exc: isinstance(exc, TransientError) and not isinstance(exc, OutOfTime)),
         stop=stop_after_attempt(attempts),
         wait=wait_random_exponential(multiplier=0.05, max=1.0),
         reraise=True,
@@ -128,8 +164,7 @@ def send(
         try:
             # Redirects not followed: a POST turned into a GET answered 200 was taken for a push, and the platform's
             # token headers (requests drops only Authorization) went to whatever host the redirect named.
-            response = session.request(method, url, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT), allow_redirects=False,
-                                       **kwargs)
+            response = session.request(method, url, timeout=_timeout(), allow_redirects=False, **kwargs)
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise TransientError(f"{method} {url}: {type(exc).__name__}") from exc
         if on_response is not None:

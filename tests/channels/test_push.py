@@ -562,6 +562,23 @@ def test_an_amazon_sku_with_a_slash_or_a_space_is_pushed_to_its_own_path():
         assert remote(sandbox, tee) == 7
 
 
+def test_a_push_never_sends_past_its_lease(monkeypatch):
+    """A request's attempts (3 s to connect, 10 to read, three times, with backoff) could run past the pusher's lease,
+    and another pusher then took the listing and sent a newer number, which this one's late success overwrote
+    (review finding, 2026-12-07). Here a 4 s lease leaves 3 s for sending against a channel answering in 5 s: the
+    request gives up at the lease's deadline, is not tried again within it, and the listing is retried later."""
+    monkeypatch.setattr(outbound, "LEASE_SECONDS", 4)
+    tee = make_sku(stock_at={make_location(): 5})
+    channel, sandbox = connect("standard", {tee: 0})
+    with sandbox:
+        sandbox.state.set_faults({"latency_ms": 5000})
+        outbound.push_channel(channel.pk, max_rounds=1)
+        listing = Listing.objects.get(channel=channel)
+        assert listing.pushed_version == 0 and listing.status == ListingStatus.RETRYING
+        assert "out of time" in listing.last_error or "Timeout" in listing.last_error
+        assert listing.lease_until is None  # recorded within the lease, and let go
+
+
 def test_bundle_listing_follows_its_components():
     wh = make_location()
     tee, cap = make_sku(stock_at={wh: 10}), make_sku(stock_at={wh: 3})
