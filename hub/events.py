@@ -16,7 +16,7 @@ import uuid
 from datetime import timedelta
 
 import requests
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from hub.broker import missing_messages
@@ -48,12 +48,28 @@ def new_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
+def _still_there(subscribers: list[int]) -> list[int]:
+    """Of the cached subscribers, those still there and enabled, held (FOR KEY SHARE) until this transaction ends.
+    The cache is per process: a subscription deleted in another was still named here, and the caller's whole
+    transaction (an order, a stock write) failed at commit on the deliveries' foreign key. The lock does not
+    block other emits, only the subscription's deletion, until then."""
+    if connection.vendor != "postgresql":
+        return list(Subscription.objects.filter(pk__in=subscribers, enabled=True).values_list("pk", flat=True))
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT id FROM {Subscription._meta.db_table} WHERE id = ANY(%s) AND enabled FOR KEY SHARE",
+                       [list(subscribers)])
+        return [row[0] for row in cursor.fetchall()]
+
+
 def forget_subscribers() -> None:
     _cache.clear()
 
 
 def emit(event_type: str, data: dict) -> int:
     subscribers = _subscribers(event_type)
+    if not subscribers:
+        return 0
+    subscribers = _still_there(subscribers)
     if not subscribers:
         return 0
     now = timezone.now()

@@ -162,6 +162,27 @@ def test_an_error_body_the_database_cannot_store_is_recorded_shown(receiver):
     assert delivery.attempts == 1 and "broken\\x00body" in delivery.last_error
 
 
+def test_a_subscription_deleted_elsewhere_fails_no_order(receiver):
+    """Subscribers are cached per process for a few seconds: one deleted in another process (the admin) was still
+    named here, and the order's whole transaction failed at commit on the deliveries' foreign key (review finding,
+    2026-12-07). The deleted one gets nothing; the order stands."""
+    from django.db import connection
+
+    r = receiver([])
+    sub = r.subscribe("order.created")
+    gone = Subscription.objects.create(name="old", url=r.url, secret=r.secret, event_types=["order.created"])
+    events.forget_subscribers()
+    assert events.emit("order.created", {"order": "0"}) == 2  # both cached now
+    Subscription.objects.filter(pk=gone.pk).delete()  # as another process would: this one's cache still names it
+    wh = make_location()
+    tee = make_sku(stock_at={wh: 5})
+    orders.place_order(channel="shop", external_id="77", lines=[orders.OrderLineRequest("a", tee, 1)])
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # the foreign keys' check at commit, now
+    assert EventDelivery.objects.filter(subscription=sub).count() == 2
+    assert not EventDelivery.objects.filter(subscription_id=gone.pk).exists()
+
+
 def test_orders_and_expiries_are_events(receiver):
     r = receiver()
     r.subscribe("order.created", "reservation.expired")
