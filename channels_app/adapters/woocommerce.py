@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 from channels_app.adapters.base import ChannelAdapter, Delivery, PayloadError, PushItem, PushResult, RemoteLevel, parse_time
+from channels_app.adapters.http import ChannelError, PermanentError, RateLimited
 from channels_app.commands import Command, Ignored, InventoryReported, ListingRef, OrderCancelled, OrderLineIn, OrderPlaced
 
 CANCELLED = {"cancelled", "refunded", "failed"}
@@ -77,14 +78,28 @@ class WooCommerceAdapter(ChannelAdapter):
         simple = [i for i in items if not i.listing.external_variant_id]
         for start in range(0, len(simple), self.max_batch):
             results += self._push_batch(simple[start:start + self.max_batch])
-        for item in items:
-            if item.listing.external_variant_id:
+        variations = [i for i in items if i.listing.external_variant_id]
+        for index, item in enumerate(variations):
+            # A request each: one failing is that listing's failure, not the batch's. Raised, it threw away the
+            # results of the products already set, and every one of them was failed (and parked on a 404).
+            try:
                 response = self.request(
                     "PUT", f"/wp-json/wc/v3/products/{item.listing.external_product_id}/variations/"
                            f"{item.listing.external_variant_id}", auth=self._auth, json=self._body(item))
-                results.append(PushResult(listing_id=item.listing.id, ok=True,
-                                          quantity=int(response.json().get("stock_quantity", item.quantity)),
-                                          http_status=response.status_code))
+            except RateLimited as exc:
+                if not results:
+                    raise
+                self.limiter.block_for(exc.retry_after)  # the rest wait for it, as after any 429
+                results += [PushResult(listing_id=rest.listing.id, ok=False, error=str(exc), http_status=exc.status)
+                            for rest in variations[index:]]
+                break
+            except ChannelError as exc:
+                results.append(PushResult(listing_id=item.listing.id, ok=False, error=str(exc)[:500],
+                                          http_status=exc.status, retryable=not isinstance(exc, PermanentError)))
+                continue
+            results.append(PushResult(listing_id=item.listing.id, ok=True,
+                                      quantity=int(response.json().get("stock_quantity", item.quantity)),
+                                      http_status=response.status_code))
         return results
 
     @staticmethod
@@ -95,10 +110,18 @@ class WooCommerceAdapter(ChannelAdapter):
     def _push_batch(self, items: list[PushItem]) -> list[PushResult]:
         if not items:
             return []
-        by_product = {str(i.listing.external_product_id): i for i in items}
+        by_product: dict[str, PushItem] = {}
+        # A second listing naming the same product had no answer of its own: left leased, then retried for ever.
+        results = []
+        for item in items:
+            product = str(item.listing.external_product_id)
+            if product in by_product:
+                results.append(PushResult(listing_id=item.listing.id, ok=False, retryable=False,
+                                          error=f"another listing of this channel names WooCommerce product {product}"))
+            else:
+                by_product[product] = item
         response = self.request("POST", "/wp-json/wc/v3/products/batch", auth=self._auth,
                                 json={"update": [{"id": int(pid), **self._body(i)} for pid, i in by_product.items()]})
-        results = []
         answered = {str(entry.get("id")): entry for entry in response.json().get("update", [])}
         for pid, item in by_product.items():
             entry = answered.get(pid)

@@ -259,3 +259,37 @@ def test_a_sale_the_channel_noted_while_our_push_was_out_is_not_overwritten_by_i
         listing.refresh_from_db()
         assert listing.remote_quantity is None  # not sure what it shows: the next push is sent, never skipped
         assert listing.pushed_quantity == 79 and listing.lease_owner is None
+
+
+def test_one_variation_the_shop_no_longer_has_fails_alone():
+    """Variations go a request each: one answered 404 (deleted on WooCommerce) raised out of the push, the results of
+    those already set were thrown away, and every listing of the request was failed and parked (review finding,
+    2026-12-07). The deleted one is parked alone; the others are recorded as pushed."""
+    wh = make_location()
+    tee, cap, hat = (make_sku(stock_at={wh: n}) for n in (4, 5, 6))
+    channel, sandbox = woocommerce_with_variations([tee, cap, hat])
+    Listing.objects.filter(channel=channel, sku=cap).update(external_variant_id="999")  # gone from the shop
+    with sandbox:
+        outbound.push_channel(channel.pk)
+        assert (remote(sandbox, tee), remote(sandbox, hat)) == (4, 6)
+    listings = {x.sku_id: x for x in Listing.objects.filter(channel=channel)}
+    assert listings[tee.pk].pushed_version == listings[hat.pk].pushed_version == 1
+    assert listings[cap.pk].status == ListingStatus.FAILED and "404" in listings[cap.pk].last_error
+
+
+def test_two_listings_naming_one_woocommerce_product_do_not_leave_one_unanswered():
+    """The batch is one update per product: a second listing naming the same product got no result of its own, was
+    left leased, and was retried for ever without ever failing (review finding, 2026-12-07)."""
+    from tests.channels.sandboxed import connect
+
+    wh = make_location()
+    tee, cap = make_sku(stock_at={wh: 4}), make_sku(stock_at={wh: 5})
+    channel, sandbox = connect("woocommerce", {tee: 0, cap: 0})
+    first = Listing.objects.get(channel=channel, sku=tee)
+    Listing.objects.filter(channel=channel, sku=cap).update(external_product_id=first.external_product_id)
+    with sandbox:
+        outbound.push_channel(channel.pk)
+    second = Listing.objects.get(channel=channel, sku=cap)
+    assert Listing.objects.get(pk=first.pk).pushed_version == 1
+    assert second.status == ListingStatus.FAILED and "names WooCommerce product" in second.last_error
+    assert second.lease_owner is None
