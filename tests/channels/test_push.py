@@ -579,6 +579,24 @@ def test_a_push_never_sends_past_its_lease(monkeypatch):
         assert listing.lease_until is None  # recorded within the lease, and let go
 
 
+def test_a_bigcommerce_429_waits_for_its_window_to_reset():
+    """BigCommerce sends no Retry-After: the wait is in X-Rate-Limit-Time-Reset-Ms. Taken as a second, the channel
+    asked again every second, a 429 each time, until its window reset (review finding, 2026-12-07)."""
+    from channels_app.adapters import adapter_for
+    from channels_app.adapters.base import PushItem
+    from channels_app.adapters.http import RateLimited
+
+    tee = make_sku(stock_at={make_location(): 5})
+    channel, sandbox = connect("bigcommerce", {tee: 0}, plan={"window_quota": 1, "window_ms": 10_000})
+    with sandbox:
+        adapter = adapter_for(channel)
+        item = PushItem(listing=Listing.objects.get(channel=channel), quantity=5, expected_remote=None)
+        adapter.push([item])
+        with pytest.raises(RateLimited) as limited:
+            adapter.push([item])
+    assert 8 < limited.value.retry_after <= 10
+
+
 def test_bundle_listing_follows_its_components():
     wh = make_location()
     tee, cap = make_sku(stock_at={wh: 10}), make_sku(stock_at={wh: 3})
