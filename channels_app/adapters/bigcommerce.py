@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from typing import Any
@@ -86,11 +87,34 @@ class BigCommerceAdapter(ChannelAdapter):
                 if i.listing.external_variant_id else
                 {"location_id": int(location), "sku": i.listing.external_sku or i.listing.sku.code, "quantity": i.quantity}
                 for i in chunk]}
+            results += self._adjust(chunk, body)
+        return results
+
+    def _adjust(self, chunk: list[PushItem], body: dict, *, again: bool = True) -> list[PushResult]:
+        """One absolute adjustment. A 422 names the rows it refused (``items.3.quantity``): those fail, with its
+        reason, and the others go again in a request of their own (if a token is there; else they are retried),
+        where one deleted variant failed, and parked, all of up to 2,000 rows."""
+        try:
             response = self.request("PUT", f"/stores/{self.store_hash}/v3/inventory/adjustments/absolute",
                                     headers=self._headers(), json=body)
-            results += [PushResult(listing_id=i.listing.id, ok=True, quantity=i.quantity, http_status=response.status_code)
-                        for i in chunk]
-        return results
+        except PermanentError as exc:
+            named = _refused_rows(exc, len(chunk))
+            if not named or len(named) == len(chunk) or not again:
+                raise
+            results = [PushResult(listing_id=chunk[i].listing.id, ok=False, error=f"refused: {reason}"[:500],
+                                  http_status=exc.status, retryable=False) for i, reason in named.items()]
+            rest = [i for i in range(len(chunk)) if i not in named]
+            if self.limiter.try_acquire() != 0:
+                return results + [PushResult(listing_id=chunk[i].listing.id, ok=False, http_status=exc.status,
+                                             error="not sent: its request had an item refused") for i in rest]
+            try:
+                return results + self._adjust([chunk[i] for i in rest],
+                                              {**body, "items": [body["items"][i] for i in rest]}, again=False)
+            except PermanentError as second:
+                return results + [PushResult(listing_id=chunk[i].listing.id, ok=False, error=str(second)[:500],
+                                             http_status=second.status, retryable=False) for i in rest]
+        return [PushResult(listing_id=i.listing.id, ok=True, quantity=i.quantity, http_status=response.status_code)
+                for i in chunk]
 
     def read_stock(self) -> Iterator[RemoteLevel]:
         location = self.channel.publish_location_id
@@ -111,3 +135,19 @@ class BigCommerceAdapter(ChannelAdapter):
             if page >= int(pagination.get("total_pages", 1) or 1):
                 return
             page += 1
+
+
+def _refused_rows(exc: PermanentError, count: int) -> dict[int, str]:
+    """Row index -> reason, of the rows a 422's ``errors`` name (``items.3``, ``items.3.quantity``); {} if none."""
+    if exc.status != 422:
+        return {}
+    try:
+        errors = json.loads(exc.body).get("errors") or {}
+    except (ValueError, AttributeError):
+        return {}
+    named: dict[int, str] = {}
+    for key, reason in errors.items() if isinstance(errors, dict) else ():
+        parts = str(key).split(".")
+        if len(parts) >= 2 and parts[0] == "items" and parts[1].isdigit() and int(parts[1]) < count:
+            named.setdefault(int(parts[1]), f"{key}: {reason}")
+    return named

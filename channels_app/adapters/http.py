@@ -47,7 +47,12 @@ class RateLimited(ChannelError):
 
 
 class PermanentError(ChannelError):
-    """A 4xx the platform will keep giving: shown on the listing, not retried."""
+    """A 4xx the platform will keep giving: shown on the listing, not retried. ``body``: the answer's text, for an
+    adapter that can tell from it which items of a request were refused."""
+
+    def __init__(self, message: str, *, status: int | None = None, body: str = ""):
+        super().__init__(message, status=status)
+        self.body = body
 
 
 # The longest Retry-After taken as said: "nan", "inf", 1e12 or a date in the year 9999 made the arithmetic after it
@@ -175,7 +180,8 @@ def send(
         if status >= 500:
             raise TransientError(f"{method} {url}: {status}", status=status)
         if status >= 300:
-            raise PermanentError(f"{method} {url}: {status} {response.text[:300]}", status=status)
+            raise PermanentError(f"{method} {url}: {status} {response.text[:300]}", status=status,
+                                 body=response.text[:100_000])
         return response
 
     return once()
