@@ -116,26 +116,16 @@ def test_gives_up_after_the_schedule_and_replays(receiver):
     assert events.deliver(delivery.pk) == DeliveryStatus.DELIVERED
 
 
-def test_retry_schedule_grows_and_honours_retry_after(receiver):
-    r = receiver([502])
-    r.subscribe()
-    events.emit("order.created", {})
-    delivery = EventDelivery.objects.get()
-    before = timezone.now()
-    events.deliver(delivery.pk)
-    delivery.refresh_from_db()
-    assert delivery.next_attempt_at >= before + timedelta(seconds=events.RETRY_SCHEDULE[0])
-
-
-@pytest.mark.parametrize("retry_after", ["120", "nan", "inf", "1e12", "Fri, 31 Dec 9999 23:59:59 GMT"])
+@pytest.mark.parametrize("retry_after", [None, "120", "nan", "inf", "1e12", "Fri, 31 Dec 9999 23:59:59 GMT"])
 def test_a_receivers_retry_after_is_honoured_within_bounds_and_the_attempt_always_recorded(receiver, retry_after):
-    """429 with Retry-After: the next attempt waits that long (120 s here, past the schedule's first 5 s). A value
+    """A 502 without Retry-After waits the schedule's first step (5 s); 429 with Retry-After waits that long (120 s
+    here, past it). A value
     the arithmetic could not take (nan, inf, 1e12, the year 9999) raised after the POST: the attempt rolled back
     unrecorded, the delivery stayed due and was sent again every few seconds, for ever (review finding,
     2026-12-07). It is recorded, and waits at most an hour."""
     from channels_app.adapters.http import MAX_RETRY_AFTER
 
-    r = receiver([(429, {"Retry-After": retry_after}, b"")])
+    r = receiver([(429, {"Retry-After": retry_after}, b"")] if retry_after else [502])
     r.subscribe()
     events.emit("order.created", {})
     delivery = EventDelivery.objects.get()
@@ -144,7 +134,9 @@ def test_a_receivers_retry_after_is_honoured_within_bounds_and_the_attempt_alway
     delivery.refresh_from_db()
     assert delivery.attempts == 1 and delivery.attempt_log.count() == 1
     wait = (delivery.next_attempt_at - before).total_seconds()
-    if retry_after == "120":
+    if retry_after is None:
+        assert events.RETRY_SCHEDULE[0] <= wait < events.RETRY_SCHEDULE[0] + 5
+    elif retry_after == "120":
         assert 120 <= wait < 125
     else:
         assert events.RETRY_SCHEDULE[0] <= wait <= MAX_RETRY_AFTER + 5

@@ -597,22 +597,6 @@ def test_a_bigcommerce_429_waits_for_its_window_to_reset():
     assert 8 < limited.value.retry_after <= 10
 
 
-def test_a_bigcommerce_row_the_store_refuses_fails_alone():
-    """BigCommerce's 422 names the rows it refused (``items.1``): one deleted variant failed, and parked, every row of
-    its request, up to 2,000 (review finding, 2026-12-07). The named row fails with the reason; the others go again
-    in a request of their own and are recorded as pushed."""
-    wh = make_location()
-    tee, cap, hat = (make_sku(stock_at={wh: n}) for n in (4, 5, 6))
-    channel, sandbox = connect("bigcommerce", {tee: 0, cap: 0, hat: 0})
-    Listing.objects.filter(channel=channel, sku=cap).update(external_variant_id="999999")  # gone from the store
-    with sandbox:
-        outbound.push_channel(channel.pk)
-        assert (remote(sandbox, tee), remote(sandbox, hat)) == (4, 6)
-    listings = {x.sku_id: x for x in Listing.objects.filter(channel=channel)}
-    assert listings[tee.pk].pushed_version == listings[hat.pk].pushed_version == 1
-    assert listings[cap.pk].status == ListingStatus.FAILED and "no variant matches" in listings[cap.pk].last_error
-
-
 def test_bundle_listing_follows_its_components():
     wh = make_location()
     tee, cap = make_sku(stock_at={wh: 10}), make_sku(stock_at={wh: 3})

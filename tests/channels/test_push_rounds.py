@@ -261,20 +261,31 @@ def test_a_sale_the_channel_noted_while_our_push_was_out_is_not_overwritten_by_i
         assert listing.pushed_quantity == 79 and listing.lease_owner is None
 
 
-def test_one_variation_the_shop_no_longer_has_fails_alone():
-    """Variations go a request each: one answered 404 (deleted on WooCommerce) raised out of the push, the results of
-    those already set were thrown away, and every listing of the request was failed and parked (review finding,
-    2026-12-07). The deleted one is parked alone; the others are recorded as pushed."""
+def _bigcommerce(skus: list):
+    from tests.channels.sandboxed import connect
+
+    return connect("bigcommerce", {sku: 0 for sku in skus})
+
+
+@pytest.mark.parametrize("make, gone, reason", [
+    (woocommerce_with_variations, "999", "404"),  # variations, a request each
+    (_bigcommerce, "999999", "no variant matches"),  # one request, whose 422 names the row
+])
+def test_one_row_the_shop_no_longer_has_fails_alone(make, gone, reason):
+    """One variant deleted on the platform. WooCommerce: its request's 404 raised out of the push, the results of
+    the variations already set were thrown away, and every listing of the push failed and parked. BigCommerce: the
+    422 names the row, but the whole request (up to 2,000 rows) failed and parked (review findings, 2026-12-07).
+    The deleted one is parked alone, with the reason; the others are recorded as pushed."""
     wh = make_location()
     tee, cap, hat = (make_sku(stock_at={wh: n}) for n in (4, 5, 6))
-    channel, sandbox = woocommerce_with_variations([tee, cap, hat])
-    Listing.objects.filter(channel=channel, sku=cap).update(external_variant_id="999")  # gone from the shop
+    channel, sandbox = make([tee, cap, hat])
+    Listing.objects.filter(channel=channel, sku=cap).update(external_variant_id=gone)
     with sandbox:
         outbound.push_channel(channel.pk)
         assert (remote(sandbox, tee), remote(sandbox, hat)) == (4, 6)
     listings = {x.sku_id: x for x in Listing.objects.filter(channel=channel)}
     assert listings[tee.pk].pushed_version == listings[hat.pk].pushed_version == 1
-    assert listings[cap.pk].status == ListingStatus.FAILED and "404" in listings[cap.pk].last_error
+    assert listings[cap.pk].status == ListingStatus.FAILED and reason in listings[cap.pk].last_error
 
 
 def test_two_listings_naming_one_woocommerce_product_do_not_leave_one_unanswered():
