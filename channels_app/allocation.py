@@ -143,6 +143,15 @@ def target_changed(channel: Channel, previous: int | None) -> None:
     _operator_change(channel, change, None)
 
 
+def listings_removed(channel: Channel, sku_ids: Iterable[int]) -> None:
+    """Before this channel's listings of these SKUs are deleted: their allocations go, and the units they held are
+    the pool's again (every listing of the SKUs is marked out of date). Inside the caller's transaction."""
+    def release(ids: list[int], writes: Statements, now) -> None:
+        writes.add(f"DELETE FROM {ALLOCATIONS} WHERE channel_id = %s AND sku_id IN ({_in(ids)})", [channel.pk, *ids])
+
+    _operator_change(channel, release, sku_ids)
+
+
 def _fill(channel: Channel, sku_ids: list[int], writes: Statements, now) -> None:
     """Top this channel's allocations of these SKUs up to its target, whatever they hold now."""
     for start in range(0, len(sku_ids), 500):

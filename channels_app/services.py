@@ -8,10 +8,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from channels_app import allocation
-from channels_app.models import Channel, ChannelAllocation, ChannelLocation, Listing
+from channels_app.models import Channel, ChannelLocation, Listing
 from channels_app.rules import RULE_FIELDS
 from channels_app.sync import mark_channel_dirty, wake_pushers
-from inventory_app.statements import Statements
 
 
 @transaction.atomic
@@ -78,26 +77,15 @@ def upsert_listing(*, channel: Channel, sku, **external) -> Listing:
 
 
 def delete_listings(listings) -> int:
-    """Delete these listings (a queryset). The SKUs' other listings are marked out of date in the same transaction,
-    after their stock rows are locked, as every stock write takes its locks: a ring-fenced channel's listing held
-    its units back from every other channel, and deleted, those units belonged to the pool again while the other
-    channels went on showing less until the SKU's next stock write. Its allocation rows go with it."""
-    from channels_app.sync import mark_listings_dirty
-    from inventory_app.locking import lock_stock_rows
-
+    """Delete these listings (a queryset). A ring-fenced channel's listing held its units back from every other
+    channel: deleted, those units are the pool's again, and the SKUs' other listings are marked out of date in the
+    same transaction (they went on showing less until the SKU's next stock write)."""
     with transaction.atomic():
         rows = list(listings.values_list("pk", "channel_id", "sku_id"))
-        if not rows:
-            return 0
-        sku_ids = {sku_id for _, _, sku_id in rows}
-        lock_stock_rows(sku_ids=sku_ids)
-        writes = Statements()
-        mark_listings_dirty(sku_ids, {"writes": writes, "occurred_at": timezone.now(), "available_changed": True})
-        writes.run()
         by_channel: dict[int, set[int]] = {}
         for _, channel_id, sku_id in rows:
             by_channel.setdefault(channel_id, set()).add(sku_id)
-        for channel_id, skus in by_channel.items():
-            ChannelAllocation.objects.filter(channel_id=channel_id, sku_id__in=skus).delete()
+        for channel in Channel.objects.filter(pk__in=by_channel):
+            allocation.listings_removed(channel, by_channel[channel.pk])
         Listing.objects.filter(pk__in=[pk for pk, _, _ in rows]).delete()
         return len(rows)

@@ -539,13 +539,12 @@ def set_location_active(*, location: str | Location, active: bool) -> Location:
         location_obj = _get_location(location)
         sku_ids = set(StockLevel.objects.filter(location=location_obj).values_list("sku_id", flat=True))
         lock_stock_rows(sku_ids=sku_ids)
-        if not Location.objects.filter(pk=location_obj.pk).exclude(is_active=active).update(is_active=active):
-            location_obj.is_active = active
-            return location_obj  # already so: nothing moves
+        changed = Location.objects.filter(pk=location_obj.pk).exclude(is_active=active).update(is_active=active)
         location_obj.is_active = active
-        writes = Statements()
-        _stock_changed(sku_ids, writes=writes, source="location")
-        writes.run()
+        if changed:
+            writes = Statements()
+            _stock_changed(sku_ids, writes=writes, source="location")
+            writes.run()
         return location_obj
 
 
