@@ -82,7 +82,7 @@ def _retry_after(response: requests.Response) -> float:
     if response.headers.get("Retry-After"):
         return parse_retry_after(response.headers["Retry-After"])
     reset_ms = response.headers.get("X-Rate-Limit-Time-Reset-Ms", "")
-    return parse_retry_after(str(int(reset_ms) / 1000)) if reset_ms.isdigit() else 1.0
+    return min(int(reset_ms) / 1000, MAX_RETRY_AFTER) if reset_ms.isdigit() else 1.0
 
 
 def environment_ca_bundle() -> str | None:
