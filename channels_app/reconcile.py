@@ -20,7 +20,7 @@ from django.utils import timezone
 from channels_app.adapters import adapter_for
 from channels_app.models import Channel, Listing
 from channels_app.rules import desired_quantities
-from channels_app.sync import wake_pushers
+from channels_app.sync import lock_listings_in_order, wake_pushers
 from hub.models import JobRun
 from hub.runs import record_run
 
@@ -97,8 +97,7 @@ def _heal(channel: Channel, drifted: list[tuple[Listing, int, int]]) -> None:
     now = timezone.now()
     with transaction.atomic():
         # Locked in id order first: healed one by one in the channel's order, they could deadlock with a drain.
-        list(Listing.objects.filter(pk__in=[listing.pk for listing, _, _ in drifted]).select_for_update()
-             .order_by("id").values_list("id", flat=True))
+        lock_listings_in_order(Listing.objects.filter(pk__in=[listing.pk for listing, _, _ in drifted]))
         for listing, shows, _ in drifted:
             edited = listing.pushed_quantity != shows
             Listing.objects.filter(pk=listing.pk).update(

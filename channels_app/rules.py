@@ -102,13 +102,13 @@ def desired_quantities_many(work: Iterable[tuple[Channel, list[Listing]]], *,
         held = held_units(skus)
         held_back = {sku_id: sum(units.values()) for sku_id, units in held.items()}
         feeding = _feeding_many([channel.pk for channel, _ in work])
-        pools: dict[tuple[int, ...] | None, dict[int, SkuAvailability]] = {}
+        pools: dict[tuple[int, ...] | None, tuple[dict[int, SkuAvailability], dict[int, int]]] = {}
         for channel, listings in work:
             key = feeding.get(channel.pk)
-            if key not in pools:
-                pools[key] = availability_for_skus(skus.values(), location_ids=key, held_back=held_back)
-            taken = _taken_from(taken_at, key)
-            result.update(_desired(channel, listings, skus, held, pools[key], taken, guarded))
+            if key not in pools:  # per set of feeding locations: its availability and its sales in the window
+                pools[key] = (availability_for_skus(skus.values(), location_ids=key, held_back=held_back),
+                              _taken_from(taken_at, key))
+            result.update(_desired(channel, listings, skus, held, *pools[key], guarded))
     return result
 
 

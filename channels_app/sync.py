@@ -217,12 +217,17 @@ def locked_listings(where: str, *, after: str = "") -> str:
     return f"WITH {first}locked AS MATERIALIZED (SELECT id FROM {LISTINGS} WHERE {where} ORDER BY id{lock}) "
 
 
+def lock_listings_in_order(listings) -> list[int]:
+    """Lock these listings (a queryset) in id order, inside the caller's transaction; returns their ids. Before any
+    write of many listings: an UPDATE locks rows in the order its plan reads them (a channel's listings by SKU
+    through its index), and against a drain or a pusher taking them in id order the two could deadlock."""
+    return list(listings.select_for_update().order_by("id").values_list("id", flat=True))
+
+
 def update_listings_in_order(listings, **changes) -> int:
-    """``listings.update(**changes)``, the rows locked first in id order: an UPDATE over many rows locks them in the
-    order its plan reads them (a channel's listings by SKU through its index), and against a drain or a pusher
-    taking them in id order the two could deadlock. Returns the rows updated."""
+    """``listings.update(**changes)``, the rows locked first in id order (``lock_listings_in_order``)."""
     with transaction.atomic(savepoint=False):
-        ids = list(listings.select_for_update().order_by("id").values_list("id", flat=True))
+        ids = lock_listings_in_order(listings)
         return Listing.objects.filter(pk__in=ids).update(**changes) if ids else 0
 
 
