@@ -31,7 +31,7 @@ from django.utils import timezone
 from channels_app import metrics, rules
 from channels_app.adapters import adapter_for, http
 from channels_app.adapters.base import BATCH_REFUSED, ChannelAdapter, PushItem, PushResult
-from channels_app.adapters.http import ChannelError, PermanentError, RateLimited
+from channels_app.adapters.http import ChannelError, OutOfTokens, PermanentError, RateLimited
 from channels_app.models import Channel, InboundEvent, InboundStatus, Listing, ListingStatus, PushLog
 from channels_app.ratelimit import try_acquire_each
 from channels_app.rules import desired_quantities_many
@@ -399,6 +399,10 @@ def _call(p: _Pushing, batch: _Batch, previous_attempts: dict[int, int | None]) 
         if conflicts:
             reconciled, batch.hedged = _reconcile_conflicts(adapter, batch.items, conflicts, previous_attempts)
             results = [r for r in results if r not in conflicts] + reconciled
+    except OutOfTokens as exc:  # our bucket's, for a conflict's re-read or retry: nothing to block, nothing refused
+        metrics.RATE_LIMIT_WAITS.labels(channel=channel.slug).inc()
+        batch.rate_limited = exc
+        results = adapter.results_all(batch.items, ok=False, error=str(exc))
     except RateLimited as exc:
         try:
             adapter.limiter.block_for(exc.retry_after)
@@ -546,6 +550,7 @@ def _reconcile_conflicts(adapter: ChannelAdapter, batch: list[PushItem], conflic
         retry.append(PushItem(listing=item.listing, quantity=max(item.quantity - max(unseen, 0), 0),
                               expected_remote=actual))
         metrics.RETRIES.labels(kind="push_conflict", channel=adapter.channel.slug).inc()
+    adapter.take_tokens(adapter.requests_needed(retry), what="compare-and-set retry")
     results = adapter.push(retry)
     twice = {r.listing_id for r in results if r.conflict}
     bystanders = [r for r in results if _refused_with_its_batch(r)]

@@ -84,6 +84,10 @@ def parse_time(value: Any) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+# The longest a call the push round did not pay for waits for its tokens when no lease bounds it (a direct call).
+TOKEN_WAIT_SECONDS = 10.0
+
+
 class ChannelAdapter:
     kind: str = ""
     # Most listings one stock request may carry.
@@ -143,6 +147,19 @@ class ChannelAdapter:
 
     def request(self, method: str, path: str, **kwargs) -> requests.Response:
         return http.send(self.session, method, f"{self.base_url}{path}", on_response=self.observe, **kwargs)
+
+    def take_tokens(self, tokens: float, *, what: str) -> None:
+        """Take rate-limit tokens for a call beyond those a push round pays for up front (a compare-and-set
+        conflict's re-read and its retry), waiting for them while the push's lease leaves time. Unmetered, several
+        pushers in conflict at once spent points the bucket believed it had and the shop answered THROTTLED. Waiting
+        here, not giving up: the refused mutation is spent already, and a push that gave up spent it again in the
+        next round, for ever on a shop short of points. OutOfTokens (nothing sent) when the time runs out."""
+        tokens = min(tokens, self.limiter.capacity)  # more than the bucket holds would wait for ever
+        left = http.time_left()
+        max_wait = TOKEN_WAIT_SECONDS if left is None else max(left - http.MIN_ATTEMPT_SECONDS, 0.0)
+        wait = self.limiter.acquire(tokens, max_wait=max_wait)
+        if wait:
+            raise http.OutOfTokens(f"{what}: no rate-limit tokens within the push's time", retry_after=wait)
 
     @staticmethod
     def json_body(body: bytes) -> Any:

@@ -46,6 +46,13 @@ class RateLimited(ChannelError):
         self.retry_after = retry_after
 
 
+class OutOfTokens(RateLimited):
+    """Our own bucket had no tokens for a call in time: not sent. The platform refused nothing."""
+
+    def __init__(self, message: str, *, retry_after: float):
+        super().__init__(message, retry_after=retry_after, status=None)
+
+
 class PermanentError(ChannelError):
     """A 4xx the platform will keep giving: shown on the listing, not retried. ``body``: the answer's text, for an
     adapter that can tell from it which items of a request were refused."""
@@ -136,6 +143,12 @@ def deadline(at: float) -> Iterator[None]:
         yield
     finally:
         _deadline.reset(token)
+
+
+def time_left() -> float | None:
+    """Seconds until this thread's requests must have ended (``deadline``), None when it has no deadline."""
+    at = _deadline.get()
+    return None if at is None else at - time.monotonic()
 
 
 def _timeout() -> tuple[float, float]:

@@ -148,12 +148,14 @@ class ShopifyAdapter(ChannelAdapter):
             raise PermanentError(f"GraphQL errors: {body['errors']}"[:500], status=response.status_code)
         return body
 
-    def _observe_cost(self, body: dict) -> None:
+    def _observe_cost(self, body: dict, *, per_call: float | None = None) -> None:
         """GraphQL's limit is in cost points, told in the body (``extensions.cost.throttleStatus``), not in a header;
-        the bucket counts calls, so what is left is the points available over what this call asked for. Other apps
-        of the shop draw on the same points: without this, the bucket believed it had calls the shop no longer had
-        and learned otherwise from THROTTLED answers."""
-        per_call, available, _ = _cost(body)
+        the bucket counts calls, so what is left is the points available over what a push asks for (this call's
+        cost, or ``per_call`` for a call that is not a push). Other apps of the shop draw on the same points:
+        without this, the bucket believed it had calls the shop no longer had and learned otherwise from THROTTLED
+        answers."""
+        asked, available, _ = _cost(body)
+        per_call = per_call or asked
         if per_call is not None and available is not None and per_call > 0:
             self.limiter.observe_remaining(available // per_call)
 
@@ -264,9 +266,12 @@ class ShopifyAdapter(ChannelAdapter):
         spent = MUTATION_COST
         for location in sorted(location_ids):
             for start in range(0, len(gids), 250):
-                # Its cost is not observed: the bucket counts pushes, at a mutation's cost.
-                body = self._graphql(READ_LEVELS, {"ids": gids[start:start + 250],
-                                                   "locationId": _gid("Location", location)}, spent_first=spent)
+                ids = gids[start:start + 250]
+                # Paid from the bucket, which counts calls at a mutation's cost: 1 + 2 points an item.
+                self.take_tokens((1 + 2 * len(ids)) / MUTATION_COST, what="compare-and-set re-read")
+                body = self._graphql(READ_LEVELS, {"ids": ids, "locationId": _gid("Location", location)},
+                                     spent_first=spent)
+                self._observe_cost(body, per_call=MUTATION_COST)
                 spent += _spent(body)
                 for node in (body.get("data") or {}).get("nodes") or []:
                     level = (node or {}).get("inventoryLevel")
