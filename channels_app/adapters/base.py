@@ -148,6 +148,12 @@ class ChannelAdapter:
     def request(self, method: str, path: str, **kwargs) -> requests.Response:
         return http.send(self.session, method, f"{self.base_url}{path}", on_response=self.observe, **kwargs)
 
+    def read(self, method: str, path: str, **kwargs) -> requests.Response:
+        """A read beside the pushes (a reconciliation's page): after its rate-limit token, as every request is.
+        Without it, pages read at once on a bucket the pushers had spent were refused 429 and the run failed."""
+        self.take_tokens(1, what=f"read {path}")
+        return self.request(method, path, **kwargs)
+
     def take_tokens(self, tokens: float, *, what: str) -> None:
         """Take rate-limit tokens for a call beyond those a push round pays for up front (a compare-and-set
         conflict's re-read and its retry), waiting for them while the push's lease leaves time. Unmetered, several

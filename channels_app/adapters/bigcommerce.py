@@ -120,7 +120,7 @@ class BigCommerceAdapter(ChannelAdapter):
         location = self.channel.publish_location_id
         page = 1
         while True:
-            response = self.request("GET", f"/stores/{self.store_hash}/v3/inventory/items", headers=self._headers(),
+            response = self.read("GET", f"/stores/{self.store_hash}/v3/inventory/items", headers=self._headers(),
                                     params={"location_id:in": location, "page": page, "limit": 250})
             body = response.json()
             for item in body.get("data", []):

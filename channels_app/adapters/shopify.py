@@ -285,7 +285,7 @@ class ShopifyAdapter(ChannelAdapter):
     def _levels(self, params: dict) -> Iterator[dict]:
         url = f"/admin/api/{self.api_version}/inventory_levels.json"
         while url:
-            response = self.request("GET", url, headers=self._headers(), params=params)
+            response = self.read("GET", url, headers=self._headers(), params=params)
             yield from response.json().get("inventory_levels", [])
             match = _NEXT_LINK.search(response.headers.get("Link", ""))
             if not match:

@@ -112,7 +112,7 @@ class StandardAdapter(ChannelAdapter):
         while True:
             secret = self.channel.credentials.get("signing_secret", "")
             # Reads are signed too (over the empty body), so the source knows it is us.
-            response = self.request("GET", "/stock", params={"cursor": cursor, "limit": 500},
+            response = self.read("GET", "/stock", params={"cursor": cursor, "limit": 500},
                                     headers=signed_headers(secret, b""))
             body = response.json()
             for item in body.get("items", []):

@@ -159,7 +159,7 @@ class WooCommerceAdapter(ChannelAdapter):
     def read_stock(self) -> Iterator[RemoteLevel]:
         page = 1
         while True:
-            response = self.request("GET", "/wp-json/wc/v3/products", auth=self._auth,
+            response = self.read("GET", "/wp-json/wc/v3/products", auth=self._auth,
                                     params={"per_page": 100, "page": page})
             for product in response.json():
                 if product.get("manage_stock"):

@@ -110,3 +110,50 @@ def test_resync_command_refuses_unknown_channels_and_reports_failures(capsys):
         with pytest.raises(CommandError, match=f"Not complete on {channel.slug}"):
             call_command("resync", "--channel", channel.slug, "--inline", "--timeout", "20")
         assert "0 of 1 listing(s) pushed, 1 failed" in capsys.readouterr().out
+
+
+def test_reconcile_reads_take_the_channels_rate_limit_tokens_while_pushers_push():
+    """A reconciliation reads the channel page by page beside the pushers. Its reads took no tokens: on a Shopify
+    store on REST (leaky bucket, here 3 calls leaking 3 a second) three pages read at once while pushers spent the
+    bucket were refused 429, and the run failed."""
+    import threading
+    import time
+
+    from django.db import connection
+
+    from channels_app import outbound
+    from inventory_app import stock
+
+    wh = make_location()
+    skus = [make_sku(stock_at={wh: 50}) for _ in range(510)]  # three pages of 250
+    channel, sandbox = connect("shopify", {s: 50 for s in skus}, credentials={"api": "rest"},
+                               plan={"rest_bucket": 3, "rest_leak": 3})
+    channel.rate_limit_capacity, channel.rate_limit_per_second = 3, 3
+    channel.save()
+    stop, errors = threading.Event(), []
+
+    def pusher():
+        try:
+            while not stop.is_set():
+                stock.receive(sku=random.choice(skus[:20]), location=wh, quantity=1, reference="delivery")
+                outbound.push_channel(channel.pk, max_rounds=1)
+                time.sleep(0.05)
+        except Exception as exc:  # noqa: BLE001 - a pusher thread that dies must fail the test, not vanish
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    with sandbox:
+        threads = [threading.Thread(target=pusher) for _ in range(2)]
+        for t in threads:
+            t.start()
+        try:
+            time.sleep(0.5)  # the pushers have spent the bucket
+            run = reconcile_channel(channel, heal=False)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+        assert errors == []
+        assert run.ok and run.details["read"] == 510, run.details
+        assert sandbox.state.snapshot()["rate_limited"] == 0
