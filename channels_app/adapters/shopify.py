@@ -52,6 +52,18 @@ query inventoryLevels($ids: [ID!]!, $locationId: ID!) {
   }
 }
 """
+# A reconciliation's page of a location's levels: 2 + first points.
+READ_LOCATION_LEVELS = """
+query locationLevels($locationId: ID!, $first: Int!, $after: String) {
+  location(id: $locationId) {
+    inventoryLevels(first: $first, after: $after) {
+      nodes { item { id } quantities(names: ["available"]) { name quantity } }
+      pageInfo { hasNextPage endCursor }
+    }
+  }
+}
+"""
+LEVELS_PAGE = 250
 _NEXT_LINK = re.compile(r'<([^>]+)>;\s*rel="next"')
 
 
@@ -296,9 +308,34 @@ class ShopifyAdapter(ChannelAdapter):
         location = self.channel.publish_location_id
         if not location:
             raise ChannelError("No Shopify publish location configured.")
+        if self.use_graphql:
+            yield from self._read_stock_graphql(location)
+            return
         for level in self._levels({"location_ids": location, "limit": 250}):
             yield RemoteLevel(ref={"inventory_item_id": str(level["inventory_item_id"])},
                               quantity=int(level.get("available") or 0))
+
+    def _read_stock_graphql(self, location: str) -> Iterator[RemoteLevel]:
+        """Through GraphQL, on the points the channel's bucket counts: read through REST, a GraphQL store's
+        reconciliation drew on a second limit no bucket of ours followed (40 calls leaking 2 a second: a store of
+        over 10,000 items was refused 429 part way)."""
+        after = None
+        while True:
+            self.take_tokens((2 + LEVELS_PAGE) / MUTATION_COST, what="reconciliation page")
+            body = self._graphql(READ_LOCATION_LEVELS, {"locationId": _gid("Location", location),
+                                                        "first": LEVELS_PAGE, "after": after})
+            self._observe_cost(body, per_call=MUTATION_COST)
+            levels = (((body.get("data") or {}).get("location") or {}).get("inventoryLevels")) or {}
+            for node in levels.get("nodes") or []:
+                item_id = str(((node or {}).get("item") or {}).get("id") or "").rpartition("/")[2]
+                available = next((q.get("quantity") for q in node.get("quantities") or []
+                                  if q.get("name") == "available"), None)
+                if item_id and available is not None:
+                    yield RemoteLevel(ref={"inventory_item_id": item_id}, quantity=int(available))
+            page = levels.get("pageInfo") or {}
+            if not page.get("hasNextPage") or not page.get("endCursor"):
+                return
+            after = page["endCursor"]
 
 
 def _throttled_for(body: dict, spent_first: int = 0) -> float:

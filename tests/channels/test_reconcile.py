@@ -112,10 +112,16 @@ def test_resync_command_refuses_unknown_channels_and_reports_failures(capsys):
         assert "0 of 1 listing(s) pushed, 1 failed" in capsys.readouterr().out
 
 
-def test_reconcile_reads_take_the_channels_rate_limit_tokens_while_pushers_push():
+@pytest.mark.parametrize("api, plan, limit", [
+    ("rest", {"rest_bucket": 3, "rest_leak": 3}, (3, 3)),
+    # Points: 252 a page, 10 a push; REST's bucket, which a GraphQL store's reconciliation read, of 2 calls.
+    ("graphql", {"graphql_bucket": 600, "graphql_restore": 300, "rest_bucket": 2, "rest_leak": 1}, (60, 30)),
+])
+def test_reconcile_reads_take_the_channels_rate_limit_tokens_while_pushers_push(api, plan, limit):
     """A reconciliation reads the channel page by page beside the pushers. Its reads took no tokens: on a Shopify
     store on REST (leaky bucket, here 3 calls leaking 3 a second) three pages read at once while pushers spent the
-    bucket were refused 429, and the run failed."""
+    bucket were refused 429, and the run failed. A store on GraphQL was read through REST, a limit of its own that
+    no bucket of ours followed."""
     import threading
     import time
 
@@ -126,9 +132,8 @@ def test_reconcile_reads_take_the_channels_rate_limit_tokens_while_pushers_push(
 
     wh = make_location()
     skus = [make_sku(stock_at={wh: 50}) for _ in range(510)]  # three pages of 250
-    channel, sandbox = connect("shopify", {s: 50 for s in skus}, credentials={"api": "rest"},
-                               plan={"rest_bucket": 3, "rest_leak": 3})
-    channel.rate_limit_capacity, channel.rate_limit_per_second = 3, 3
+    channel, sandbox = connect("shopify", {s: 50 for s in skus}, credentials={"api": api}, plan=plan)
+    channel.rate_limit_capacity, channel.rate_limit_per_second = limit
     channel.save()
     stop, errors = threading.Event(), []
 
