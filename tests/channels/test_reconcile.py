@@ -13,6 +13,7 @@ from channels_app.reconcile import reconcile_channel
 from tests.channels.sandboxed import connect, remote
 from tests.channels.test_push import assert_converged, converge
 from tests.factories import make_location, make_sku
+from tests.threads import running
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -122,10 +123,7 @@ def test_reconcile_reads_take_the_channels_rate_limit_tokens_while_pushers_push(
     store on REST (leaky bucket, here 3 calls leaking 3 a second) three pages read at once while pushers spent the
     bucket were refused 429, and the run failed. A store on GraphQL was read through REST, a limit of its own that
     no bucket of ours followed."""
-    import threading
     import time
-
-    from django.db import connection
 
     from channels_app import outbound
     from inventory_app import stock
@@ -135,30 +133,15 @@ def test_reconcile_reads_take_the_channels_rate_limit_tokens_while_pushers_push(
     channel, sandbox = connect("shopify", {s: 50 for s in skus}, credentials={"api": api}, plan=plan)
     channel.rate_limit_capacity, channel.rate_limit_per_second = limit
     channel.save()
-    stop, errors = threading.Event(), []
 
-    def pusher():
-        try:
-            while not stop.is_set():
-                stock.receive(sku=random.choice(skus[:20]), location=wh, quantity=1, reference="delivery")
-                outbound.push_channel(channel.pk, max_rounds=1)
-                time.sleep(0.05)
-        except Exception as exc:  # noqa: BLE001 - a pusher thread that dies must fail the test, not vanish
-            errors.append(exc)
-        finally:
-            connection.close()
+    def push():
+        stock.receive(sku=random.choice(skus[:20]), location=wh, quantity=1, reference="delivery")
+        outbound.push_channel(channel.pk, max_rounds=1)
+        time.sleep(0.05)
 
     with sandbox:
-        threads = [threading.Thread(target=pusher) for _ in range(2)]
-        for t in threads:
-            t.start()
-        try:
+        with running(push, push):
             time.sleep(0.5)  # the pushers have spent the bucket
             run = reconcile_channel(channel, heal=False)
-        finally:
-            stop.set()
-            for t in threads:
-                t.join()
-        assert errors == []
         assert run.ok and run.details["read"] == 510, run.details
         assert sandbox.state.snapshot()["rate_limited"] == 0
