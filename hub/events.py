@@ -93,58 +93,127 @@ def _enqueue(ids: list[int], countdown: float | None = None) -> None:
 
 
 def deliver(delivery_id: int) -> str:
-    """One attempt, if due. Safe to call concurrently and repeatedly."""
-    from channels_app.adapters.http import parse_retry_after, session_for
-    from channels_app.adapters.standard import signed_headers
+    """One attempt, if due. Safe to call concurrently and repeatedly.
+
+    The attempt is claimed and counted in a transaction of its own, sent outside any, and its answer recorded in a
+    third. Sent inside the claim's transaction, a receiver that answered a byte every few seconds held the row and
+    the transaction open until Celery's time limit killed the task, which rolled the attempt back unrecorded: the
+    sweeper sent it again seconds later, for ever. Now an attempt whose sender never came back is already counted,
+    and tried again on the schedule until the schedule runs out."""
+    claimed = _claim(delivery_id)
+    if claimed is None:
+        return "not due"
+    delivery, attempt_id = claimed
+    if attempt_id is None:
+        return delivery.status
+    started = time.perf_counter()
+    status, error, retry_after = _post(delivery)
+    return _record(delivery, attempt_id, status, error, retry_after, int((time.perf_counter() - started) * 1000))
+
+
+# A receiver's answer costs us its status, and of a failure's body at most ERROR_BYTES read within ANSWER_SECONDS (each
+# read also within the read timeout); a success's body is never read. An attempt whose sender never recorded its
+# answer (killed, timed out) is tried again no sooner than CLAIM_SECONDS after it began.
+ERROR_BYTES = 512
+ANSWER_SECONDS = 5.0
+CLAIM_SECONDS = 60
+NO_ANSWER = "no answer recorded: the sender stopped before the receiver answered"
+
+
+def _claim(delivery_id: int) -> tuple[EventDelivery, int | None] | None:
+    """The due delivery with this attempt counted and logged as unanswered, or None if not due. The attempt id is
+    None when nothing is to be sent (the subscription is disabled, or the last attempt's sender never came back)."""
     from channels_app.inbound import storable
 
     with transaction.atomic():
         delivery = (EventDelivery.objects.select_for_update(skip_locked=True, of=("self",)).select_related("subscription")
                     .filter(pk=delivery_id, status=DeliveryStatus.PENDING, next_attempt_at__lte=timezone.now()).first())
         if delivery is None:
-            return "not due"
-        subscription = delivery.subscription
-        body = json.dumps(delivery.payload, separators=(",", ":")).encode()
-        started = time.perf_counter()
-        status, error, retry_after = None, "", None
-        if not subscription.enabled:
-            error = f"subscription disabled: {subscription.disabled_reason}"
-        else:
-            try:
-                response = session_for(f"subscription:{subscription.pk}").post(
-                    subscription.url, data=body, timeout=TIMEOUT,
-                    headers=signed_headers(subscription.secret, body, msg_id=delivery.message_id), allow_redirects=False)
-                status = response.status_code
-                if status in (429, 502, 504):
-                    retry_after = parse_retry_after(response.headers.get("Retry-After"), default=0) or None
-                if not 200 <= status < 300:
-                    error = f"HTTP {status}: {response.text[:200]}"
-            except requests.RequestException as exc:
-                error = f"{type(exc).__name__}: {exc}"[:500]
-        # The receiver's words, as the database can store them (a NUL refused the record, and the attempt with it).
-        error = storable(error)
-        DeliveryAttempt.objects.create(delivery=delivery, status_code=status, error=error[:500],
-                                       duration_ms=int((time.perf_counter() - started) * 1000))
+            return None
+        now = timezone.now()
+        if not delivery.subscription.enabled or delivery.attempts > len(RETRY_SCHEDULE):
+            if not delivery.subscription.enabled:
+                delivery.last_error = f"subscription disabled: {delivery.subscription.disabled_reason}"
+                DeliveryAttempt.objects.create(delivery=delivery, error=storable(delivery.last_error)[:500])
+            delivery.status = DeliveryStatus.DEAD
+            delivery.save(update_fields=["status", "last_error"])
+            return delivery, None
         delivery.attempts += 1
-        delivery.last_status, delivery.last_error = status, error
+        delivery.next_attempt_at = now + timedelta(
+            seconds=max(CLAIM_SECONDS, RETRY_SCHEDULE[min(delivery.attempts, len(RETRY_SCHEDULE)) - 1]))
+        delivery.last_status, delivery.last_error = None, NO_ANSWER
+        delivery.save(update_fields=["attempts", "next_attempt_at", "last_status", "last_error"])
+        attempt = DeliveryAttempt.objects.create(delivery=delivery, error=NO_ANSWER)
+    return delivery, attempt.pk
+
+
+def _post(delivery: EventDelivery) -> tuple[int | None, str, float | None]:
+    """Send the delivery: (status, error, Retry-After seconds)."""
+    from channels_app.adapters.http import parse_retry_after, session_for
+    from channels_app.adapters.standard import signed_headers
+
+    subscription = delivery.subscription
+    body = json.dumps(delivery.payload, separators=(",", ":")).encode()
+    status, error, retry_after = None, "", None
+    try:
+        with session_for(f"subscription:{subscription.pk}").post(
+                subscription.url, data=body, timeout=TIMEOUT, stream=True, allow_redirects=False,
+                headers=signed_headers(subscription.secret, body, msg_id=delivery.message_id)) as response:
+            status = response.status_code
+            if status in (429, 502, 504):
+                retry_after = parse_retry_after(response.headers.get("Retry-After"), default=0) or None
+            if not 200 <= status < 300:
+                error = f"HTTP {status}: {_some_of(response)[:200]}"
+    except requests.RequestException as exc:
+        error = f"{type(exc).__name__}: {exc}"[:500]
+    return status, error, retry_after
+
+
+def _some_of(response: requests.Response) -> str:
+    """The start of an answer's body: at most ERROR_BYTES, as much as arrives within ANSWER_SECONDS."""
+    deadline, chunks, size = time.monotonic() + ANSWER_SECONDS, [], 0
+    while size < ERROR_BYTES and time.monotonic() < deadline:
+        chunk = response.raw.read1(ERROR_BYTES - size, decode_content=True)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)[:ERROR_BYTES].decode(response.encoding or "utf-8", errors="replace")
+
+
+def _record(delivery: EventDelivery, attempt_id: int, status: int | None, error: str, retry_after: float | None,
+            duration_ms: int) -> str:
+    from channels_app.inbound import storable
+
+    # The receiver's words, as the database can store them (a NUL refused the record, and the attempt with it).
+    error = storable(error)
+    with transaction.atomic():
+        DeliveryAttempt.objects.filter(pk=attempt_id).update(status_code=status, error=error[:500],
+                                                             duration_ms=duration_ms)
+        current = (EventDelivery.objects.select_for_update().select_related("subscription")
+                   .filter(pk=delivery.pk, status=DeliveryStatus.PENDING, attempts=delivery.attempts).first())
+        if current is None:  # replayed (or given up on) while we were sending: the attempt is logged, nothing more
+            return "superseded"
+        current.last_status, current.last_error = status, error
         if status is not None and 200 <= status < 300:
-            delivery.status, delivery.delivered_at = DeliveryStatus.DELIVERED, timezone.now()
+            current.status, current.delivered_at = DeliveryStatus.DELIVERED, timezone.now()
         elif status == 410:
             # The receiver says the endpoint is gone: stop sending, as the spec asks.
-            Subscription.objects.filter(pk=subscription.pk).update(enabled=False, disabled_reason="endpoint answered 410")
+            Subscription.objects.filter(pk=current.subscription_id).update(
+                enabled=False, disabled_reason="endpoint answered 410")
             forget_subscribers()
-            delivery.status = DeliveryStatus.DEAD
-        elif delivery.attempts > len(RETRY_SCHEDULE) or not subscription.enabled:
-            delivery.status = DeliveryStatus.DEAD
+            current.status = DeliveryStatus.DEAD
+        elif current.attempts > len(RETRY_SCHEDULE):
+            current.status = DeliveryStatus.DEAD
         else:
-            wait = max(retry_after or 0, RETRY_SCHEDULE[delivery.attempts - 1])
-            delivery.next_attempt_at = timezone.now() + timedelta(seconds=wait)
-        delivery.save()
-        result, next_at = delivery.status, delivery.next_attempt_at
+            wait = max(retry_after or 0, RETRY_SCHEDULE[current.attempts - 1])
+            current.next_attempt_at = timezone.now() + timedelta(seconds=wait)
+        current.save()
+        result, next_at = current.status, current.next_attempt_at
     if result == DeliveryStatus.PENDING:
         delay = (next_at - timezone.now()).total_seconds()
         if delay <= 60:
-            _enqueue([delivery_id], countdown=max(delay, 0))
+            _enqueue([delivery.pk], countdown=max(delay, 0))
     return result
 
 

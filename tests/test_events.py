@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -20,6 +21,27 @@ from tests.factories import make_location, make_sku
 pytestmark = pytest.mark.django_db
 
 
+class Drip:
+    """An answer that never ends: the status and headers at once, then a byte of a long body every 0.1 s, until
+    the body is sent or the sender hangs up (``hung_up_after``: the bytes sent by then)."""
+
+    def __init__(self, status: int, length: int = 1000):
+        self.status, self.length, self.hung_up_after = status, length, None
+
+    def send(self, handler) -> None:
+        handler.send_response(self.status)
+        handler.send_header("Content-Length", str(self.length))
+        handler.end_headers()
+        for sent in range(self.length):
+            try:
+                handler.wfile.write(b"x")
+                handler.wfile.flush()
+            except OSError:
+                self.hung_up_after = sent
+                return
+            time.sleep(0.1)
+
+
 class Receiver:
     """A subscriber's endpoint: verifies every call with the reference library, answers from a script."""
 
@@ -34,6 +56,8 @@ class Receiver:
                 Webhook(outer.secret).verify(body.decode(), headers)  # raises if the signature is wrong
                 outer.received.append((headers, json.loads(body)))
                 answer = outer.answers.pop(0) if outer.answers else 200
+                if isinstance(answer, Drip):
+                    return answer.send(self)
                 # An answer: a status, or (status, headers, body).
                 status, extra, payload = answer if isinstance(answer, tuple) else (answer, {}, b"")
                 self.send_response(status)
@@ -191,3 +215,43 @@ def test_no_subscriber_no_rows():
     wh = make_location()
     stock.receive(sku=make_sku(), location=wh, quantity=1)
     assert EventDelivery.objects.count() == 0
+
+
+@pytest.mark.parametrize("status", [200, 500])
+def test_a_receiver_that_answers_a_byte_at_a_time_costs_one_bounded_attempt(receiver, status):
+    """A receiver answering a byte every 0.1 s of a 1,000-byte body (100 s): each read within the timeout, so the
+    sender waited for all of it inside the claim's transaction, until Celery's time limit killed the task and
+    rolled the attempt back unrecorded (sent again seconds later, for ever; review finding, 2026-12-07). A success's
+    body is not read at all; of a failure's, what arrives within a few seconds."""
+    drip = Drip(status)
+    r = receiver([drip])
+    r.subscribe("stock.changed")
+    stock.receive(sku=make_sku(), location=make_location(), quantity=5)
+    delivery = EventDelivery.objects.get()
+    assert events.deliver(due(delivery)) == ("delivered" if status == 200 else "pending")
+    for _ in range(50):  # the receiver notices the hang-up at its next write
+        if drip.hung_up_after is not None:
+            break
+        time.sleep(0.1)
+    assert drip.hung_up_after is not None and drip.hung_up_after < drip.length
+    delivery.refresh_from_db()
+    assert delivery.attempts == 1 and delivery.attempt_log.count() == 1
+    if status == 500:
+        assert delivery.last_error.startswith("HTTP 500: x") and delivery.attempt_log.get().status_code == 500
+
+
+def test_an_attempt_whose_sender_never_came_back_counts_and_the_schedule_still_ends(receiver):
+    """The attempt is counted when it is claimed: a sender killed before the answer leaves it logged as unanswered,
+    tried again later, and once the schedule is spent the delivery is dead, not sent for ever."""
+    r = receiver([])
+    r.subscribe("stock.changed")
+    stock.receive(sku=make_sku(), location=make_location(), quantity=5)
+    delivery = EventDelivery.objects.get()
+    for attempt in range(1, len(events.RETRY_SCHEDULE) + 2):
+        claimed, attempt_id = events._claim(due(delivery))  # the sender dies here, before it posts
+        assert claimed.attempts == attempt and attempt_id is not None
+        assert events._claim(delivery.pk) is None  # not due again until CLAIM_SECONDS have passed
+    assert events.deliver(due(delivery)) == DeliveryStatus.DEAD
+    delivery.refresh_from_db()
+    assert delivery.last_error == events.NO_ANSWER and r.received == []
+    assert delivery.attempt_log.filter(error=events.NO_ANSWER).count() == len(events.RETRY_SCHEDULE) + 1
