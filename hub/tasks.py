@@ -27,7 +27,7 @@ def audit_ledger() -> int:
 @shared_task(name="batch.retention")
 def retention() -> dict:
     from channels_app.models import InboundEvent, InboundStatus, PushLog, WebhookRejection
-    from hub.models import JobRun
+    from hub.models import DeliveryStatus, EventDelivery, JobRun
     from inventory_app.models import IdempotencyKey
 
     now = timezone.now()
@@ -41,6 +41,10 @@ def retention() -> dict:
             "rejections": WebhookRejection.objects.filter(received_at__lt=now - timedelta(days=days)).delete()[0],
             "idempotency_keys": IdempotencyKey.objects.filter(created_at__lt=now - timedelta(days=1)).delete()[0],
             "job_runs": JobRun.objects.filter(started_at__lt=now - timedelta(days=90)).delete()[0],
+            # Ended ones only (their attempts go with them): one row per subscriber per stock change grew for ever.
+            "event_deliveries": EventDelivery.objects.filter(
+                status__in=[DeliveryStatus.DELIVERED, DeliveryStatus.DEAD], created_at__lt=now - timedelta(days=days)
+            ).delete()[0],
         }
         run.count_out = sum(deleted.values())
         run.details = deleted
