@@ -53,6 +53,7 @@ RECORD_SECONDS = 2.0
 # With equal-jitter backoff capped at 30 s, 12 attempts span about three minutes: a platform outage
 # of a minute or two heals by itself; longer ones park the listing for the operator.
 MAX_ATTEMPTS = 12
+MAX_LAG_MS = 2**31 - 1  # PushLog.lag_ms, an integer
 MAX_BACKOFF_SECONDS = 30
 # A pusher waits at most this long in-process for rate-limit tokens; longer waits become a countdown
 # (changes arriving meanwhile coalesce into that push), so a throttled channel never holds a worker
@@ -679,7 +680,9 @@ def _record_ok(acks: list[_Ack], owner: uuid.UUID, started: datetime, correlatio
         rows = [by_pk[pk] for pk in by_pk if pk in mine]
         if not rows:
             return
-        lags = {ack.listing.pk: max(int((now - ack.listing.dirty_since).total_seconds() * 1000), 0)
+        # Within the column's range: a change dated weeks back (a count as of last month, a replay of a listing
+        # parked that long) made a lag past 2^31 ms, the insert failed, and the round's record with it, for ever.
+        lags = {ack.listing.pk: min(max(int((now - ack.listing.dirty_since).total_seconds() * 1000), 0), MAX_LAG_MS)
                 if ack.listing.dirty_since else None for ack in rows}
         sent = [ack for ack in rows if ack.sent]
         if sent:

@@ -21,6 +21,7 @@ from inventory_app import stock
 from inventory_app.stock import LineRequest
 from tests.channels.sandboxed import LOCATION, connect, remote
 from tests.factories import make_bundle, make_location, make_sku
+from tests.threads import running
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -1236,45 +1237,26 @@ def test_conflicts_re_reads_and_retries_never_exceed_shopifys_points_with_severa
     channel, sandbox = connect("shopify", {sku: 500 for sku in skus}, plan={"graphql_bucket": 150, "graphql_restore": 60})
     channel.rate_limit_capacity, channel.rate_limit_per_second = 15, 6  # calls at a mutation's 10 points
     channel.save()
-    stop, errors = threading.Event(), []
     rng = random.Random(7)
 
-    def pusher():
-        try:
-            while not stop.is_set():
-                outbound.push_channel(channel.pk, max_rounds=3)
-                with transaction.atomic():  # in id order, as the pushers' own writes lock listings
-                    update_listings_in_order(Listing.objects.filter(channel=channel), next_attempt_at=None)
-                time.sleep(0.01)
-        except Exception as exc:  # noqa: BLE001 - a pusher thread that dies must fail the test, not vanish
-            errors.append(exc)
-        finally:
-            connection.close()
+    def push():
+        outbound.push_channel(channel.pk, max_rounds=3)
+        with transaction.atomic():  # in id order, as the pushers' own writes lock listings
+            update_listings_in_order(Listing.objects.filter(channel=channel), next_attempt_at=None)
+        time.sleep(0.01)
 
-    def shop_and_hub():
-        try:
-            while not stop.is_set():
-                sku = rng.choice(skus)
-                with sandbox.state.lock:  # a sale on Shopify whose webhook has not come: the next CAS is stale
-                    item = next(i for i in sandbox.state.items if i.sku == sku.code)
-                    item.touch(item.quantity - 1)
-                stock.receive(sku=rng.choice(skus), location=wh, quantity=1, reference="delivery")
-                time.sleep(0.02)
-        except Exception as exc:  # noqa: BLE001
-            errors.append(exc)
-        finally:
-            connection.close()
+    def sell_on_shopify_and_receive():
+        sku = rng.choice(skus)
+        with sandbox.state.lock:  # a sale on Shopify whose webhook has not come: the next CAS is stale
+            item = next(i for i in sandbox.state.items if i.sku == sku.code)
+            item.touch(item.quantity - 1)
+        stock.receive(sku=rng.choice(skus), location=wh, quantity=1, reference="delivery")
+        time.sleep(0.02)
 
     with sandbox:
         converge(channel)
-        threads = [threading.Thread(target=pusher) for _ in range(3)] + [threading.Thread(target=shop_and_hub)]
-        for t in threads:
-            t.start()
-        time.sleep(4)
-        stop.set()
-        for t in threads:
-            t.join()
-        assert errors == []
+        with running(push, push, push, sell_on_shopify_and_receive):
+            time.sleep(4)
         snapshot = sandbox.state.snapshot()
         assert snapshot["rate_limited"] == 0, snapshot
     conflicts = metrics.RETRIES.labels(kind="push_conflict", channel=channel.slug)._value.get()
@@ -1303,3 +1285,19 @@ def test_a_conflict_waits_for_its_re_read_and_retry_tokens_instead_of_spending_t
         assert summary.pushed == 12 and summary.failed == 0, summary
         assert all(remote(sandbox, sku) == 11 for sku in skus)  # our 12 less the sale we had not heard of
         assert sandbox.state.snapshot()["rate_limited"] == 0
+
+
+def test_a_change_dated_weeks_back_is_pushed_and_recorded():
+    """A count as of a month ago dates the listing's change a month back: its lag, 2.6e9 ms, overflowed the log's
+    integer column, the insert failed and rolled back the round's record; the channel had the number, the hub never
+    knew, and pushed it again every lease, for ever (review finding, 2026-12-07). The lag is kept within range."""
+    wh = make_location()
+    tee, cap = make_sku(stock_at={wh: 10}), make_sku(stock_at={wh: 10})
+    channel, sandbox = connect("standard", {tee: 10, cap: 10})
+    with sandbox:
+        converge(channel)
+        stock.count(sku=tee, location=wh, on_hand=7, as_of=timezone.now() - timedelta(days=30), source="stocktake")
+        stock.receive(sku=cap, location=wh, quantity=1, reference="delivery")
+        outbound.push_channel(channel.pk)
+        assert all(listing.in_sync for listing in Listing.objects.filter(channel=channel))
+        assert PushLog.objects.filter(channel=channel, listing__sku=tee).latest("id").lag_ms == outbound.MAX_LAG_MS
