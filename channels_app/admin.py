@@ -174,12 +174,21 @@ class ListingAdmin(admin.ModelAdmin):
     autocomplete_fields = ["sku"]
     readonly_fields = ["desired_version", "desired_quantity", "dirty_since", "pushed_version", "pushed_quantity",
                        "pushed_at", "remote_quantity", "remote_seen_at", "edited_on_channel_at", "status", "attempts",
-                       "next_attempt_at", "last_error", "lease_owner", "lease_until"]
+                       "next_attempt_at", "last_error", "lease_owner", "lease_until", "attempted_quantity", "remote_unsure",
+                       "recheck_after"]  # the pushers' and stock writes' own: an operator changes the mapping only
     actions = ["replay"]
 
+    def get_readonly_fields(self, request, obj=None):
+        # A listing is one SKU on one channel: another SKU or channel is another listing, not an edit of this one.
+        return [*self.readonly_fields, "channel", "sku"] if obj else self.readonly_fields
+
     def save_model(self, request, obj, form, change):
+        if change:  # the mapping fields the form changed, and nothing the pushers and stock writes keep
+            services.remap_listing(obj, **{name: getattr(obj, name) for name in form.changed_data
+                                           if name in services.MAPPING_FIELDS})
+            return
         super().save_model(request, obj, form, change)
-        if not change and obj.channel.allocation_target is not None:
+        if obj.channel.allocation_target is not None:
             allocation.top_up(obj.channel, [obj.sku_id])
 
     def delete_model(self, request, obj):
@@ -253,7 +262,7 @@ class PushLogAdmin(admin.ModelAdmin):
     list_display = ["created_at", "channel", "listing", "version", "quantity", "ok", "http_status", "lag_ms", "error"]
     list_filter = ["ok", "channel"]
     readonly_fields = [f.name for f in PushLog._meta.fields]
-    list_select_related = ["channel", "listing__sku"]
+    list_select_related = ["channel", "listing__sku", "listing__channel"]  # a listing shows as channel:sku
 
     def has_add_permission(self, request):
         return False

@@ -5,12 +5,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.db import transaction
+from django.db.models import F, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from channels_app import allocation
-from channels_app.models import Channel, ChannelLocation, Listing
+from channels_app.models import Channel, ChannelLocation, Listing, ListingStatus
 from channels_app.rules import RULE_FIELDS
-from channels_app.sync import mark_channel_dirty, wake_pushers
+from channels_app.sync import mark_channel_dirty, update_listings_in_order, wake_pushers
 
 
 @transaction.atomic
@@ -66,14 +68,44 @@ def set_paused(*, channel: Channel, paused: bool) -> None:
         mark_channel_dirty(channel)
 
 
-@transaction.atomic
-def upsert_listing(*, channel: Channel, sku, **external) -> Listing:
-    listing, created = Listing.objects.update_or_create(channel=channel, sku=sku, defaults=external)
-    Listing.objects.filter(pk=listing.pk).update(status="pending")
-    if created and channel.allocation_target is not None:
-        allocation.top_up(channel, [listing.sku_id])
-    transaction.on_commit(lambda: wake_pushers([channel.pk]))
+# A listing's own fields: which item (and location) of the channel it is.
+MAPPING_FIELDS = ("external_product_id", "external_variant_id", "external_inventory_item_id", "external_sku",
+                  "external_location_id")
+
+
+def upsert_listing(*, channel: Channel, sku, **mapping) -> Listing:
+    """List a SKU on a channel, or point its listing at the items named. A listing created is pushed as any new one
+    is; one whose mapping changed, through ``remap_listing`` (it was marked pending with no new version: a listing in
+    sync showed "waiting to push" for good, and the newly named item got no number until the SKU's next sale)."""
+    with transaction.atomic():
+        listing, created = Listing.objects.get_or_create(channel=channel, sku=sku, defaults=mapping)
+        if created:
+            if channel.allocation_target is not None:
+                allocation.top_up(channel, [listing.sku_id])
+            transaction.on_commit(lambda: wake_pushers([channel.pk]))
+        else:
+            remap_listing(listing, **{name: value for name, value in mapping.items() if getattr(listing, name) != value})
+    listing.refresh_from_db()
     return listing
+
+
+def remap_listing(listing: Listing, **mapping) -> None:
+    """Point a listing at another item (or location) of its channel: only those fields are written, the row locked
+    in id order, and the listing is pushed with a fresh retry budget (a wrong id is what failed it, as a rule): the
+    item it names now has never been sent our number, and what it holds is unknown. Saved whole from the admin's
+    form, a listing wrote back the versions read when the form was loaded: a sale committed meanwhile was undone
+    and the channel kept the number from before it (review finding, 2026-12-07)."""
+    unknown = set(mapping) - set(MAPPING_FIELDS)
+    if unknown:
+        raise ValueError(f"not a listing's mapping: {sorted(unknown)}")
+    if not mapping:
+        return
+    with transaction.atomic():
+        update_listings_in_order(
+            Listing.objects.filter(pk=listing.pk), **mapping, desired_version=F("desired_version") + 1,
+            dirty_since=Coalesce(F("dirty_since"), Value(timezone.now())), status=ListingStatus.PENDING, attempts=0,
+            next_attempt_at=None, last_error="", remote_quantity=None, remote_seen_at=None, remote_unsure=False)
+        transaction.on_commit(lambda: wake_pushers([listing.channel_id]))
 
 
 def delete_listings(listings) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.db.models import F
 
 from channels_app.models import Channel, InboundEvent, InboundStatus, Listing, ListingStatus
 from tests.channels.helpers import make_channel
@@ -177,3 +178,72 @@ def test_a_sku_taken_off_sale_in_the_admin_marks_its_listings(staff):
     tee.refresh_from_db()
     listing.refresh_from_db()
     assert tee.is_active is False and listing.desired_version > before
+
+
+def test_the_push_history_page_costs_the_same_queries_for_3_rows_as_for_30(staff):
+    """Each row shows its listing as channel:sku: without the listing's channel joined, a query per row (36 for 30
+    rows; review finding, 2026-12-07)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from channels_app.models import PushLog
+
+    def queries_for(rows: int) -> int:
+        channel = make_channel("standard")
+        wh = make_location()
+        for _ in range(rows):
+            listing = Listing.objects.create(channel=channel, sku=make_sku(stock_at={wh: 1}))
+            PushLog.objects.create(listing=listing, channel=channel, version=1, quantity=1, ok=True)
+        with CaptureQueriesContext(connection) as captured:
+            assert staff.get(f"/admin/channels_app/pushlog/?channel__id__exact={channel.pk}").status_code == 200
+        return len(captured)
+
+    assert queries_for(3) == queries_for(30)
+
+
+def test_a_listing_edited_in_the_admin_keeps_a_sale_made_meanwhile_and_is_pushed_to_its_new_item(rf, staff):
+    """The admin saved the whole listing it had loaded: a sale committed between the load and the save had its
+    version written back over, and the channel kept the number from before the sale. Now only the mapping the form
+    changed is written, and the listing is out of date: the item it names now was never sent our number (review
+    finding, 2026-12-07)."""
+    from django.contrib import admin as django_admin
+    from django.contrib.auth import get_user_model
+
+    from inventory_app import stock
+    from inventory_app.stock import LineRequest
+
+    wh = make_location()
+    tee = make_sku(stock_at={wh: 10})
+    listing = Listing.objects.create(channel=make_channel("standard"), sku=tee, external_variant_id="old",
+                                     status=ListingStatus.FAILED, attempts=12, last_error="404 no such variant")
+    Listing.objects.filter(pk=listing.pk).update(pushed_version=F("desired_version"))
+    model_admin = django_admin.site._registry[Listing]
+    request = rf.post("/")
+    request.user = get_user_model().objects.get(username="ops")
+    loaded = model_admin.get_object(request, str(listing.pk))
+    stock.reserve(lines=[LineRequest(tee.code, 1)])  # committed while the form is being saved
+    after_sale = Listing.objects.get(pk=listing.pk).desired_version
+    form = model_admin.get_form(request, loaded, change=True)(
+        {"external_variant_id": "new", "external_product_id": "", "external_inventory_item_id": "", "external_sku": "",
+         "external_location_id": ""}, instance=loaded)
+    assert form.is_valid(), form.errors
+    model_admin.save_model(request, form.save(commit=False), form, change=True)
+    listing.refresh_from_db()
+    assert listing.external_variant_id == "new" and listing.desired_version == after_sale + 1
+    assert (listing.status, listing.attempts, listing.last_error) == (ListingStatus.PENDING, 0, "")
+
+
+def test_listing_a_listed_sku_again_changes_nothing_unless_its_mapping_changes():
+    """``upsert_listing`` (POST .../listings/) marked the listing pending with no new version: one in sync then
+    showed "waiting to push" for good, and a new item id got no number until the SKU's next sale."""
+    from channels_app import services
+
+    wh = make_location()
+    tee = make_sku(stock_at={wh: 10})
+    channel = make_channel("standard")
+    listing = services.upsert_listing(channel=channel, sku=tee, external_variant_id="v1")
+    Listing.objects.filter(pk=listing.pk).update(pushed_version=F("desired_version"), status=ListingStatus.OK)
+    again = services.upsert_listing(channel=channel, sku=tee, external_variant_id="v1")
+    assert again.in_sync and again.status == ListingStatus.OK
+    moved = services.upsert_listing(channel=channel, sku=tee, external_variant_id="v2")
+    assert not moved.in_sync and moved.external_variant_id == "v2" and moved.status == ListingStatus.PENDING
