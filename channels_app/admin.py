@@ -18,6 +18,7 @@ from channels_app.models import (
     InboundStatus,
     Listing,
     PushLog,
+    SyncLagMinute,
     WebhookRejection,
 )
 from channels_app.rules import RULE_FIELDS
@@ -254,6 +255,20 @@ class WebhookRejectionAdmin(admin.ModelAdmin):
     readonly_fields = [f.name for f in WebhookRejection._meta.fields]
 
     def has_add_permission(self, request):
+        return False
+
+
+@admin.register(SyncLagMinute)
+class SyncLagMinuteAdmin(admin.ModelAdmin):
+    list_display = ["minute", "channel", "count", "p50_ms", "p95_ms", "p99_ms", "max_ms"]
+    list_filter = ["channel"]
+    date_hierarchy = "minute"
+    list_select_related = ["channel"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
         return False
 
 

@@ -262,6 +262,27 @@ class PushLog(models.Model):
         indexes = [models.Index(fields=["channel", "created_at"], name="pushlog_channel_time")]
 
 
+class SyncLagMinute(models.Model):
+    """One channel's acknowledged pushes in one UTC minute: count and lag percentiles, rolled up from PushLog
+    (``channels_app.rollups``), kept for months where the push history is kept for two weeks; the admin charts them."""
+
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="lag_minutes")
+    minute = models.DateTimeField()
+    count = models.PositiveIntegerField()
+    p50_ms = models.PositiveIntegerField()
+    p95_ms = models.PositiveIntegerField()
+    p99_ms = models.PositiveIntegerField()
+    max_ms = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["-minute"]
+        constraints = [models.UniqueConstraint(fields=["channel", "minute"], name="lag_minute_unique")]
+        indexes = [models.Index(fields=["minute"], name="lag_minute_time")]
+
+    def __str__(self) -> str:
+        return f"{self.channel} {self.minute:%Y-%m-%d %H:%M}"
+
+
 class InboundStatus(models.TextChoices):
     PENDING = "pending", "Pending"
     PROCESSED = "processed", "Processed"

@@ -75,6 +75,13 @@ def sweep_pushes() -> int:
     return len(channel_ids)
 
 
+@shared_task(name="batch.roll_up_sync_lag")
+def roll_up_sync_lag() -> int:
+    from channels_app.rollups import roll_up_sync_lag as roll_up
+
+    return roll_up()
+
+
 @shared_task(name="batch.reconcile_channel")
 def reconcile_channel(channel_id: int) -> dict:
     from channels_app.reconcile import reconcile_channel as reconcile

@@ -142,6 +142,7 @@ def channel_card(channel: Channel, now: datetime) -> dict:
             "listings": _changelist("channels_app_listing", channel__id__exact=channel.id),
             "pushes": _changelist("channels_app_pushlog", channel__id__exact=channel.id),
             "runs": _changelist("hub_jobrun", channel__id__exact=channel.id),
+            "lag_history": reverse("tally-lag-history", args=[channel.id]),
         },
     }
 
@@ -179,8 +180,12 @@ def format_ms(value: float | None) -> str:
     return f"{value / 60_000:.1f} min"
 
 
-def lag_chart(buckets: list[dict], width: int = 380, height: int = 130) -> SafeString:
-    """Inline SVG: p50/p95/p99 sync lag per minute bucket; minutes with no pushes leave gaps."""
+def lag_chart(buckets: list[dict], width: int = 380, height: int = 130, *,
+              axis: tuple[str, str, str] = ("-60m", "-30m", "now"),
+              title: str = "Sync lag per minute over the last hour (p50, p95, p99)",
+              empty: str = "no acknowledged pushes in the last hour") -> SafeString:
+    """Inline SVG: p50/p95/p99 sync lag per bucket (a minute of the last hour, or a span of the rolled-up
+    history); buckets with no pushes leave gaps."""
     left, right, top, bottom = 52, 8, 8, 20
     plot_w, plot_h = width - left - right, height - top - bottom
     peak = max((b["p99"] or 0 for b in buckets), default=0)
@@ -194,15 +199,16 @@ def lag_chart(buckets: list[dict], width: int = 380, height: int = 130) -> SafeS
         return top + plot_h * (1 - min(v, ceiling) / ceiling)
 
     parts = [f'<svg class="tally-chart" role="img" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
-             f'xmlns="http://www.w3.org/2000/svg"><title>Sync lag per minute over the last hour (p50, p95, p99)</title>']
+             f'xmlns="http://www.w3.org/2000/svg"><title>{escape(title)}</title>']
     for fraction in (0, 0.5, 1):
         gy = top + plot_h * (1 - fraction)
         parts.append(f'<line class="grid" x1="{left}" x2="{width - right}" y1="{gy:.1f}" y2="{gy:.1f}"/>'
                      f'<text class="axis" x="{left - 4}" y="{gy + 3:.1f}" text-anchor="end">'
                      f'{escape(format_ms(ceiling * fraction))}</text>')
-    for label, minute in (("-60m", 0), ("-30m", len(buckets) // 2), ("now", len(buckets) - 1)):
-        anchor = "start" if minute == 0 else "end" if label == "now" else "middle"
-        parts.append(f'<text class="axis" x="{x(minute):.1f}" y="{height - 5}" text-anchor="{anchor}">{label}</text>')
+    for label, minute, anchor in zip(axis, (0, len(buckets) // 2, len(buckets) - 1), ("start", "middle", "end"),
+                                     strict=True):
+        parts.append(f'<text class="axis" x="{x(minute):.1f}" y="{height - 5}" text-anchor="{anchor}">'
+                     f'{escape(label)}</text>')
     drawn = 0
     for label, _, colour in SERIES:
         segment: list[str] = []
@@ -226,7 +232,7 @@ def lag_chart(buckets: list[dict], width: int = 380, height: int = 130) -> SafeS
                              f'points="{" ".join(points)}"/>')
     if not drawn:
         parts.append(f'<text class="empty" x="{left + plot_w / 2:.1f}" y="{top + plot_h / 2:.1f}" '
-                     'text-anchor="middle">no acknowledged pushes in the last hour</text>')
+                     f'text-anchor="middle">{escape(empty)}</text>')
     parts.append("</svg>")
     return mark_safe("".join(parts))  # noqa: S308 - built from numbers and escaped text only
 
@@ -292,6 +298,32 @@ def dashboard_data_view(request):
     return JsonResponse({**payload, "html": html})  # admin_view adds never_cache
 
 
+HISTORY_HOURS = (24, 24 * 7, 24 * 30)
+
+
+def lag_history_view(request, channel_id: int):
+    """The channel's sync lag over a day, a week or a month, from the per-minute rollups (``channels_app.rollups``):
+    each point the worst minute of its span."""
+    from channels_app.rollups import lag_history
+
+    channel = Channel.objects.filter(pk=channel_id).first()
+    if channel is None:
+        return render(request, "admin/dashboard/lag_history.html", {**admin.site.each_context(request),
+                      "title": "Sync lag history", "missing": channel_id}, status=404)
+    charts = []
+    for hours in HISTORY_HOURS:
+        spans = lag_history(channel.id, hours=hours)
+        label = f"-{hours // 24}d" if hours >= 48 else f"-{hours}h"
+        half = f"-{hours // 48}d" if hours >= 96 else f"-{hours // 2}h"
+        charts.append({"hours": hours, "label": label, "pushes": sum(span["count"] for span in spans),
+                       "chart": lag_chart(spans, width=760, height=160, axis=(label, half, "now"),
+                                          title=f"Sync lag of {channel.slug}, worst minute per span, {label}",
+                                          empty="no acknowledged pushes in this time")})
+    return render(request, "admin/dashboard/lag_history.html", {
+        **admin.site.each_context(request), "title": f"Sync lag history: {channel.slug}", "channel": channel,
+        "charts": charts, "minutes_url": _changelist("channels_app_synclagminute", channel__id__exact=channel.id)})
+
+
 def flower_redirect(request):
     return HttpResponseRedirect(flower_url())
 
@@ -300,4 +332,5 @@ urlpatterns = [
     path("", admin.site.admin_view(dashboard_view), name="tally-dashboard"),
     path("data.json", admin.site.admin_view(dashboard_data_view), name="tally-dashboard-data"),
     path("flower/", admin.site.admin_view(flower_redirect), name="tally-flower"),
+    path("lag/<int:channel_id>/", admin.site.admin_view(lag_history_view), name="tally-lag-history"),
 ]

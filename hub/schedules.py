@@ -20,6 +20,7 @@ GLOBAL = [
     ("Sweep outgoing event deliveries", "batch.sweep_events", 5, "batch"),
     ("Audit the ledger against stock", "batch.audit_ledger", 3600, "batch"),
     ("Retention clean-up", "batch.retention", 24 * 3600, "batch"),
+    ("Roll up sync lag per channel and minute", "batch.roll_up_sync_lag", 60, "batch"),
 ]
 
 

@@ -26,7 +26,7 @@ def audit_ledger() -> int:
 
 @shared_task(name="batch.retention")
 def retention() -> dict:
-    from channels_app.models import InboundEvent, InboundStatus, PushLog, WebhookRejection
+    from channels_app.models import InboundEvent, InboundStatus, PushLog, SyncLagMinute, WebhookRejection
     from hub.models import DeliveryStatus, EventDelivery, JobRun
     from inventory_app.models import IdempotencyKey
 
@@ -38,6 +38,8 @@ def retention() -> dict:
                 status__in=[InboundStatus.PROCESSED, InboundStatus.IGNORED], received_at__lt=now - timedelta(days=days)
             ).delete()[0],
             "push_logs": PushLog.objects.filter(created_at__lt=now - timedelta(days=min(days, 14))).delete()[0],
+            "sync_lag_minutes": SyncLagMinute.objects.filter(
+                minute__lt=now - timedelta(days=int(os.environ.get("TALLY_LAG_ROLLUP_DAYS", "400")))).delete()[0],
             "rejections": WebhookRejection.objects.filter(received_at__lt=now - timedelta(days=days)).delete()[0],
             "idempotency_keys": IdempotencyKey.objects.filter(created_at__lt=now - timedelta(days=1)).delete()[0],
             "job_runs": JobRun.objects.filter(started_at__lt=now - timedelta(days=90)).delete()[0],
