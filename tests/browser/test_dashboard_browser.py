@@ -135,10 +135,11 @@ class Operator:
         search = self.wait(ec.visibility_of_element_located((By.CSS_SELECTOR, ".select2-container--open "
                                                                                ".select2-search__field")))
         search.send_keys(text)
-        option = self.wait(ec.element_to_be_clickable(
+        # select2 redraws its results as each search's answer comes (on a slow machine, after the option was found):
+        # the option is found and clicked afresh when the one found is gone.
+        self.fresh(lambda: self.wait(ec.element_to_be_clickable(
             (By.XPATH, f"//li[contains(@class, 'select2-results__option') and normalize-space()='{text}']")),
-            message=f"autocomplete option {text}")
-        option.click()
+            message=f"autocomplete option {text}").click())
 
     def run_action(self, action: str) -> str:
         self.find("#action-toggle").click()
