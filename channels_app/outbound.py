@@ -33,7 +33,7 @@ from channels_app.adapters import adapter_for, http
 from channels_app.adapters.base import BATCH_REFUSED, ChannelAdapter, PushItem, PushResult
 from channels_app.adapters.http import ChannelError, OutOfTokens, PermanentError, RateLimited
 from channels_app.models import Channel, InboundEvent, InboundStatus, Listing, ListingStatus, PushLog
-from channels_app.ratelimit import try_acquire_each
+from channels_app.ratelimit import wait_each
 from channels_app.rules import desired_quantities_many
 from channels_app.selectors import channels_for_push
 from channels_app.sync import locked_listings, start_push
@@ -216,17 +216,14 @@ def _push_rounds(channel_ids: list[int], summaries: dict[int, PushSummary], corr
                                            summaries[channel_id])
     owner = uuid.uuid4()
     for _ in range(max_rounds):
-        # One request's token first: a channel out of tokens costs a Redis call, not a claim and a release.
-        ready = _with_first_token(pushing)
+        # A request's token there first: a channel out of tokens costs a Redis call, not a claim and a release.
+        ready = _with_a_token(pushing)
         if not ready:
             break
         leased_at = time.monotonic()
         claimed = claim_many({channel_id: p.limit for channel_id, p in ready.items()}, owner=owner)
-        for channel_id, p in ready.items():
-            if channel_id in claimed:
-                p.summary.claimed += len(claimed[channel_id])
-            else:
-                p.adapter.limiter.refund(1)
+        for channel_id, listings in claimed.items():
+            ready[channel_id].summary.claimed += len(listings)
         _push_round([(ready[channel_id], listings) for channel_id, listings in claimed.items()], owner,
                     correlation_id, leased_at=leased_at)
         # A short claim took everything due; a change committed since then has woken a new push.
@@ -236,15 +233,19 @@ def _push_rounds(channel_ids: list[int], summaries: dict[int, PushSummary], corr
             break
 
 
-def _with_first_token(pushing: dict[int, _Pushing]) -> dict[int, _Pushing]:
-    """The channels that got one request's token, waiting in-process at most MAX_INLINE_WAIT once for all."""
+def _with_a_token(pushing: dict[int, _Pushing]) -> dict[int, _Pushing]:
+    """The channels whose bucket holds a request's token, waiting in-process at most MAX_INLINE_WAIT once for all.
+    Nothing is taken here: each request takes its tokens as it is sent (``_send``). Taken here, before the claim and
+    the stock read, a token granted early was spent late: on a loaded machine requests granted at different times
+    reached the platform together and crossed a leaky bucket the grants kept within (the sandbox refused one in
+    several runs of the several-pushers test, 2026-12-07)."""
     ready, short = {}, {}
-    waits = try_acquire_each([p.adapter.limiter for p in pushing.values()])
+    waits = wait_each([p.adapter.limiter for p in pushing.values()])
     for (channel_id, p), wait in zip(pushing.items(), waits, strict=True):
         (ready if wait == 0 else short)[channel_id] = (p, wait)
     if short and min(wait for _, wait in short.values()) <= MAX_INLINE_WAIT:
         time.sleep(min(max(wait for _, wait in short.values()), MAX_INLINE_WAIT))
-        waits = try_acquire_each([p.adapter.limiter for p, _ in short.values()])
+        waits = wait_each([p.adapter.limiter for p, _ in short.values()])
         for (channel_id, (p, _)), wait in zip(list(short.items()), waits, strict=True):
             if wait == 0:
                 ready[channel_id] = short.pop(channel_id)
@@ -260,7 +261,7 @@ def _push_claimed(channel: Channel, adapter: ChannelAdapter, claimed: list[tuple
                   summary: PushSummary, correlation_id: str) -> None:
     """Push listings already leased to ``owner`` (one channel; no token taken for them yet)."""
     pushing = _Pushing(channel, adapter, len(claimed), summary)
-    _push_round([(pushing, claimed)], owner, correlation_id, prepaid=0)
+    _push_round([(pushing, claimed)], owner, correlation_id)
 
 
 @dataclass
@@ -277,7 +278,7 @@ class _Batch:
 
 
 def _push_round(work: list[tuple[_Pushing, list[tuple[Listing, int]]]], owner: uuid.UUID, correlation_id: str, *,
-                prepaid: int = 1, leased_at: float | None = None) -> None:
+                leased_at: float | None = None) -> None:
     started = timezone.now()
     # Sends stop at half the lease, counted from the claim: the rest must be recorded before the lease runs out.
     send_until = (leased_at or time.monotonic()) + LEASE_SECONDS / 2
@@ -301,8 +302,6 @@ def _push_round(work: list[tuple[_Pushing, list[tuple[Listing, int]]]], owner: u
             to_send.append(PushItem(listing=listing, quantity=quantity, expected_remote=known))
         if to_send:
             sends.append((p, to_send))
-        elif prepaid:
-            p.adapter.limiter.refund(prepaid)
     if unchanged:
         _record_ok(unchanged, owner, started, correlation_id, guarded=guarded)
     if not sends:
@@ -311,11 +310,11 @@ def _push_round(work: list[tuple[_Pushing, list[tuple[Listing, int]]]], owner: u
     _set_attempted([item for _, items in sends for item in items])
     if len(sends) == 1:
         p, items = sends[0]
-        _record_sent([(p, _send(p, items, previous_attempts, prepaid, send_until))], owner, started, versions,
+        _record_sent([(p, _send(p, items, previous_attempts, send_until))], owner, started, versions,
                      correlation_id, previous_attempts, guarded)
         return
     # Each send in a copy of this context: its log lines carry the round's correlation id.
-    futures = {_send_pool().submit(contextvars.copy_context().run, _send, p, items, previous_attempts, prepaid,
+    futures = {_send_pool().submit(contextvars.copy_context().run, _send, p, items, previous_attempts,
                                    send_until): p for p, items in sends}
     # The channels that answer within RECORD_TOGETHER_SECONDS are recorded together (typically all of them, a
     # few milliseconds apart); a slow one is recorded on its own when it answers, holding up no one else's.
@@ -338,7 +337,7 @@ def _send_pool() -> ThreadPoolExecutor:
     return _pool[1]
 
 
-def _send(p: _Pushing, to_send: list[PushItem], previous_attempts: dict[int, int | None], prepaid: int,
+def _send(p: _Pushing, to_send: list[PushItem], previous_attempts: dict[int, int | None],
           send_until: float) -> list[_Batch]:
     """Send one channel's listings, a request at a time, each after its rate-limit tokens. No database here:
     it runs in a send thread, and the round records the outcome. Never raises: whatever goes wrong becomes
@@ -356,9 +355,7 @@ def _send(p: _Pushing, to_send: list[PushItem], previous_attempts: dict[int, int
                     break
                 batch = _Batch(items)
                 batches.append(batch)
-                needed = adapter.requests_needed(batch.items) - prepaid
-                prepaid = max(-needed, 0)
-                wait_for = adapter.limiter.acquire(needed, max_wait=MAX_INLINE_WAIT) if needed > 0 else 0.0
+                wait_for = adapter.limiter.acquire(adapter.requests_needed(batch.items), max_wait=MAX_INLINE_WAIT)
                 if wait_for:
                     metrics.RATE_LIMIT_WAITS.labels(channel=p.channel.slug).inc()
                     batch.items = to_send[sent:]

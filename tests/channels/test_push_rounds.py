@@ -180,7 +180,7 @@ def test_a_send_that_fails_in_its_thread_fails_its_listings_and_the_rest_of_the_
     are failed and retried, and the other channel's acknowledgement is still recorded, its lease released."""
     wh = make_location()
     tee, cap = make_sku(stock_at={wh: 12}), make_sku(stock_at={wh: 7})
-    broken, broken_box = woocommerce_with_variations([tee, cap])  # two requests: one prepaid, one taken in the thread
+    broken, broken_box = woocommerce_with_variations([tee, cap])  # two requests, each taking its token in the thread
     fine, fine_box = connect("standard", {tee: 0, cap: 0})
     real_acquire = RateLimiter.acquire
 
