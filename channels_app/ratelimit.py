@@ -15,12 +15,14 @@ import time
 
 from hub.redis import get_redis
 
-# KEYS: one bucket per channel. ARGV: (capacity, rate per second, tokens wanted) per bucket. Returns
-# (granted 0/1, ms to wait) per bucket: a push round asks for all its channels in one round trip.
+# KEYS: one bucket per channel. ARGV: (capacity, rate per second, tokens wanted) per bucket, then 1 to take them or
+# 0 only to say whether they are there. Returns (granted 0/1, ms to wait) per bucket: a push round asks for all its
+# channels in one round trip.
 _ACQUIRE = """
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 local out = {}
+local take = ARGV[#ARGV] == '1'
 for i = 1, #KEYS do
   local key = KEYS[i]
   local capacity = tonumber(ARGV[3 * i - 2])
@@ -43,37 +45,9 @@ for i = 1, #KEYS do
       out[#out + 1] = 0
       out[#out + 1] = math.ceil((wanted - tokens) * 1000 / rate)
     end
-    redis.call('HSET', key, 'tokens', tokens, 'ts', now)
-    redis.call('PEXPIRE', key, 3600000)
-  end
-end
-return out
-"""
-
-# As _ACQUIRE, taking nothing: per bucket (1, 0) if the tokens are there now, else (0, ms to wait).
-_PEEK = """
-local t = redis.call('TIME')
-local now = t[1] * 1000 + math.floor(t[2] / 1000)
-local out = {}
-for i = 1, #KEYS do
-  local capacity = tonumber(ARGV[3 * i - 2])
-  local rate = tonumber(ARGV[3 * i - 1])
-  local wanted = tonumber(ARGV[3 * i])
-  local data = redis.call('HMGET', KEYS[i], 'tokens', 'ts', 'blocked_until')
-  local tokens = tonumber(data[1]) or capacity
-  local ts = tonumber(data[2]) or now
-  local blocked = tonumber(data[3]) or 0
-  if now < blocked then
-    out[#out + 1] = 0
-    out[#out + 1] = blocked - now
-  else
-    tokens = math.min(capacity, tokens + math.max(now - ts, 0) * rate / 1000)
-    if tokens >= wanted then
-      out[#out + 1] = 1
-      out[#out + 1] = 0
-    else
-      out[#out + 1] = 0
-      out[#out + 1] = math.ceil((wanted - tokens) * 1000 / rate)
+    if take then
+      redis.call('HSET', key, 'tokens', tokens, 'ts', now)
+      redis.call('PEXPIRE', key, 3600000)
     end
   end
 end
@@ -126,7 +100,6 @@ class RateLimiter:
         self._acquire = redis.register_script(_ACQUIRE)
         self._observe = redis.register_script(_OBSERVE)
         self._block = redis.register_script(_BLOCK)
-        self._peek = redis.register_script(_PEEK)
 
     def try_acquire(self, tokens: int = 1) -> float:
         """Take tokens now, or return how many seconds to wait before asking again (nothing taken)."""
@@ -145,7 +118,7 @@ class RateLimiter:
 
     def refund(self, tokens: int = 1) -> None:
         """Give back tokens taken for a request that was not sent (capped at capacity on the next take)."""
-        self._acquire(keys=[self.key], args=[self.capacity, self.per_second, -tokens])
+        self._acquire(keys=[self.key], args=[self.capacity, self.per_second, -tokens, 1])
 
     def observe_remaining(self, remaining: float) -> None:
         """The platform says only this many calls are left: never believe we have more."""
@@ -160,19 +133,19 @@ class RateLimiter:
 
 def try_acquire_each(limiters: list[RateLimiter], tokens: int = 1) -> list[float]:
     """``try_acquire`` on several buckets in one round trip: per bucket, 0 when granted, else seconds to wait."""
-    return _each(limiters, tokens, "_acquire")
+    return _each(limiters, tokens, take=True)
 
 
 def wait_each(limiters: list[RateLimiter], tokens: int = 1) -> list[float]:
     """Per bucket, 0 when it holds ``tokens`` now, else seconds to wait; nothing taken (one round trip for all)."""
-    return _each(limiters, tokens, "_peek")
+    return _each(limiters, tokens, take=False)
 
 
-def _each(limiters: list[RateLimiter], tokens: int, script: str) -> list[float]:
+def _each(limiters: list[RateLimiter], tokens: int, *, take: bool) -> list[float]:
     if not limiters:
         return []
-    out = getattr(limiters[0], script)(keys=[x.key for x in limiters],
-                                       args=[v for x in limiters for v in (x.capacity, x.per_second, tokens)])
+    out = limiters[0]._acquire(keys=[x.key for x in limiters],
+                               args=[*(v for x in limiters for v in (x.capacity, x.per_second, tokens)), int(take)])
     return [0.0 if granted else wait_ms / 1000 for granted, wait_ms in zip(out[::2], out[1::2], strict=True)]
 
 

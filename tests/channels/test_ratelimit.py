@@ -78,3 +78,13 @@ def test_what_the_platform_says_is_left_caps_the_bucket_as_refilled_now():
     bucket.observe_remaining(1)
     assert bucket.try_acquire(1) == 0
     assert bucket.try_acquire(1) > 0
+
+
+def test_asking_whether_a_token_is_there_takes_none():
+    """The push round only asks before its claim (``wait_each``); each request takes its token as it is sent."""
+    from channels_app.ratelimit import wait_each
+
+    bucket = RateLimiter(f"test:{uuid.uuid4()}", capacity=1, per_second=0.01)
+    assert wait_each([bucket]) == [0] and wait_each([bucket]) == [0]
+    assert bucket.try_acquire() == 0
+    assert wait_each([bucket])[0] > 0 and bucket.try_acquire() > 0
