@@ -190,7 +190,7 @@ def _record(delivery: EventDelivery, attempt_id: int, status: int | None, error:
     with transaction.atomic():
         DeliveryAttempt.objects.filter(pk=attempt_id).update(status_code=status, error=error[:500],
                                                              duration_ms=duration_ms)
-        current = (EventDelivery.objects.select_for_update().select_related("subscription")
+        current = (EventDelivery.objects.select_for_update()
                    .filter(pk=delivery.pk, status=DeliveryStatus.PENDING, attempts=delivery.attempts).first())
         if current is None:  # replayed (or given up on) while we were sending: the attempt is logged, nothing more
             return "superseded"

@@ -1301,3 +1301,29 @@ def test_a_change_dated_weeks_back_is_pushed_and_recorded():
         outbound.push_channel(channel.pk)
         assert all(listing.in_sync for listing in Listing.objects.filter(channel=channel))
         assert PushLog.objects.filter(channel=channel, listing__sku=tee).latest("id").lag_ms == outbound.MAX_LAG_MS
+
+
+def test_a_conflict_whose_tokens_do_not_come_within_the_lease_spends_no_attempt_and_waits():
+    """The re-read's tokens will not be there before the push's lease ends (a bucket refilling once a hundred
+    seconds): nothing more is sent, and the listings are released to wait for the tokens, no attempt spent and not
+    failed (OutOfTokens, our own bucket's: the platform refused nothing, so its bucket is not blocked either)."""
+    from channels_app.ratelimit import limiter_for
+
+    wh = make_location()
+    skus = [make_sku(stock_at={wh: 10}) for _ in range(12)]
+    channel, sandbox = connect("shopify", {sku: 0 for sku in skus})
+    with sandbox:
+        converge(channel, rounds=60)
+        channel.rate_limit_capacity, channel.rate_limit_per_second = 3, Decimal("0.01")
+        channel.save()
+        sandbox.state.patch_inventory([{"sku": sku.code, "quantity": 9} for sku in skus])  # all sold there, unheard of
+        for sku in skus:
+            stock.receive(sku=sku, location=wh, quantity=2, reference="delivery")
+        limiter_for(channel).reset()
+        summary = outbound.push_channel(channel.pk)  # the mutation (1 call) is refused; the re-read needs 2.5 of 2
+        assert summary.pushed == 0 and summary.failed == 0 and summary.retry_in > 10, summary
+        for listing in Listing.objects.filter(channel=channel):
+            assert listing.attempts == 0 and listing.status != ListingStatus.FAILED and listing.lease_owner is None
+            assert "no rate-limit tokens" in listing.last_error
+        assert sandbox.state.snapshot()["rate_limited"] == 0
+        assert limiter_for(channel).try_acquire() == 0  # two tokens left in our bucket: not blocked
