@@ -2,7 +2,7 @@ from django import forms
 from django.contrib import admin, messages
 
 from hub.events import forget_subscribers, new_secret, replay
-from hub.models import DeliveryAttempt, EventDelivery, JobRun, Subscription
+from hub.models import DeliveryAttempt, EventDelivery, EventType, JobRun, Subscription
 
 
 class RecordAdmin(admin.ModelAdmin):
@@ -37,6 +37,10 @@ class SubscriptionForm(forms.ModelForm):
         fields = ["name", "url", "event_types", "enabled", "disabled_reason"]
 
     url = forms.URLField(assume_scheme="https", max_length=500)
+    # Ticked from the known types: typed as JSON, a misspelt type matched nothing and the subscriber heard nothing.
+    event_types = forms.MultipleChoiceField(choices=EventType.choices, required=False,
+                                            widget=forms.CheckboxSelectMultiple,
+                                            help_text="None ticked: every event, including types added later.")
 
 
 @admin.register(Subscription)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
@@ -32,6 +33,9 @@ class JobRun(models.Model):
 class EventType(models.TextChoices):
     STOCK_CHANGED = "stock.changed", "Stock changed"
     ORDER_CREATED = "order.created", "Order created"
+    # A channel order seen again with lines it did not have: the new lines only. Sent as order.created again, an ERP
+    # booked the order twice.
+    ORDER_UPDATED = "order.updated", "Order updated (lines added)"
     RESERVATION_EXPIRED = "reservation.expired", "Reservation expired"
 
 
@@ -51,6 +55,17 @@ class Subscription(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        super().clean()
+        types = self.event_types
+        if not isinstance(types, list) or not all(isinstance(t, str) for t in types):
+            raise ValidationError({"event_types": "A list of event types, e.g. [\"order.created\"]; empty means all."})
+        unknown = sorted(set(types) - set(EventType.values))
+        if unknown:
+            # A misspelt type matched nothing and the subscriber silently received nothing.
+            raise ValidationError({"event_types": f"Unknown event type(s): {', '.join(unknown)}. "
+                                                  f"Known: {', '.join(EventType.values)}."})
 
     def wants(self, event_type: str) -> bool:
         return self.enabled and (not self.event_types or event_type in self.event_types)

@@ -152,7 +152,9 @@ def place_order(
                 _write_line(order, line, status, reservation_id, own, also_write)
                 own.run()
         if applied or short:
-            events.emit("order.created", {
+            # A repeated order (a channel's orders/updated, a retried webhook) that brought new lines: those lines, as
+            # an update. Sent as order.created again, a subscriber's ERP booked the order twice.
+            events.emit("order.created" if created else "order.updated", {
                 "channel": channel, "order": external_id, "name": order.name, "currency": order.currency,
                 "total": str(order.total),
                 "lines": [{"line": x.external_id, "sku": x.sku.code, "quantity": x.quantity,

@@ -210,6 +210,51 @@ def test_orders_and_expiries_are_events(receiver):
     assert sorted(EventDelivery.objects.values_list("event_type", flat=True)) == ["order.created", "reservation.expired"]
 
 
+def test_a_repeated_order_with_new_lines_is_an_update_not_a_second_order(receiver):
+    """A channel order seen again with a line it did not have fired order.created a second time (review finding,
+    2026-12-07): an ERP books each order.created as an order. The new lines are an order.updated; a repeat with
+    nothing new sends nothing."""
+    every, created_only = receiver(), receiver()
+    every.subscribe()
+    created_only.subscribe("order.created")
+    events.forget_subscribers()
+    wh = make_location()
+    tee, cap = make_sku("TEE", stock_at={wh: 5}), make_sku("CAP", stock_at={wh: 5})
+    orders.place_order(channel="shop", external_id="9", lines=[orders.OrderLineRequest("1", tee, 1)])
+    orders.place_order(channel="shop", external_id="9", lines=[orders.OrderLineRequest("1", tee, 1),
+                                                               orders.OrderLineRequest("2", cap, 2)])
+    orders.place_order(channel="shop", external_id="9", lines=[orders.OrderLineRequest("1", tee, 1),
+                                                               orders.OrderLineRequest("2", cap, 2)])
+    sent = {(d.subscription.url, d.event_type): d.payload["data"] for d in EventDelivery.objects.filter(
+        event_type__startswith="order.").select_related("subscription")}
+    assert sorted(sent) == sorted([(every.url, "order.created"), (every.url, "order.updated"),
+                                   (created_only.url, "order.created")])
+    assert [line["line"] for line in sent[(every.url, "order.created")]["lines"]] == ["1"]
+    assert sent[(every.url, "order.updated")]["lines"] == [
+        {"line": "2", "sku": "CAP", "quantity": 2, "status": "committed"}]
+
+
+def test_a_subscriptions_event_types_are_known_ones():
+    """Typed as JSON in the admin, a misspelt type ("order.create") was saved and matched no event: the subscriber
+    silently received nothing. The admin offers the known types; the model refuses others from anywhere."""
+    from django.core.exceptions import ValidationError
+
+    from hub.admin import SubscriptionForm
+
+    base = {"name": "erp", "url": "https://erp.example.com/hooks", "enabled": True, "disabled_reason": ""}
+    form = SubscriptionForm(data={**base, "event_types": ["order.create"]})
+    assert not form.is_valid() and "event_types" in form.errors
+    form = SubscriptionForm(data={**base, "event_types": ["order.created", "order.updated"]})
+    assert form.is_valid(), form.errors
+    form.instance.secret = events.new_secret()
+    assert form.save().event_types == ["order.created", "order.updated"]
+    assert SubscriptionForm(data=base).is_valid()  # none ticked: every event
+    for bad in (["order.create"], "order.created", [1]):
+        with pytest.raises(ValidationError) as refused:
+            Subscription(name="x", url="https://x.example.com/", secret="whsec_x", event_types=bad).full_clean()
+        assert "event_types" in refused.value.message_dict
+
+
 def test_no_subscriber_no_rows():
     events.forget_subscribers()
     wh = make_location()
@@ -255,3 +300,15 @@ def test_an_attempt_whose_sender_never_came_back_counts_and_the_schedule_still_e
     delivery.refresh_from_db()
     assert delivery.last_error == events.NO_ANSWER and r.received == []
     assert delivery.attempt_log.filter(error=events.NO_ANSWER).count() == len(events.RETRY_SCHEDULE) + 1
+
+
+def test_the_admin_adds_a_subscription_with_ticked_types_and_shows_its_secret_once(admin_client):
+    page = admin_client.get("/admin/hub/subscription/add/")
+    assert page.status_code == 200 and b'value="order.updated"' in page.content
+    answer = admin_client.post("/admin/hub/subscription/add/", {
+        "name": "erp", "url": "https://erp.example.com/hooks", "event_types": ["order.created", "order.updated"],
+        "enabled": "on", "disabled_reason": ""}, follow=True)
+    sub = Subscription.objects.get(name="erp")
+    assert sub.event_types == ["order.created", "order.updated"] and sub.secret.startswith("whsec_")
+    assert sub.secret in answer.content.decode()
+    assert admin_client.get(f"/admin/hub/subscription/{sub.pk}/change/").status_code == 200
