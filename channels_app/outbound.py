@@ -715,6 +715,7 @@ class _Failure(NamedTuple):
     attempts: int
     give_up: bool
     wait: float
+    permanent: bool = False
 
 
 def _failure(listing: Listing, channel: Channel, error: str, status: int | None, *, permanent: bool = False,
@@ -733,7 +734,8 @@ def _failure(listing: Listing, channel: Channel, error: str, status: int | None,
         wait = min(CONFLICT_RETRY_SECONDS * 2 ** max(attempts - 1, 0), MAX_BACKOFF_SECONDS)
     else:
         wait = backoff(attempts)
-    return _Failure(channel, listing, error[:2000], status, attempts, permanent or attempts >= MAX_ATTEMPTS, wait)
+    return _Failure(channel, listing, error[:2000], status, attempts, permanent or attempts >= MAX_ATTEMPTS, wait,
+                    permanent)
 
 
 def _record_failures(failures: list[_Failure], owner: uuid.UUID, correlation_id: str) -> None:
@@ -742,27 +744,43 @@ def _record_failures(failures: list[_Failure], owner: uuid.UUID, correlation_id:
     by a conflict, THROTTLED), on the two cores the inbox drain needs at 200 orders/s. The listing is updated only
     while we still lease it; the attempt is logged either way, in a transaction of its own: its foreign keys take
     a share lock on each listing, out of id order, and with the update's locks still held a listing whose lease we
-    lost could deadlock with a stock write marking it."""
+    lost could deadlock with a stock write marking it.
+
+    A listing replayed while this push held it (its attempts no longer those claimed) keeps the fresh budget the
+    operator gave it: this attempt began before the replay, and counted against the claimed attempts it parked the
+    listing again seconds after the replay. It is tried again after the first backoff; a permanent refusal still
+    parks it, as the same request would be refused again."""
     if not failures:
         return
     ops = connection.ops
     now = timezone.now()
     failed, failed_params = rows_cte(
-        "failed", (("id", "bigint"), ("attempts", "integer"), ("last_error", "text"), ("status", "text"),
-                   ("next_attempt_at", "timestamptz")),
-        [(f.listing.pk, f.attempts, f.error, ListingStatus.FAILED if f.give_up else ListingStatus.RETRYING,
-          None if f.give_up else ops.adapt_datetimefield_value(now + timedelta(seconds=f.wait))) for f in failures])
+        "failed", (("id", "bigint"), ("attempts", "integer"), ("claimed_attempts", "integer"), ("last_error", "text"),
+                   ("status", "text"), ("next_attempt_at", "timestamptz"), ("permanent", "boolean"),
+                   ("replayed_retry_at", "timestamptz")),
+        [(f.listing.pk, f.attempts, f.listing.attempts, f.error,
+          ListingStatus.FAILED if f.give_up else ListingStatus.RETRYING,
+          None if f.give_up else ops.adapt_datetimefield_value(now + timedelta(seconds=f.wait)), f.permanent,
+          ops.adapt_datetimefield_value(now + timedelta(seconds=backoff(1)))) for f in failures])
     logged, logged_params = rows_cte(
         "logged", (("listing_id", "bigint"), ("channel_id", "bigint"), ("version", "bigint"), ("quantity", "integer"),
                    ("http_status", "smallint"), ("error", "text")),
         [(f.listing.pk, f.channel.pk, f.listing.desired_version, f.listing.desired_quantity or 0, f.status, f.error)
          for f in failures])
+    # Not replayed meanwhile, or refused for good: as decided here. Replayed: retried soon, on the fresh budget.
+    as_claimed = f"({LISTINGS}.attempts = failed.claimed_attempts OR failed.permanent)"
+    parked: set[int] = set()
     update = Statements()
     update.add(locked_listings("id IN (SELECT id FROM failed) AND lease_owner = %s", after=failed)
-               + f"UPDATE {LISTINGS} SET attempts = failed.attempts, last_error = failed.last_error, "
-               f"status = failed.status, next_attempt_at = failed.next_attempt_at, lease_owner = NULL, "
-               f"lease_until = NULL FROM failed WHERE {LISTINGS}.id = failed.id AND {LISTINGS}.id IN (SELECT id FROM locked)",
-               [*failed_params, _uuid_param(owner)])
+               + f"UPDATE {LISTINGS} SET last_error = failed.last_error, "
+               f"attempts = CASE WHEN {as_claimed} THEN failed.attempts ELSE {LISTINGS}.attempts END, "
+               f"status = CASE WHEN {as_claimed} THEN failed.status ELSE %s END, "
+               f"next_attempt_at = CASE WHEN {as_claimed} THEN failed.next_attempt_at ELSE failed.replayed_retry_at END, "
+               f"lease_owner = NULL, lease_until = NULL FROM failed "
+               f"WHERE {LISTINGS}.id = failed.id AND {LISTINGS}.id IN (SELECT id FROM locked) "
+               f"RETURNING {LISTINGS}.id, {LISTINGS}.status",
+               [*failed_params, _uuid_param(owner), ListingStatus.RETRYING.value],
+               on_rows=lambda rows: parked.update(pk for pk, status in rows if status == ListingStatus.FAILED))
     log_them = Statements()
     log_them.add(f"WITH {logged} INSERT INTO {PushLog._meta.db_table} (listing_id, channel_id, version, quantity, ok, "
                  f"http_status, error, lag_ms, correlation_id, created_at) SELECT listing_id, channel_id, version, "
@@ -772,8 +790,9 @@ def _record_failures(failures: list[_Failure], owner: uuid.UUID, correlation_id:
         with transaction.atomic():
             statements.run()
     for f in failures:
-        metrics.PUSHES.labels(channel=f.channel.slug, outcome="failed" if f.give_up else "retry").inc()
-        if f.give_up:
+        gave_up = f.listing.pk in parked
+        metrics.PUSHES.labels(channel=f.channel.slug, outcome="failed" if gave_up else "retry").inc()
+        if gave_up:
             metrics.DEAD_LETTERS.labels(kind="listing", channel=f.channel.slug).inc()
 
 

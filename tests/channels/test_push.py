@@ -126,6 +126,57 @@ def test_other_4xx_is_not_retried_and_shows_on_the_listing_then_replays():
         assert remote(sandbox, tee) == 4
 
 
+def test_a_replay_while_a_pusher_holds_the_listing_keeps_its_fresh_budget():
+    """The operator replays a listing on its last attempts while a pusher is sending it: that push's failure was
+    counted against the attempts it claimed, and parked the listing again a second after the replay (review
+    finding, 2026-12-07). The replay's budget stands; the listing is tried again soon and converges."""
+    wh = make_location()
+    tee = make_sku(stock_at={wh: 6})
+    channel, sandbox = connect("woocommerce", {tee: 0})
+    with sandbox:
+        Listing.objects.filter(channel=channel).update(attempts=outbound.MAX_ATTEMPTS - 1,
+                                                       status=ListingStatus.RETRYING)
+        sandbox.state.set_faults({"error_rate": 1.0, "latency_ms": 300})
+        def push() -> None:
+            try:
+                outbound.push_channel(channel.pk)
+            finally:
+                connection.close()
+
+        pushing = threading.Thread(target=push)
+        pushing.start()
+        deadline = time.monotonic() + 5
+        while not Listing.objects.filter(channel=channel, lease_owner__isnull=False).exists():
+            assert time.monotonic() < deadline, "the push never leased the listing"
+            time.sleep(0.01)
+        listing = Listing.objects.get(channel=channel)
+        assert outbound.replay_listings([listing.pk]) == 1
+        pushing.join(timeout=30)
+        assert not pushing.is_alive()
+        assert sandbox.state.snapshot()["injected"]["5xx"] >= 1  # the held push did fail
+        listing.refresh_from_db()
+        assert listing.status == ListingStatus.RETRYING and listing.attempts == 0, (listing.status, listing.attempts)
+        assert "50" in listing.last_error
+        assert listing.next_attempt_at <= timezone.now() + timedelta(seconds=2)
+        sandbox.state.set_faults({})
+        converge(channel)
+        assert remote(sandbox, tee) == 6
+
+
+def test_a_failure_counts_against_the_attempts_it_claimed_and_parks_at_the_last():
+    wh = make_location()
+    tee = make_sku(stock_at={wh: 6})
+    channel, sandbox = connect("woocommerce", {tee: 0})
+    with sandbox:
+        Listing.objects.filter(channel=channel).update(attempts=outbound.MAX_ATTEMPTS - 1,
+                                                       status=ListingStatus.RETRYING)
+        sandbox.state.set_faults({"error_rate": 1.0})
+        outbound.push_channel(channel.pk)
+        listing = Listing.objects.get(channel=channel)
+        assert (listing.status, listing.attempts) == (ListingStatus.FAILED, outbound.MAX_ATTEMPTS)
+        assert listing.lease_owner is None and listing.next_attempt_at is None
+
+
 def test_compare_and_set_conflict_never_lands_a_stale_higher_number():
     """The channel sold 2 units we have not heard of; our next push must not undo that sale."""
     wh = make_location()
