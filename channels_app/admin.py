@@ -116,11 +116,14 @@ class ChannelAdmin(admin.ModelAdmin):
             parts.append(f"previous one valid until {obj.previous_secret_expires_at:%Y-%m-%d %H:%M} UTC")
         return "; ".join(parts)
 
+    def get_queryset(self, request):
+        return selectors.with_health(super().get_queryset(request))
+
     @admin.display(description="Health")
     def health_badge(self, obj):
-        status = selectors.sync_status(obj)
+        health, reason = selectors.health_of(obj)
         return format_html('<span title="{}" style="color:#fff;background:{};padding:2px 8px;border-radius:8px">{}</span>',
-                           status["reason"], HEALTH_COLOURS[status["health"]], status["health"])
+                           reason, HEALTH_COLOURS[health], health)
 
     @admin.display(description="Sync status and preview")
     def sync_summary(self, obj):

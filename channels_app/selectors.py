@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 from django.db import connection
-from django.db.models import Count, F, Max, Q
+from django.db.models import Count, F, IntegerField, Max, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from channels_app.models import Channel, InboundEvent, InboundStatus, Listing, ListingStatus, PushLog
@@ -124,6 +125,29 @@ def sync_status(channel: Channel, *, now=None) -> dict:
         "last_push_at": channel.last_push_at, "last_push_error": channel.last_push_error,
         "last_push_error_at": channel.last_push_error_at, "sync_lag": lags,
     }
+
+
+def with_health(channels: QuerySet) -> QuerySet:
+    """``channels`` with what their health badge reads, for a list of them in one query (``health_of``).
+    ``sync_status`` per channel also read an hour of push history, twice: for the badge alone, a list of channels
+    cost a dozen queries and up to 40,000 rows each (review finding, 2026-12-07)."""
+    def counted(queryset) -> Coalesce:
+        return Coalesce(Subquery(queryset.filter(channel=OuterRef("pk")).order_by().values("channel")
+                                 .annotate(n=Count("id")).values("n")[:1], output_field=IntegerField()), 0)
+
+    return channels.annotate(
+        health_failed=counted(Listing.objects.filter(status=ListingStatus.FAILED)),
+        health_dead=counted(InboundEvent.objects.filter(
+            status__in=[InboundStatus.DEAD, InboundStatus.PARKED, InboundStatus.FAILED])),
+        health_oldest=Subquery(Listing.objects.filter(
+            channel=OuterRef("pk"), desired_version__gt=F("pushed_version"), dirty_since__isnull=False)
+            .order_by("dirty_since").values("dirty_since")[:1]))
+
+
+def health_of(channel: Channel, *, now=None) -> tuple[str, str]:
+    """The badge and its reason of a channel read through ``with_health``: what ``sync_status`` says."""
+    return _health(channel, {"failed": channel.health_failed}, {"dead": channel.health_dead}, channel.health_oldest,
+                   now or timezone.now())
 
 
 def _health(channel: Channel, counts: dict, inbox: dict, oldest, now) -> tuple[str, str]:

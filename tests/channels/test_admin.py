@@ -247,3 +247,51 @@ def test_listing_a_listed_sku_again_changes_nothing_unless_its_mapping_changes()
     assert again.in_sync and again.status == ListingStatus.OK
     moved = services.upsert_listing(channel=channel, sku=tee, external_variant_id="v2")
     assert not moved.in_sync and moved.external_variant_id == "v2" and moved.status == ListingStatus.PENDING
+
+
+def test_the_channel_list_reads_every_badge_in_one_query_and_says_what_sync_status_says(staff):
+    """Each badge called sync_status, which read an hour of push history twice: a dozen queries and up to 40,000 rows
+    per channel listed (review finding, 2026-12-07)."""
+    from datetime import timedelta
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
+
+    from channels_app import selectors
+
+    wh = make_location()
+
+    def channels(n: int) -> list[Channel]:
+        made = []
+        for i in range(n):
+            channel = make_channel("standard")
+            listing = Listing.objects.create(channel=channel, sku=make_sku(stock_at={wh: 1}))
+            if i % 3 == 0:  # red: a failed listing
+                Listing.objects.filter(pk=listing.pk).update(status=ListingStatus.FAILED, desired_version=2)
+            elif i % 3 == 1:  # amber: an inbound event that needs attention, and a backlog 10 s old
+                InboundEvent.objects.create(channel=channel, dedup_key=f"d{i}", topic="order.created", body="{}",
+                                            status=InboundStatus.DEAD)
+                Listing.objects.filter(pk=listing.pk).update(desired_version=2,
+                                                             dirty_since=timezone.now() - timedelta(seconds=10))
+            made.append(channel)
+        return made
+
+    def queries_for_list() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            page = staff.get("/admin/channels_app/channel/")
+        assert page.status_code == 200
+        return len(captured)
+
+    channels(2)
+    few = queries_for_list()
+    made = channels(6)
+    assert queries_for_list() == few
+    annotated = {c.pk: c for c in selectors.with_health(Channel.objects.all())}
+    seen = set()
+    for channel in made:
+        status = selectors.sync_status(channel)
+        assert selectors.health_of(annotated[channel.pk])[0] == status["health"]
+        seen.add(status["health"])
+    assert seen == {"red", "amber", "green"}
+    assert "red" in staff.get("/admin/channels_app/channel/").content.decode()
