@@ -15,14 +15,23 @@ import time
 
 from hub.redis import get_redis
 
-# KEYS: one bucket per channel. ARGV: (capacity, rate per second, tokens wanted) per bucket, then 1 to take them or
-# 0 only to say whether they are there. Returns (granted 0/1, ms to wait) per bucket: a push round asks for all its
-# channels in one round trip.
+# KEYS: one bucket per channel. ARGV: (capacity, rate per second, tokens wanted) per bucket, then the mode: '1' to
+# take them, '0' only to say whether they are there, or 'R' and a number of ms to reserve them if they come within
+# that time. Returns (granted 0/1, ms to wait) per bucket: a push round asks for all its channels in one round trip.
+# A reservation takes the tokens at once, into debt, and the caller sleeps the wait returned: asked again after the
+# wait, a request for many tokens (a reconciliation page, 25 of them) found them taken one at a time by pushers
+# asking meanwhile and waited for ever; in debt, the bucket makes them wait behind it instead.
 _ACQUIRE = """
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 local out = {}
-local take = ARGV[#ARGV] == '1'
+local mode = ARGV[#ARGV]
+local take = mode == '1'
+local reserve_ms = nil
+if string.sub(mode, 1, 1) == 'R' then
+  take = true
+  reserve_ms = tonumber(string.sub(mode, 2))
+end
 for i = 1, #KEYS do
   local key = KEYS[i]
   local capacity = tonumber(ARGV[3 * i - 2])
@@ -37,10 +46,14 @@ for i = 1, #KEYS do
     out[#out + 1] = blocked - now
   else
     tokens = math.min(capacity, tokens + math.max(now - ts, 0) * rate / 1000)
-    if tokens >= wanted then
+    local short_ms = 0
+    if tokens < wanted then
+      short_ms = math.ceil((wanted - tokens) * 1000 / rate)
+    end
+    if short_ms == 0 or (reserve_ms ~= nil and short_ms <= reserve_ms) then
       tokens = tokens - wanted
       out[#out + 1] = 1
-      out[#out + 1] = 0
+      out[#out + 1] = short_ms
     else
       out[#out + 1] = 0
       out[#out + 1] = math.ceil((wanted - tokens) * 1000 / rate)
@@ -105,16 +118,18 @@ class RateLimiter:
         """Take tokens now, or return how many seconds to wait before asking again (nothing taken)."""
         return try_acquire_each([self], tokens)[0]
 
-    def acquire(self, tokens: int = 1, *, max_wait: float = 2.0) -> float:
-        """Wait up to ``max_wait`` for tokens; return 0 when granted, else the wait still needed."""
-        deadline = time.monotonic() + max_wait
-        while True:
-            wait = self.try_acquire(tokens)
-            if wait == 0:
-                return 0.0
-            if time.monotonic() + wait > deadline:
-                return wait
-            time.sleep(wait)
+    def acquire(self, tokens: float = 1, *, max_wait: float = 2.0) -> float:
+        """Wait up to ``max_wait`` for tokens; return 0 when granted, else the wait needed (nothing taken then).
+
+        Tokens that come within ``max_wait`` are reserved at once and waited for here, first come first served:
+        requests asking after this one wait behind it (see _ACQUIRE)."""
+        granted, wait_ms = self._acquire(keys=[self.key], args=[self.capacity, self.per_second, tokens,
+                                                                  f"R{max(int(max_wait * 1000), 0)}"])
+        if not granted:
+            return wait_ms / 1000
+        if wait_ms:
+            time.sleep(wait_ms / 1000)
+        return 0.0
 
     def refund(self, tokens: int = 1) -> None:
         """Give back tokens taken for a request that was not sent (capped at capacity on the next take)."""

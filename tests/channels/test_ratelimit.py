@@ -88,3 +88,46 @@ def test_asking_whether_a_token_is_there_takes_none():
     assert wait_each([bucket]) == [0] and wait_each([bucket]) == [0]
     assert bucket.try_acquire() == 0
     assert wait_each([bucket])[0] > 0 and bucket.try_acquire() > 0
+
+
+def test_a_request_for_many_tokens_is_not_starved_by_takers_of_one():
+    """A reconciliation page asks for 25 tokens while pushers take one at a time, faster than the bucket refills.
+    Asked again after each wait, the tokens that had come back were always taken by the pushers first and the page
+    waited out its time (the reconciliation test failed on a fast VM, 2026-12-07). Reserved when asked, they come
+    to it in turn; the small takers then wait behind it, and nothing is taken beyond the rate."""
+    import threading
+
+    bucket = RateLimiter(f"test:{uuid.uuid4()}", capacity=10, per_second=10)
+    stop = threading.Event()
+    taken = []
+
+    def take_ones():
+        while not stop.is_set():
+            if bucket.try_acquire() == 0:
+                taken.append(time.monotonic())
+            time.sleep(0.02)  # 50 a second asked of a bucket giving 10
+
+    takers = [threading.Thread(target=take_ones) for _ in range(2)]
+    try:
+        for thread in takers:
+            thread.start()
+        time.sleep(0.5)  # the takers have emptied the bucket
+        started = time.monotonic()
+        assert bucket.acquire(8, max_wait=3) == 0
+        granted = time.monotonic()
+        ones_meanwhile = sum(1 for t in taken if started <= t <= granted)
+    finally:
+        stop.set()
+        for thread in takers:
+            thread.join()
+        bucket.reset()
+    # Granted once its 8 tokens came back (the wait covers tokens the takers held before it asked, at 10 a second).
+    assert granted - started < 1.5
+    assert ones_meanwhile <= 2
+
+
+def test_a_reservation_beyond_the_wait_allowed_takes_nothing(limiter):
+    for _ in range(3):
+        limiter.try_acquire()
+    assert limiter.acquire(2, max_wait=0.5) > 1.5  # 2 tokens at 1 a second: not within half a second
+    assert 0.9 <= limiter.try_acquire() <= 1.0  # nothing reserved: one token still a second away
