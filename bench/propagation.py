@@ -402,9 +402,11 @@ def run_step(s: stack.Stack, rec: Recorder, rate: float, seconds: float, seq_bas
 
 def channels(shopify_plan: str, guard: float = 0, amazon_guard: float | None = None, *, buffer: int = 0,
              buffer_for: dict[str, int] | None = None, fence: dict[str, int] | None = None,
-             keeper: int | None = None) -> list[tuple]:
+             keeper: int | None = None, bigcommerce_plan: str = "standard") -> list[tuple]:
     """CHANNELS, the Shopify stores on ``shopify_plan``: the sandbox enforces that plan's GraphQL points, and each
-    channel is told them (``rate_limit_*``, as a merchant sets them in the admin), in mutations.
+    channel is told them (``rate_limit_*``, as a merchant sets them in the admin), in mutations. The BigCommerce
+    store on ``bigcommerce_plan``: its requests per 30 s window, the channel's bucket sized within it (capacity +
+    rate x window <= quota, as for the standard plan's 150).
     ``guard``: every channel's sell-out guard in seconds (``amazon_guard``: Amazon's, if not the same).
     ``buffer``: every channel's safety buffer (``buffer_for``: per kind), but the ``keeper``'s (an index into
     CHANNELS), which sells the last units alone; ``fence``: ring-fenced kinds and their allocation targets."""
@@ -417,6 +419,14 @@ def channels(shopify_plan: str, guard: float = 0, amazon_guard: float | None = N
         options["shopify"] = {"plan": {"name": shopify_plan}, "channel": {
             "rate_limit_capacity": int(plan["graphql_bucket"] // MUTATION_COST),
             "rate_limit_per_second": plan["graphql_restore"] / MUTATION_COST}}
+    if bigcommerce_plan != "standard":
+        from channels_app.sandbox.bigcommerce import BigCommerceState
+
+        plan = {**BigCommerceState.DEFAULT_PLAN, **BigCommerceState.PLANS[bigcommerce_plan]}
+        capacity = 15
+        options["bigcommerce"] = {"plan": {"name": bigcommerce_plan}, "channel": {
+            "rate_limit_capacity": capacity,
+            "rate_limit_per_second": (plan["window_quota"] - capacity) / (plan["window_ms"] / 1000)}}
     for kind in options:
         seconds = amazon_guard if kind == "amazon" and amazon_guard is not None else guard
         if seconds:
@@ -453,6 +463,7 @@ def report(rows: list[dict], s: stack.Stack, args, total: float) -> str:
             f"{len(kinds)} sandbox channels ({', '.join(f'{kinds.count(k)} {k}' for k in dict.fromkeys(kinds))}), "
             f"{len(s.skus)} SKUs listed on every channel"
             f"{sellouts}{f', Shopify stores on the {args.shopify_plan} plan' if args.shopify_plan != 'standard' else ''}"
+            f"{f', BigCommerce on the {args.bigcommerce_plan} plan' if args.bigcommerce_plan != 'standard' else ''}"
             f"{f', sell-out guard {args.sellout_guard} s' if args.sellout_guard else ''}"
             f"{f' (Amazon {args.amazon_guard} s)' if args.amazon_guard is not None else ''}"
             f"{rules_note(args)}"
@@ -531,6 +542,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--no-sellouts", action="store_true",
                         help="plenty of every SKU: every order becomes a webhook (no sold-out refusals)")
+    parser.add_argument("--bigcommerce-plan", choices=("standard", "plus", "pro"), default="standard",
+                        help="the BigCommerce store's plan: 150 or 450 requests per 30 s, told to the hub too")
     parser.add_argument("--shopify-plan", choices=("standard", "advanced", "plus"), default="standard",
                         help="the Shopify stores' plan: its GraphQL points a second (100, 200, 1,000), told to the hub too")
     parser.add_argument("--sellout-guard", type=float, default=0,
@@ -560,7 +573,8 @@ def main() -> None:
     stock_of = [40 + 60 * i if i < 4 and not args.no_sellouts else 20_000 for i in range(args.skus)]
     rows = []
     specs = channels(args.shopify_plan, args.sellout_guard, args.amazon_guard, buffer=args.safety_buffer,
-                     buffer_for=args.buffer_for, fence=args.fence, keeper=args.last_units_channel)
+                     buffer_for=args.buffer_for, fence=args.fence, keeper=args.last_units_channel,
+                     bigcommerce_plan=args.bigcommerce_plan)
     with stack.Stack(NAME, channels=specs, skus=args.skus, stock=stock_of, web_workers=int(workers),
                      web_threads=int(threads), celery_workers=args.celery_workers, concurrency=args.concurrency,
                      webhook_workers=2, beat=not args.no_beat, pushers=args.pushers,
