@@ -126,16 +126,21 @@ def test_other_4xx_is_not_retried_and_shows_on_the_listing_then_replays():
         assert remote(sandbox, tee) == 4
 
 
+def on_its_last_attempt():
+    """A WooCommerce listing of 6 units, its push failed all but once (MAX_ATTEMPTS - 1)."""
+    wh = make_location()
+    tee = make_sku(stock_at={wh: 6})
+    channel, sandbox = connect("woocommerce", {tee: 0})
+    Listing.objects.filter(channel=channel).update(attempts=outbound.MAX_ATTEMPTS - 1, status=ListingStatus.RETRYING)
+    return channel, sandbox, tee
+
+
 def test_a_replay_while_a_pusher_holds_the_listing_keeps_its_fresh_budget():
     """The operator replays a listing on its last attempts while a pusher is sending it: that push's failure was
     counted against the attempts it claimed, and parked the listing again a second after the replay (review
     finding, 2026-12-07). The replay's budget stands; the listing is tried again soon and converges."""
-    wh = make_location()
-    tee = make_sku(stock_at={wh: 6})
-    channel, sandbox = connect("woocommerce", {tee: 0})
+    channel, sandbox, tee = on_its_last_attempt()
     with sandbox:
-        Listing.objects.filter(channel=channel).update(attempts=outbound.MAX_ATTEMPTS - 1,
-                                                       status=ListingStatus.RETRYING)
         sandbox.state.set_faults({"error_rate": 1.0, "latency_ms": 300})
         def push() -> None:
             try:
@@ -164,12 +169,8 @@ def test_a_replay_while_a_pusher_holds_the_listing_keeps_its_fresh_budget():
 
 
 def test_a_failure_counts_against_the_attempts_it_claimed_and_parks_at_the_last():
-    wh = make_location()
-    tee = make_sku(stock_at={wh: 6})
-    channel, sandbox = connect("woocommerce", {tee: 0})
+    channel, sandbox, tee = on_its_last_attempt()
     with sandbox:
-        Listing.objects.filter(channel=channel).update(attempts=outbound.MAX_ATTEMPTS - 1,
-                                                       status=ListingStatus.RETRYING)
         sandbox.state.set_faults({"error_rate": 1.0})
         outbound.push_channel(channel.pk)
         listing = Listing.objects.get(channel=channel)
