@@ -56,7 +56,7 @@ for i = 1, #KEYS do
       out[#out + 1] = short_ms
     else
       out[#out + 1] = 0
-      out[#out + 1] = math.ceil((wanted - tokens) * 1000 / rate)
+      out[#out + 1] = short_ms
     end
     if take then
       redis.call('HSET', key, 'tokens', tokens, 'ts', now)
