@@ -19,6 +19,7 @@ import requests
 from django.db import connection, transaction
 from django.utils import timezone
 
+from hub.addresses import refused_address
 from hub.broker import missing_messages
 from hub.models import DeliveryAttempt, DeliveryStatus, EventDelivery, Subscription
 
@@ -153,6 +154,9 @@ def _post(delivery: EventDelivery) -> tuple[int | None, str, float | None]:
     from channels_app.adapters.standard import signed_headers
 
     subscription = delivery.subscription
+    refused = refused_address(subscription.url)
+    if refused:
+        return None, f"not sent: {refused}", None
     body = json.dumps(delivery.payload, separators=(",", ":")).encode()
     status, error, retry_after = None, "", None
     try:

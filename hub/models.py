@@ -57,7 +57,12 @@ class Subscription(models.Model):
         return self.name
 
     def clean(self) -> None:
+        from hub.addresses import refused_address
+
         super().clean()
+        refused = refused_address(self.url) if self.url else None
+        if refused:
+            raise ValidationError({"url": refused})
         types = self.event_types
         if not isinstance(types, list) or not all(isinstance(t, str) for t in types):
             raise ValidationError({"event_types": "A list of event types, e.g. [\"order.created\"]; empty means all."})

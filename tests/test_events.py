@@ -312,3 +312,35 @@ def test_the_admin_adds_a_subscription_with_ticked_types_and_shows_its_secret_on
     assert sub.event_types == ["order.created", "order.updated"] and sub.secret.startswith("whsec_")
     assert sub.secret in answer.content.decode()
     assert admin_client.get(f"/admin/hub/subscription/{sub.pk}/change/").status_code == 200
+
+
+def test_events_are_never_sent_to_link_local_and_to_private_addresses_only_when_allowed(receiver, settings):
+    """A subscription's URL is called and its error answers shown in the admin: aimed at the cloud's metadata
+    service or a page inside the network, a delivery read it for whoever set the URL (review finding, 2026-12-07).
+    Link-local is never called; loopback and private addresses only with TALLY_EVENTS_ALLOW_PRIVATE_URLS."""
+    from django.core.exceptions import ValidationError
+
+    from hub.addresses import refused_address
+
+    r = receiver([])
+    settings.TALLY_EVENTS_ALLOW_PRIVATE_URLS = False
+    sub = r.subscribe("order.created")
+    [delivery_id] = [d.pk for d in EventDelivery.objects.bulk_create([EventDelivery(
+        subscription=sub, message_id="msg_private", event_type="order.created", payload={}, next_attempt_at=timezone.now())])]
+    events.deliver(delivery_id)
+    delivery = EventDelivery.objects.get(pk=delivery_id)
+    assert r.received == [] and delivery.status == DeliveryStatus.PENDING and delivery.attempts == 1
+    assert "private address" in delivery.last_error and "TALLY_EVENTS_ALLOW_PRIVATE_URLS" in delivery.last_error
+    assert "private address" in delivery.attempt_log.get().error
+    with pytest.raises(ValidationError) as refused:
+        Subscription(name="x", url=r.url, secret="whsec_x", event_types=[]).full_clean()
+    assert "url" in refused.value.message_dict
+
+    settings.TALLY_EVENTS_ALLOW_PRIVATE_URLS = True
+    events.deliver(due(delivery))
+    assert len(r.received) == 1 and EventDelivery.objects.get(pk=delivery_id).status == DeliveryStatus.DELIVERED
+    for url in ("http://169.254.169.254/latest/meta-data/", "http://[fe80::1]/", "http://0.0.0.0:8000/",
+                "http://[::ffff:169.254.169.254]/", "http://224.0.0.1/"):
+        assert refused_address(url), url
+    assert refused_address("https://erp.example.com/hooks") is None  # not resolvable here: left to the attempt
+    assert refused_address("http:///no-host") == "the URL names no host"
