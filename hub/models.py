@@ -60,7 +60,7 @@ class Subscription(models.Model):
         from hub.addresses import refused_address
 
         super().clean()
-        refused = refused_address(self.url) if self.url else None
+        refused = refused_address(self.url, unresolved_ok=True) if self.url else None
         if refused:
             raise ValidationError({"url": refused})
         types = self.event_types

@@ -200,10 +200,10 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 # host of their own it changes nothing.
 TALLY_WORKER_NICE = min(max(int(os.environ.get("TALLY_WORKER_NICE", "10")), 0), 19)
 
-# Reservations without an explicit TTL hold stock this long.
 # Outgoing events to loopback and private addresses (an ERP inside the merchant's network): off by default, since the
-# URL's error answers are shown in the admin (hub/addresses.py). Link-local (cloud metadata) is refused regardless.
+# URL's error answers are shown in the admin (hub/addresses.py). Link-local and metadata addresses are refused regardless.
 TALLY_EVENTS_ALLOW_PRIVATE_URLS = os.environ.get("TALLY_EVENTS_ALLOW_PRIVATE_URLS", "0").lower() in ("1", "true", "yes")
+# Reservations without an explicit TTL hold stock this long.
 TALLY_DEFAULT_RESERVATION_TTL = int(os.environ.get("TALLY_DEFAULT_RESERVATION_TTL", "900"))
 # An Idempotency-Key left "in progress" longer than this (a crashed request) may be retaken.
 TALLY_IDEMPOTENCY_LOCK_SECONDS = int(os.environ.get("TALLY_IDEMPOTENCY_LOCK_SECONDS", "60"))

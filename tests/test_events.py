@@ -241,7 +241,7 @@ def test_a_subscriptions_event_types_are_known_ones():
 
     from hub.admin import SubscriptionForm
 
-    base = {"name": "erp", "url": "https://erp.example.com/hooks", "enabled": True, "disabled_reason": ""}
+    base = {"name": "erp", "url": "https://erp.invalid/hooks", "enabled": True, "disabled_reason": ""}
     form = SubscriptionForm(data={**base, "event_types": ["order.create"]})
     assert not form.is_valid() and "event_types" in form.errors
     form = SubscriptionForm(data={**base, "event_types": ["order.created", "order.updated"]})
@@ -306,7 +306,7 @@ def test_the_admin_adds_a_subscription_with_ticked_types_and_shows_its_secret_on
     page = admin_client.get("/admin/hub/subscription/add/")
     assert page.status_code == 200 and b'value="order.updated"' in page.content
     answer = admin_client.post("/admin/hub/subscription/add/", {
-        "name": "erp", "url": "https://erp.example.com/hooks", "event_types": ["order.created", "order.updated"],
+        "name": "erp", "url": "https://erp.invalid/hooks", "event_types": ["order.created", "order.updated"],
         "enabled": "on", "disabled_reason": ""}, follow=True)
     sub = Subscription.objects.get(name="erp")
     assert sub.event_types == ["order.created", "order.updated"] and sub.secret.startswith("whsec_")
@@ -340,7 +340,33 @@ def test_events_are_never_sent_to_link_local_and_to_private_addresses_only_when_
     events.deliver(due(delivery))
     assert len(r.received) == 1 and EventDelivery.objects.get(pk=delivery_id).status == DeliveryStatus.DELIVERED
     for url in ("http://169.254.169.254/latest/meta-data/", "http://[fe80::1]/", "http://0.0.0.0:8000/",
-                "http://[::ffff:169.254.169.254]/", "http://224.0.0.1/"):
+                "http://[::ffff:169.254.169.254]/", "http://224.0.0.1/", "http://[fd00:ec2::254]/",
+                "http://100.100.100.200/", "http://168.63.129.16/",
+                # A backslash: the standard parser reads example.com, the HTTP client 169.254.169.254 (review).
+                "http://169.254.169.254\\@example.com/latest/meta-data/", "http://10.0.0.5:8080\\@example.com/"):
         assert refused_address(url), url
-    assert refused_address("https://erp.example.com/hooks") is None  # not resolvable here: left to the attempt
-    assert refused_address("http:///no-host") == "the URL names no host"
+    assert refused_address("http://user:pw@127.0.0.1:9/") is None  # credentials in a URL are fine; the host counts
+    assert "does not resolve" in refused_address("https://erp.invalid/hooks")  # at send: refused, tried again later
+    assert refused_address("https://erp.invalid/hooks", unresolved_ok=True) is None  # saved before it is up
+    assert refused_address("http:///no-host")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_subscribers_to_order_created_are_given_order_updated_by_the_migration():
+    """Their repeated orders' new lines came as order.created; now they are order.updated, which a subscription
+    naming only order.created would not hear of."""
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    before, after = [("hub", "0002_subscriptions")], [("hub", "0003_order_updated_for_order_created_subscribers")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    old = executor.loader.project_state(before).apps.get_model("hub", "Subscription")
+    for name, types in (("erp", ["order.created"]), ("wms", ["stock.changed"]), ("all", []),
+                        ("both", ["order.created", "order.updated"])):
+        old.objects.create(name=name, url="https://x.invalid/", secret="whsec_x", event_types=types)
+    executor = MigrationExecutor(connection)
+    executor.migrate(after)
+    assert dict(Subscription.objects.values_list("name", "event_types")) == {
+        "erp": ["order.created", "order.updated"], "wms": ["stock.changed"], "all": [],
+        "both": ["order.created", "order.updated"]}
