@@ -33,7 +33,7 @@ from channels_app.adapters import adapter_for, http
 from channels_app.adapters.base import BATCH_REFUSED, ChannelAdapter, PushItem, PushResult
 from channels_app.adapters.http import ChannelError, OutOfTokens, PermanentError, RateLimited
 from channels_app.models import Channel, InboundEvent, InboundStatus, Listing, ListingStatus, PushLog
-from channels_app.ratelimit import wait_each
+from channels_app.ratelimit import request_sized, wait_each
 from channels_app.rules import desired_quantities_many
 from channels_app.selectors import channels_for_push
 from channels_app.sync import locked_listings, start_push
@@ -377,15 +377,8 @@ def _send(p: _Pushing, to_send: list[PushItem], previous_attempts: dict[int, int
 
 
 def _batches(adapter: ChannelAdapter, items: list[PushItem]):
-    """Request-sized slices: at most the adapter's batch, and never more tokens than the bucket holds (WooCommerce
-    variations cost a request each: 100 of them against a bucket of 25 waited for tokens forever)."""
-    start, step = 0, max(adapter.max_batch, 1)
-    while start < len(items):
-        end = min(start + step, len(items))
-        while end - start > 1 and adapter.requests_needed(items[start:end]) > adapter.limiter.capacity:
-            end = start + (end - start) // 2
-        yield items[start:end]
-        start = end
+    """Request-sized slices, each within the adapter's batch and the bucket's capacity."""
+    return request_sized(items, adapter.max_batch, adapter.requests_needed, adapter.limiter.capacity)
 
 
 def _call(p: _Pushing, batch: _Batch, previous_attempts: dict[int, int | None]) -> None:

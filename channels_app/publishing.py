@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from channels_app.adapters import adapter_for
 from channels_app.models import Channel, Listing, PublishCursor
+from channels_app.ratelimit import request_sized
 from hub.models import JobRun
 from hub.runs import record_run
 from inventory_app.models import Price, Sku
@@ -103,8 +104,7 @@ def _send(adapter, stream: str, items: list[CatalogItem]) -> tuple[int, int, lis
         return 0, len(items), [f"{adapter.kind}: catalog and price publishing is not supported for this platform"]
     ok = failed = 0
     errors = []
-    for start in range(0, len(items), adapter.catalog_batch):
-        batch = items[start:start + adapter.catalog_batch]
+    for batch in request_sized(items, adapter.catalog_batch, adapter.catalog_requests_needed, adapter.limiter.capacity):
         wait = adapter.limiter.acquire(adapter.catalog_requests_needed(batch), max_wait=30)
         if wait:
             failed += len(batch)

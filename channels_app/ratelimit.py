@@ -11,27 +11,19 @@ capacity + rate x window <= limit, which a token bucket must satisfy to never ex
 
 from __future__ import annotations
 
+import math
 import time
 
 from hub.redis import get_redis
 
-# KEYS: one bucket per channel. ARGV: (capacity, rate per second, tokens wanted) per bucket, then the mode: '1' to
-# take them, '0' only to say whether they are there, or 'R' and a number of ms to reserve them if they come within
-# that time. Returns (granted 0/1, ms to wait) per bucket: a push round asks for all its channels in one round trip.
-# A reservation takes the tokens at once, into debt, and the caller sleeps the wait returned: asked again after the
-# wait, a request for many tokens (a reconciliation page, 25 of them) found them taken one at a time by pushers
-# asking meanwhile and waited for ever; in debt, the bucket makes them wait behind it instead.
+# KEYS: one bucket per channel. ARGV: (capacity, rate per second, tokens wanted) per bucket, then 1 to take them or
+# 0 only to say whether they are there. Returns (granted 0/1, ms to wait) per bucket: a push round asks for all its
+# channels in one round trip. A negative number wanted (a refund) is always granted.
 _ACQUIRE = """
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 local out = {}
-local mode = ARGV[#ARGV]
-local take = mode == '1'
-local reserve_ms = nil
-if string.sub(mode, 1, 1) == 'R' then
-  take = true
-  reserve_ms = tonumber(string.sub(mode, 2))
-end
+local take = ARGV[#ARGV] == '1'
 for i = 1, #KEYS do
   local key = KEYS[i]
   local capacity = tonumber(ARGV[3 * i - 2])
@@ -46,17 +38,13 @@ for i = 1, #KEYS do
     out[#out + 1] = blocked - now
   else
     tokens = math.min(capacity, tokens + math.max(now - ts, 0) * rate / 1000)
-    local short_ms = 0
-    if tokens < wanted then
-      short_ms = math.ceil((wanted - tokens) * 1000 / rate)
-    end
-    if short_ms == 0 or (reserve_ms ~= nil and short_ms <= reserve_ms) then
+    if tokens >= wanted then
       tokens = tokens - wanted
       out[#out + 1] = 1
-      out[#out + 1] = short_ms
+      out[#out + 1] = 0
     else
       out[#out + 1] = 0
-      out[#out + 1] = short_ms
+      out[#out + 1] = math.ceil((wanted - tokens) * 1000 / rate)
     end
     if take then
       redis.call('HSET', key, 'tokens', tokens, 'ts', now)
@@ -65,6 +53,43 @@ for i = 1, #KEYS do
   end
 end
 return out
+"""
+
+# Gathering a request's tokens as they come (``RateLimiter.acquire``). KEYS: the bucket. ARGV: capacity, rate per
+# second, tokens still wanted (a multiple of 0.001). Returns (thousandths taken, ms until the next token could be,
+# 1 if the bucket was contended), or (-1, ms a 429 blocks for). All of them if they are there; else, from a bucket
+# at least half full (nobody is using it much) all the whole tokens it can, from a lower one one token a call, and
+# the caller skips a token before it asks again: it and the pushes asking meanwhile share the refill.
+# Asked for all at once, a request for many tokens (a reconciliation page, 25) never found them while pushes took
+# one at a time as they came back, and gave up; reserved ahead in one piece, it held every push back until its
+# tokens had come (seconds on a Shopify store's 9 a second; review, 2026-12-07).
+_GATHER = """
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local capacity = tonumber(ARGV[1])
+local rate = tonumber(ARGV[2])
+local wanted = tonumber(ARGV[3])
+local data = redis.call('HMGET', KEYS[1], 'tokens', 'ts', 'blocked_until')
+local blocked = tonumber(data[3]) or 0
+if now < blocked then
+  return {-1, blocked - now, 0}
+end
+local tokens = math.min(capacity, (tonumber(data[1]) or capacity) + math.max(now - (tonumber(data[2]) or now), 0) * rate / 1000)
+local contended = tokens < capacity / 2
+local taken = 0
+if tokens >= wanted then
+  taken = wanted
+elseif wanted >= 1 then
+  taken = math.max(math.min(math.floor(tokens), math.floor(wanted)), 0)
+  if contended then
+    taken = math.min(taken, 1)
+  end
+end
+tokens = tokens - taken
+redis.call('HSET', KEYS[1], 'tokens', tokens, 'ts', now)
+redis.call('PEXPIRE', KEYS[1], 3600000)
+local next_one = math.min(wanted - taken, 1)
+return {math.floor(taken * 1000 + 0.5), math.ceil(math.max(next_one - tokens, 0) * 1000 / rate), contended and 1 or 0}
 """
 
 # ARGV: what the platform says is left, the bucket's capacity and rate. Compared with what the bucket holds *now*,
@@ -104,6 +129,13 @@ return until_ms
 """
 
 
+# The shortest pause of a request gathering its tokens between two asks, and a tenth of the longest.
+MIN_POLL = 0.005
+MAX_POLL = 0.05
+# Requests for this many tokens or more share a contended bucket's refill with the others (see _GATHER).
+SHARE_FROM = 4
+
+
 class RateLimiter:
     def __init__(self, name: str, *, capacity: float, per_second: float):
         self.key = f"tally:ratelimit:{name}"
@@ -111,6 +143,7 @@ class RateLimiter:
         self.per_second = per_second
         redis = get_redis()
         self._acquire = redis.register_script(_ACQUIRE)
+        self._gather = redis.register_script(_GATHER)
         self._observe = redis.register_script(_OBSERVE)
         self._block = redis.register_script(_BLOCK)
 
@@ -119,19 +152,36 @@ class RateLimiter:
         return try_acquire_each([self], tokens)[0]
 
     def acquire(self, tokens: float = 1, *, max_wait: float = 2.0) -> float:
-        """Wait up to ``max_wait`` for tokens; return 0 when granted, else the wait needed (nothing taken then).
+        """Wait up to ``max_wait`` for tokens; return 0 when granted, else the wait needed (nothing kept then).
 
-        Tokens that come within ``max_wait`` are reserved at once and waited for here, first come first served:
-        requests asking after this one wait behind it (see _ACQUIRE)."""
-        granted, wait_ms = self._acquire(keys=[self.key], args=[self.capacity, self.per_second, tokens,
-                                                                  f"R{max(int(max_wait * 1000), 0)}"])
-        if not granted:
-            return wait_ms / 1000
-        if wait_ms:
-            time.sleep(wait_ms / 1000)
-        return 0.0
+        The tokens are gathered as they come (see _GATHER): a request for many shares the refill with the pushes
+        asking meanwhile, about half each, neither starved nor starving them. A 429 meanwhile forfeits what was
+        gathered (the platform said wait: sent after it, they would go out in one burst)."""
+        wanted = math.ceil(max(float(tokens), 0.0) * 1000) / 1000
+        rate = max(self.per_second, 1e-6)
+        deadline = time.monotonic() + max_wait
+        gathered = 0.0
+        while True:
+            taken, wait_ms, contended = self._gather(keys=[self.key],
+                                                     args=[self.capacity, rate, round(wanted - gathered, 3)])
+            if taken < 0:  # blocked by a 429
+                gathered, needed, pause = 0.0, wait_ms / 1000 + wanted / rate, wait_ms / 1000
+            else:
+                gathered += taken / 1000
+                if gathered >= wanted - 1e-9:
+                    return 0.0
+                needed = max(wait_ms / 1000, (wanted - gathered) / rate)
+                # A large request on a contended bucket leaves the next token to the others and asks for the one
+                # after it; a small one (a push's request, a conflict's re-read) takes them as they come.
+                share = contended and taken and wanted >= SHARE_FROM
+                pause = max(wait_ms / 1000 + (1 / rate if share else 0), MIN_POLL)
+            if time.monotonic() + needed > deadline:
+                if gathered:
+                    self.refund(gathered)
+                return needed
+            time.sleep(min(pause, MAX_POLL * 20))
 
-    def refund(self, tokens: int = 1) -> None:
+    def refund(self, tokens: float = 1) -> None:
         """Give back tokens taken for a request that was not sent (capped at capacity on the next take)."""
         self._acquire(keys=[self.key], args=[self.capacity, self.per_second, -tokens, 1])
 
@@ -144,6 +194,19 @@ class RateLimiter:
 
     def reset(self) -> None:
         get_redis().delete(self.key)
+
+
+def request_sized(items: list, most: int, cost, capacity: float):
+    """Slices of ``items`` of at most ``most``, each costing (``cost(slice)`` tokens) no more than the bucket holds:
+    more than that is never there at once (WooCommerce variations cost a request each: 100 against a bucket of 22
+    waited for ever; a Shopify catalog batch of 20 items at 2 calls each, 40 against 36, was refused every run)."""
+    start, step = 0, max(most, 1)
+    while start < len(items):
+        end = min(start + step, len(items))
+        while end - start > 1 and cost(items[start:end]) > capacity:
+            end = start + (end - start) // 2
+        yield items[start:end]
+        start = end
 
 
 def try_acquire_each(limiters: list[RateLimiter], tokens: int = 1) -> list[float]:

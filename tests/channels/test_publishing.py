@@ -110,3 +110,20 @@ def test_platform_without_catalog_support_says_so_in_the_run_record():
         run = publish(channel, "prices")
         assert run.ok is False and run.count_rejected == 1
         assert "not supported" in run.details["errors"][0]
+
+
+def test_a_batch_costing_more_calls_than_the_bucket_holds_is_split_not_refused_for_ever():
+    """A Shopify store publishes a price per call, 20 items a batch: against a bucket of 9 the batch's 20 tokens were
+    never there at once, and every run failed it with "rate limited" (review finding, 2026-12-07)."""
+    wh = make_location()
+    skus = [make_sku(stock_at={wh: 1}) for _ in range(20)]
+    channel, sandbox = connect("shopify", {s: 0 for s in skus}, credentials={"api": "rest"},
+                               channel_fields={"rate_limit_capacity": 10, "rate_limit_per_second": 20})
+    for i, sku in enumerate(skus):
+        Price.objects.create(sku=sku, amount=Decimal("5.00") + i, valid_from=timezone.now() - timedelta(days=1))
+    Price.objects.update(updated_at=timezone.now() - timedelta(minutes=1))
+    with sandbox:
+        run = publish(channel, "prices")
+        assert run.ok and run.count_out == 20, run.details
+        assert all(remote_price(sandbox, s) == f"{Decimal('5.00') + i:.2f}" for i, s in enumerate(skus))
+        assert sandbox.state.snapshot()["injected"]["429"] == 0

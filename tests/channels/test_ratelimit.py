@@ -90,44 +90,59 @@ def test_asking_whether_a_token_is_there_takes_none():
     assert wait_each([bucket])[0] > 0 and bucket.try_acquire() > 0
 
 
-def test_a_request_for_many_tokens_is_not_starved_by_takers_of_one():
-    """A reconciliation page asks for 25 tokens while pushers take one at a time, faster than the bucket refills.
-    Asked again after each wait, the tokens that had come back were always taken by the pushers first and the page
-    waited out its time (the reconciliation test failed on a fast VM, 2026-12-07). Reserved when asked, they come
-    to it in turn; the small takers then wait behind it, and nothing is taken beyond the rate."""
+def test_a_request_for_many_tokens_shares_the_refill_with_takers_of_one():
+    """A reconciliation page asks for 25 tokens while pushers take one at a time as they come back. Asked for all at
+    once, the page never found them and gave up (the reconciliation test failed on a fast VM, 2026-12-07); reserved
+    ahead in one piece, it held every push back until its tokens had come (seconds on a Shopify store; review). Gathered
+    as they come, the page gets its tokens within its wait and the takers keep getting theirs meanwhile, and nothing
+    is taken beyond the rate."""
     import threading
 
-    bucket = RateLimiter(f"test:{uuid.uuid4()}", capacity=10, per_second=10)
+    bucket = RateLimiter(f"test:{uuid.uuid4()}", capacity=10, per_second=20)
     stop = threading.Event()
-    taken = []
+    taken: list[float] = []
 
     def take_ones():
         while not stop.is_set():
             if bucket.try_acquire() == 0:
                 taken.append(time.monotonic())
-            time.sleep(0.02)  # 50 a second asked of a bucket giving 10
+            time.sleep(0.02)  # 100 asks a second between two takers, of a bucket giving 20
 
     takers = [threading.Thread(target=take_ones) for _ in range(2)]
     try:
         for thread in takers:
             thread.start()
-        time.sleep(0.5)  # the takers have emptied the bucket
+        time.sleep(0.6)  # the takers have emptied the bucket
         started = time.monotonic()
-        assert bucket.acquire(8, max_wait=3) == 0
+        assert bucket.acquire(12, max_wait=8) == 0
         granted = time.monotonic()
-        ones_meanwhile = sum(1 for t in taken if started <= t <= granted)
     finally:
         stop.set()
         for thread in takers:
             thread.join()
         bucket.reset()
-    # Granted once its 8 tokens came back (the wait covers tokens the takers held before it asked, at 10 a second).
-    assert granted - started < 1.5
-    assert ones_meanwhile <= 2
+    ones = sum(1 for t in taken if started <= t <= granted)
+    supplied = 20 * (granted - started) + 1  # the refill meanwhile, and a token's rounding
+    assert ones >= 0.2 * supplied, (ones, supplied)  # not held back while the page waited
+    assert ones + 12 <= supplied + 1, (ones, supplied)  # nobody got more than the bucket gave
 
 
-def test_a_reservation_beyond_the_wait_allowed_takes_nothing(limiter):
+def test_a_429_while_gathering_forfeits_what_was_gathered_and_waits_for_it(limiter):
+    """Tokens gathered before the platform said wait would go out in one burst when it ends."""
+    import threading
+
+    for _ in range(3):
+        limiter.try_acquire()
+    blocker = threading.Timer(0.5, limiter.block_for, args=(1.5,))  # 1 token gathered by then, at 1 a second
+    blocker.start()
+    started = time.monotonic()
+    assert limiter.acquire(2, max_wait=6) == 0
+    blocker.join()
+    assert time.monotonic() - started >= 2.0 + 1.5  # the block, then both tokens again
+
+
+def test_a_request_that_cannot_gather_its_tokens_in_time_keeps_none(limiter):
     for _ in range(3):
         limiter.try_acquire()
     assert limiter.acquire(2, max_wait=0.5) > 1.5  # 2 tokens at 1 a second: not within half a second
-    assert 0.9 <= limiter.try_acquire() <= 1.0  # nothing reserved: one token still a second away
+    assert 0.5 <= limiter.try_acquire() <= 1.0  # what it had gathered was given back: the next token is as due
