@@ -154,11 +154,12 @@ def place_order(
         if applied or short:
             # A repeated order (a channel's orders/updated, a retried webhook) that brought new lines: those lines, as
             # an update. Sent as order.created again, a subscriber's ERP booked the order twice.
-            events.emit("order.created" if created else "order.updated", {
-                "channel": channel, "order": external_id, "name": order.name, "currency": order.currency,
-                "total": str(order.total),
-                "lines": [{"line": x.external_id, "sku": x.sku.code, "quantity": x.quantity,
-                           "status": "short" if x in short else "committed"} for x in [*applied, *short]]})
+            # The total is the order's as first recorded: an update's lines come without the channel's new total.
+            data = {"channel": channel, "order": external_id, "name": order.name, "currency": order.currency,
+                    **({"total": str(order.total)} if created else {}),
+                    "lines": [{"line": x.external_id, "sku": x.sku.code, "quantity": x.quantity,
+                               "status": "short" if x in short else "committed"} for x in [*applied, *short]]}
+            events.emit("order.created" if created else "order.updated", data)
         return {"order": order.pk, "applied": sum(x.quantity for x in applied),
                 "short": sum(x.quantity for x in short), "short_lines": [x.external_id for x in short],
                 "new_lines": [x.external_id for x in [*applied, *short]]}

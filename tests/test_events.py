@@ -232,6 +232,7 @@ def test_a_repeated_order_with_new_lines_is_an_update_not_a_second_order(receive
     assert [line["line"] for line in sent[(every.url, "order.created")]["lines"]] == ["1"]
     assert sent[(every.url, "order.updated")]["lines"] == [
         {"line": "2", "sku": "CAP", "quantity": 2, "status": "committed"}]
+    assert "total" in sent[(every.url, "order.created")] and "total" not in sent[(every.url, "order.updated")]
 
 
 def test_a_subscriptions_event_types_are_known_ones():
