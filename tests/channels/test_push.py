@@ -141,7 +141,7 @@ def test_a_replay_while_a_pusher_holds_the_listing_keeps_its_fresh_budget():
     finding, 2026-12-07). The replay's budget stands; the listing is tried again soon and converges."""
     channel, sandbox, tee = on_its_last_attempt()
     with sandbox:
-        sandbox.state.set_faults({"error_rate": 1.0, "latency_ms": 300})
+        sandbox.state.set_faults({"error_rate": 1.0, "latency_ms": 1000})  # the replay lands while it waits
         def push() -> None:
             try:
                 outbound.push_channel(channel.pk)
