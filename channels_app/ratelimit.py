@@ -129,9 +129,9 @@ return until_ms
 """
 
 
-# The shortest pause of a request gathering its tokens between two asks, and a tenth of the longest.
-MIN_POLL = 0.005
-MAX_POLL = 0.05
+# The shortest and the longest pause of a request gathering its tokens between two asks.
+MIN_PAUSE = 0.005
+MAX_PAUSE = 1.0
 # Requests for this many tokens or more share a contended bucket's refill with the others (see _GATHER).
 SHARE_FROM = 4
 
@@ -174,12 +174,12 @@ class RateLimiter:
                 # A large request on a contended bucket leaves the next token to the others and asks for the one
                 # after it; a small one (a push's request, a conflict's re-read) takes them as they come.
                 share = contended and taken and wanted >= SHARE_FROM
-                pause = max(wait_ms / 1000 + (1 / rate if share else 0), MIN_POLL)
+                pause = max(wait_ms / 1000 + (1 / rate if share else 0), MIN_PAUSE)
             if time.monotonic() + needed > deadline:
                 if gathered:
                     self.refund(gathered)
                 return needed
-            time.sleep(min(pause, MAX_POLL * 20))
+            time.sleep(min(pause, MAX_PAUSE))
 
     def refund(self, tokens: float = 1) -> None:
         """Give back tokens taken for a request that was not sent (capped at capacity on the next take)."""
@@ -199,7 +199,7 @@ class RateLimiter:
 def request_sized(items: list, most: int, cost, capacity: float):
     """Slices of ``items`` of at most ``most``, each costing (``cost(slice)`` tokens) no more than the bucket holds:
     more than that is never there at once (WooCommerce variations cost a request each: 100 against a bucket of 22
-    waited for ever; a Shopify catalog batch of 20 items at 2 calls each, 40 against 36, was refused every run)."""
+    waited for ever; a Shopify catalog batch, a call an item, 20 against a channel's bucket of 9, failed every run)."""
     start, step = 0, max(most, 1)
     while start < len(items):
         end = min(start + step, len(items))
