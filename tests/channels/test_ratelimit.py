@@ -146,3 +146,12 @@ def test_a_request_that_cannot_gather_its_tokens_in_time_keeps_none(limiter):
         limiter.try_acquire()
     assert limiter.acquire(2, max_wait=0.5) > 1.5  # 2 tokens at 1 a second: not within half a second
     assert 0.5 <= limiter.try_acquire() <= 1.0  # what it had gathered was given back: the next token is as due
+
+
+def test_tokens_gathered_by_a_request_that_gives_up_are_given_back(limiter):
+    """A request that takes one token and then finds the rest will not come in time gives that one back: kept, it
+    was spent on nothing and the next request waited a second for it."""
+    for _ in range(2):
+        limiter.try_acquire()  # one token left of three
+    assert limiter.acquire(2, max_wait=0.5) > 0.5  # the second token is a second away: not within half a second
+    assert limiter.try_acquire() == 0  # the one it had gathered is there again
