@@ -19,7 +19,7 @@ import requests
 from django.db import connection, transaction
 from django.utils import timezone
 
-from hub.addresses import refused_address
+from hub.addresses import GuardedAdapter, refused_address
 from hub.broker import missing_messages
 from hub.models import DeliveryAttempt, DeliveryStatus, EventDelivery, Subscription
 
@@ -150,7 +150,7 @@ def _claim(delivery_id: int) -> tuple[EventDelivery, int | None] | None:
 
 def _post(delivery: EventDelivery) -> tuple[int | None, str, float | None]:
     """Send the delivery: (status, error, Retry-After seconds)."""
-    from channels_app.adapters.http import parse_retry_after, session_for
+    from channels_app.adapters.http import parse_retry_after
     from channels_app.adapters.standard import signed_headers
 
     subscription = delivery.subscription
@@ -160,7 +160,7 @@ def _post(delivery: EventDelivery) -> tuple[int | None, str, float | None]:
     body = json.dumps(delivery.payload, separators=(",", ":")).encode()
     status, error, retry_after = None, "", None
     try:
-        with session_for(f"subscription:{subscription.pk}").post(
+        with _session(subscription).post(
                 subscription.url, data=body, timeout=TIMEOUT, stream=True, allow_redirects=False,
                 headers=signed_headers(subscription.secret, body, msg_id=delivery.message_id)) as response:
             status = response.status_code
@@ -171,6 +171,16 @@ def _post(delivery: EventDelivery) -> tuple[int | None, str, float | None]:
     except requests.RequestException as exc:
         error = f"{type(exc).__name__}: {exc}"[:500]
     return status, error, retry_after
+
+
+def _session(subscription) -> requests.Session:
+    from channels_app.adapters.http import session_for
+
+    session = session_for(f"subscription:{subscription.pk}")
+    if not isinstance(session.get_adapter("https://"), GuardedAdapter):
+        session.mount("http://", GuardedAdapter())
+        session.mount("https://", GuardedAdapter())
+    return session
 
 
 def _some_of(response: requests.Response) -> str:

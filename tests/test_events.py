@@ -352,6 +352,40 @@ def test_events_are_never_sent_to_link_local_and_to_private_addresses_only_when_
     assert refused_address("http:///no-host")
 
 
+def test_a_name_that_resolves_outside_for_the_check_and_inside_for_the_request_is_not_called(receiver, settings,
+                                                                                                monkeypatch):
+    """DNS rebinding: the receiver's DNS server answers the check before the attempt with a public address and the
+    request a moment later with the machine's own. The connection checks the address it opens, so nothing inside is
+    called; with inside addresses allowed, the same name is delivered to (the check does not refuse the name)."""
+    import socket
+
+    r = receiver([])
+    settings.TALLY_EVENTS_ALLOW_PRIVATE_URLS = False
+    port = r.server.server_address[1]
+    sub = r.subscribe("order.created")
+    Subscription.objects.filter(pk=sub.pk).update(url=f"http://rebind.example:{port}/hooks")
+    events.forget_subscribers()
+    answers = iter(["93.184.216.34"])  # the first lookup: public; every one after it: loopback
+    real = socket.getaddrinfo
+
+    def rebinding(host, *args, **kwargs):
+        if host != "rebind.example":
+            return real(host, *args, **kwargs)
+        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (next(answers, "127.0.0.1"), port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    [delivery_id] = [d.pk for d in EventDelivery.objects.bulk_create([EventDelivery(
+        subscription=sub, message_id="msg_rebind", event_type="order.created", payload={}, next_attempt_at=timezone.now())])]
+    events.deliver(delivery_id)
+    delivery = EventDelivery.objects.get(pk=delivery_id)
+    assert r.received == [] and delivery.status == DeliveryStatus.PENDING and delivery.attempts == 1
+    assert "rebind.example is 127.0.0.1, a private address" in delivery.last_error
+
+    settings.TALLY_EVENTS_ALLOW_PRIVATE_URLS = True
+    events.deliver(due(delivery))
+    assert len(r.received) == 1 and EventDelivery.objects.get(pk=delivery_id).status == DeliveryStatus.DELIVERED
+
+
 @pytest.mark.django_db(transaction=True)
 def test_subscribers_to_order_created_are_given_order_updated_by_the_migration():
     """Their repeated orders' new lines came as order.created; now they are order.updated, which a subscription
