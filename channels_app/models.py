@@ -164,6 +164,11 @@ class ListingStatus(models.TextChoices):
     FAILED = "failed", "Failed (needs attention)"
 
 
+# A listing's own fields: which item (and location) of the channel it is.
+MAPPING_FIELDS = ("external_product_id", "external_variant_id", "external_inventory_item_id", "external_sku",
+                  "external_location_id")
+
+
 class Listing(models.Model):
     """One of our SKUs on one channel, and the state of its stock sync.
 

@@ -32,7 +32,7 @@ from channels_app import metrics, rules
 from channels_app.adapters import adapter_for, http
 from channels_app.adapters.base import BATCH_REFUSED, ChannelAdapter, PushItem, PushResult
 from channels_app.adapters.http import ChannelError, OutOfTokens, PermanentError, RateLimited
-from channels_app.models import Channel, InboundEvent, InboundStatus, Listing, ListingStatus, PushLog
+from channels_app.models import MAPPING_FIELDS, Channel, InboundEvent, InboundStatus, Listing, ListingStatus, PushLog
 from channels_app.ratelimit import request_sized, wait_each
 from channels_app.rules import desired_quantities_many
 from channels_app.selectors import channels_for_push
@@ -742,7 +742,8 @@ def _record_failures(failures: list[_Failure], owner: uuid.UUID, correlation_id:
     A listing replayed while this push held it (its attempts no longer those claimed) keeps the fresh budget the
     operator gave it: this attempt began before the replay, and counted against the claimed attempts it parked the
     listing again seconds after the replay. It is tried again after the first backoff; a permanent refusal still
-    parks it, as the same request would be refused again."""
+    parks it, as the same request would be refused again; unless the listing was remapped meanwhile
+    (``services.remap_listing``, which gives a fresh budget too): the refusal was of the item it named before."""
     if not failures:
         return
     ops = connection.ops
@@ -750,18 +751,21 @@ def _record_failures(failures: list[_Failure], owner: uuid.UUID, correlation_id:
     failed, failed_params = rows_cte(
         "failed", (("id", "bigint"), ("attempts", "integer"), ("claimed_attempts", "integer"), ("last_error", "text"),
                    ("status", "text"), ("next_attempt_at", "timestamptz"), ("permanent", "boolean"),
-                   ("replayed_retry_at", "timestamptz")),
+                   ("replayed_retry_at", "timestamptz"), *((f"claimed_{name}", "text") for name in MAPPING_FIELDS)),
         [(f.listing.pk, f.attempts, f.listing.attempts, f.error,
           ListingStatus.FAILED if f.give_up else ListingStatus.RETRYING,
           None if f.give_up else ops.adapt_datetimefield_value(now + timedelta(seconds=f.wait)), f.permanent,
-          ops.adapt_datetimefield_value(now + timedelta(seconds=backoff(1)))) for f in failures])
+          ops.adapt_datetimefield_value(now + timedelta(seconds=backoff(1))),
+          *(getattr(f.listing, name) for name in MAPPING_FIELDS)) for f in failures])
     logged, logged_params = rows_cte(
         "logged", (("listing_id", "bigint"), ("channel_id", "bigint"), ("version", "bigint"), ("quantity", "integer"),
                    ("http_status", "smallint"), ("error", "text")),
         [(f.listing.pk, f.channel.pk, f.listing.desired_version, f.listing.desired_quantity or 0, f.status, f.error)
          for f in failures])
-    # Not replayed meanwhile, or refused for good: as decided here. Replayed: retried soon, on the fresh budget.
-    as_claimed = f"({LISTINGS}.attempts = failed.claimed_attempts OR failed.permanent)"
+    # Not replayed meanwhile, or refused for good: as decided here. Replayed or remapped: retried soon, on the
+    # fresh budget.
+    mapped_as_claimed = " AND ".join(f"{LISTINGS}.{name} = failed.claimed_{name}" for name in MAPPING_FIELDS)
+    as_claimed = f"({mapped_as_claimed} AND ({LISTINGS}.attempts = failed.claimed_attempts OR failed.permanent))"
     parked: set[int] = set()
     update = Statements()
     update.add(locked_listings("id IN (SELECT id FROM failed) AND lease_owner = %s", after=failed)

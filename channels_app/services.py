@@ -10,7 +10,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from channels_app import allocation
-from channels_app.models import Channel, ChannelLocation, Listing, ListingStatus
+from channels_app.models import MAPPING_FIELDS, Channel, ChannelLocation, Listing, ListingStatus
 from channels_app.rules import RULE_FIELDS
 from channels_app.sync import mark_channel_dirty, update_listings_in_order, wake_pushers
 
@@ -67,10 +67,6 @@ def set_paused(*, channel: Channel, paused: bool) -> None:
     if not paused:
         mark_channel_dirty(channel)
 
-
-# A listing's own fields: which item (and location) of the channel it is.
-MAPPING_FIELDS = ("external_product_id", "external_variant_id", "external_inventory_item_id", "external_sku",
-                  "external_location_id")
 
 
 def upsert_listing(*, channel: Channel, sku, **mapping) -> Listing:

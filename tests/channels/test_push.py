@@ -14,7 +14,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from channels_app import outbound
+from channels_app import outbound, services
 from channels_app.models import Channel, InboundEvent, InboundStatus, Listing, ListingStatus, PushLog
 from channels_app.rules import desired_quantities
 from inventory_app import stock
@@ -162,6 +162,44 @@ def test_a_replay_while_a_pusher_holds_the_listing_keeps_its_fresh_budget():
         listing.refresh_from_db()
         assert listing.status == ListingStatus.RETRYING and listing.attempts == 0, (listing.status, listing.attempts)
         assert "50" in listing.last_error
+        assert listing.next_attempt_at <= timezone.now() + timedelta(seconds=2)
+        sandbox.state.set_faults({})
+        converge(channel)
+        assert remote(sandbox, tee) == 6
+
+
+def test_a_listing_remapped_while_its_old_item_is_refused_for_good_is_pushed_to_the_new_one():
+    """The operator corrects a listing's item id while a push to the wrong one is in flight: the channel refuses the
+    wrong id for good, and that refusal parked the listing, remapped and with its fresh budget, until someone
+    replayed it (named in the README as not mended, 2026-12-07). The refusal was of the old item: the listing is
+    tried again soon, at the new one, and converges."""
+    wh = make_location()
+    tee = make_sku(stock_at={wh: 6})
+    channel, sandbox = connect("woocommerce", {tee: 0})
+    listing = Listing.objects.get(channel=channel)
+    right = listing.external_product_id
+    Listing.objects.filter(pk=listing.pk).update(external_product_id="999999")
+    with sandbox:
+        sandbox.state.set_faults({"latency_ms": 1000})  # the remap lands while the wrong id's request waits
+
+        def push() -> None:
+            try:
+                outbound.push_channel(channel.pk)
+            finally:
+                connection.close()
+
+        pushing = threading.Thread(target=push)
+        pushing.start()
+        deadline = time.monotonic() + 5
+        while not Listing.objects.filter(channel=channel, lease_owner__isnull=False).exists():
+            assert time.monotonic() < deadline, "the push never leased the listing"
+            time.sleep(0.01)
+        services.remap_listing(listing, external_product_id=right)
+        pushing.join(timeout=30)
+        assert not pushing.is_alive()
+        listing.refresh_from_db()
+        assert "Invalid ID" in listing.last_error  # the old item was refused
+        assert listing.status == ListingStatus.RETRYING and listing.attempts == 0, (listing.status, listing.attempts)
         assert listing.next_attempt_at <= timezone.now() + timedelta(seconds=2)
         sandbox.state.set_faults({})
         converge(channel)
