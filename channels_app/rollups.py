@@ -1,6 +1,7 @@
 """Sync lag rolled up per channel and UTC minute (``SyncLagMinute``), from the push history.
 
-The push history (``PushLog``) is kept two weeks and read raw by the live dashboard for its last hour. The rollup
+The push history (``PushLog``) is kept two weeks; the live dashboard charts its last hour from these rows, and from
+the push history for the minutes not rolled up yet (``last_rolled_up``). The rollup
 keeps each minute's count and p50/p95/p99/max for months, for the admin's longer charts. A beat task runs it every
 minute; each run recomputes the last few complete minutes from the raw rows and writes them over (an upsert per
 channel and minute), so a run repeated, or a row committed a moment after its minute was first rolled up, never
@@ -9,14 +10,13 @@ counts twice or goes missing.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from datetime import datetime, timedelta
 
 from django.db.models import Max
 from django.utils import timezone
 
-from channels_app.models import PushLog, SyncLagMinute
-from channels_app.selectors import percentile_ms
+from channels_app.models import SyncLagMinute
+from channels_app.selectors import lag_minutes
 
 # A minute is rolled up once it ended this long ago: a round's log rows carry the round's time and commit just after.
 SETTLE_SECONDS = 10
@@ -31,22 +31,23 @@ def roll_up_sync_lag(now: datetime | None = None) -> int:
     rows written."""
     now = now or timezone.now()
     end = (now - timedelta(seconds=SETTLE_SECONDS)).replace(second=0, microsecond=0)
-    last = SyncLagMinute.objects.aggregate(last=Max("minute"))["last"]
+    last = last_rolled_up()
     start = end - timedelta(minutes=BACKFILL_MINUTES)
     if last is not None:
         start = max(start, last - timedelta(minutes=REROLL_MINUTES))
-    grouped: dict[tuple[int, datetime], list[int]] = defaultdict(list)
-    rows = PushLog.objects.filter(ok=True, lag_ms__isnull=False, created_at__gte=start, created_at__lt=end)
-    for channel_id, created_at, lag_ms in rows.values_list("channel_id", "created_at", "lag_ms").iterator(5000):
-        grouped[(channel_id, created_at.replace(second=0, microsecond=0))].append(lag_ms)
-    minutes = [SyncLagMinute(channel_id=channel_id, minute=minute, count=len(lags), max_ms=max(lags),
-                             p50_ms=percentile_ms(lags, 50), p95_ms=percentile_ms(lags, 95),
-                             p99_ms=percentile_ms(lags, 99))
-               for (channel_id, minute), lags in grouped.items()]
+    minutes = [SyncLagMinute(channel_id=channel_id, minute=minute, count=lag.count, max_ms=lag.max_ms,
+                             p50_ms=lag.p50_ms, p95_ms=lag.p95_ms, p99_ms=lag.p99_ms)
+               for (channel_id, minute), lag in lag_minutes(start, end).items()]
     SyncLagMinute.objects.bulk_create(minutes, batch_size=1000, update_conflicts=True,
                                       unique_fields=["channel", "minute"],
                                       update_fields=["count", "p50_ms", "p95_ms", "p99_ms", "max_ms"])
     return len(minutes)
+
+
+def last_rolled_up():
+    """The last minute a roll-up has written (every minute before it, back to the roll-up's start, is rolled up:
+    each run covers every complete minute since the one before), or None."""
+    return SyncLagMinute.objects.aggregate(last=Max("minute"))["last"]
 
 
 def lag_history(channel_id: int, *, hours: int, now: datetime | None = None, points: int = 96) -> list[dict]:

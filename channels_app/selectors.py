@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 from django.db import connection
 from django.db.models import Count, F, IntegerField, Max, OuterRef, Q, QuerySet, Subquery
@@ -87,10 +89,77 @@ def preview(channel: Channel, limit: int = 500) -> list[dict]:
 
 
 def percentile_ms(values: list[int], pct: float) -> int | None:
+    """The smallest value at least ``pct`` percent of ``values`` are at or below (PostgreSQL's ``percentile_disc``,
+    which ``lag_minutes`` and ``lag_summary`` ask the database for: one definition wherever a lag is summed up)."""
     if not values:
         return None
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(pct / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered), max(math.ceil(pct / 100 * len(ordered)), 1)) - 1]
+
+
+LAG_PERCENTILES = (50, 95, 99)
+_PUSHLOG = PushLog._meta.db_table
+
+
+class LagSummary(NamedTuple):
+    count: int
+    p50_ms: int | None
+    p95_ms: int | None
+    p99_ms: int | None
+    max_ms: int | None
+
+
+def _lag_summaries(since: datetime, until: datetime | None, channel_id: int | None, *,
+                   per_minute: bool) -> dict[tuple, LagSummary]:
+    """Acknowledged pushes' lag in [since, until), summed up per (channel id, UTC minute), or for all of them (key
+    ()). On PostgreSQL in the database, whatever the number of rows (the dashboard read at most 20,000 of an hour's,
+    and a channel pushed 50 times a second writes 180,000); elsewhere (the single-box demo on SQLite) here."""
+    if connection.vendor == "postgresql":
+        where, params = ["ok", "lag_ms IS NOT NULL", "created_at >= %s"], [since]
+        for condition, value in (("created_at < %s", until), ("channel_id = %s", channel_id)):
+            if value is not None:
+                where.append(condition)
+                params.append(value)
+        keys = "channel_id, date_trunc('minute', created_at AT TIME ZONE 'UTC')" if per_minute else ""
+        fractions = ", ".join(str(p / 100) for p in LAG_PERCENTILES)
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT {keys + ', ' if keys else ''}count(*), percentile_disc(ARRAY[{fractions}]) "
+                           f"WITHIN GROUP (ORDER BY lag_ms), max(lag_ms) FROM {_PUSHLOG} WHERE {' AND '.join(where)}"
+                           f"{' GROUP BY 1, 2' if keys else ''}", params)
+            found = cursor.fetchall()
+        width = 2 if per_minute else 0
+        return {_key(row[:width]): LagSummary(row[width], *(row[width + 1] or [None] * len(LAG_PERCENTILES)),
+                                              row[width + 2])
+                for row in found if row[width]}
+    rows = PushLog.objects.filter(ok=True, lag_ms__isnull=False, created_at__gte=since)
+    if until is not None:
+        rows = rows.filter(created_at__lt=until)
+    if channel_id is not None:
+        rows = rows.filter(channel_id=channel_id)
+    lags: dict[tuple, list[int]] = {}
+    for channel, created_at, lag in rows.values_list("channel_id", "created_at", "lag_ms").iterator(5000):
+        lags.setdefault(_key((channel, created_at)) if per_minute else (), []).append(lag)
+    return {key: LagSummary(len(values), *(percentile_ms(values, p) for p in LAG_PERCENTILES), max(values))
+            for key, values in lags.items()}
+
+
+def _key(row) -> tuple:
+    if not row:
+        return ()
+    channel_id, at = row
+    at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+    return channel_id, at.replace(second=0, microsecond=0)
+
+
+def lag_minutes(since: datetime, until: datetime, channel_id: int | None = None) -> dict[tuple, LagSummary]:
+    """Per (channel id, UTC minute) in [since, until): the lag of its acknowledged pushes (the rollups, and the live
+    chart's minutes not rolled up yet)."""
+    return _lag_summaries(since, until, channel_id, per_minute=True)
+
+
+def lag_summary(channel_id: int, since: datetime) -> LagSummary:
+    """The lag of a channel's acknowledged pushes since ``since``."""
+    return _lag_summaries(since, None, channel_id, per_minute=False).get((), LagSummary(0, None, None, None, None))
 
 
 def sync_status(channel: Channel, *, now=None) -> dict:
@@ -110,10 +179,9 @@ def sync_status(channel: Channel, *, now=None) -> dict:
     )
     lags = {}
     for label, window in (("5m", timedelta(minutes=5)), ("1h", timedelta(hours=1))):
-        values = list(PushLog.objects.filter(channel=channel, ok=True, created_at__gte=now - window,
-                                             lag_ms__isnull=False).values_list("lag_ms", flat=True)[:20000])
-        lags[label] = {"count": len(values), "p50_ms": percentile_ms(values, 50), "p95_ms": percentile_ms(values, 95),
-                       "p99_ms": percentile_ms(values, 99)}
+        summary = lag_summary(channel.pk, now - window)
+        lags[label] = {"count": summary.count, "p50_ms": summary.p50_ms, "p95_ms": summary.p95_ms,
+                       "p99_ms": summary.p99_ms}
     oldest = listings.filter(desired_version__gt=F("pushed_version"), dirty_since__isnull=False).order_by(
         "dirty_since").values_list("dirty_since", flat=True).first()
     health, reason = _health(channel, counts, inbox, oldest, now)

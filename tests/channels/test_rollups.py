@@ -5,9 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from channels_app.models import Listing, PushLog, SyncLagMinute
 from channels_app.rollups import REROLL_MINUTES, lag_history, roll_up_sync_lag
+from channels_app.selectors import lag_minutes, lag_summary, percentile_ms
 from tests.channels.helpers import make_channel
 from tests.factories import make_sku
 
@@ -68,3 +71,18 @@ def test_history_shows_the_worst_minute_of_each_span_and_the_page_charts_it(clie
     assert html.count('<svg class="tally-chart"') == 3 and 'data-hours="24"' in html
     assert client.get("/admin/dashboard/lag/999999/").status_code == 404
     assert client.get("/admin/channels_app/synclagminute/").status_code == 200
+
+
+@given(lags=st.lists(st.integers(min_value=0, max_value=10_000), min_size=1, max_size=60))
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_the_database_and_python_sum_up_lags_alike(lags):
+    """One definition of a percentile: the database's sum-up (the dashboard, the rollups on PostgreSQL) and
+    ``percentile_ms`` (elsewhere) give the same numbers for any lags."""
+    listing = Listing.objects.select_related("channel").first() or Listing.objects.create(
+        channel=make_channel("standard"), sku=make_sku())
+    PushLog.objects.filter(channel=listing.channel).delete()
+    PushLog.objects.bulk_create(PushLog(listing=listing, channel=listing.channel, version=1, quantity=1, ok=True,
+                                        lag_ms=lag, created_at=NOON) for lag in lags)
+    summary = lag_summary(listing.channel_id, NOON - timedelta(seconds=1))
+    assert summary == (len(lags), *(percentile_ms(lags, p) for p in (50, 95, 99)), max(lags))
+    assert lag_minutes(NOON, NOON + timedelta(minutes=1), listing.channel_id) == {(listing.channel_id, NOON): summary}
