@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from typing import Any
@@ -19,7 +20,7 @@ from channels_app.adapters.base import (
     RemoteLevel,
     parse_time,
 )
-from channels_app.adapters.http import ChannelError, PermanentError, RateLimited
+from channels_app.adapters.http import ChannelError, PermanentError, RateLimited, TransientError
 from channels_app.commands import (
     Command,
     Ignored,
@@ -37,9 +38,13 @@ API_VERSION = "2026-01"
 MUTATION_COST = 10
 # The least a THROTTLED channel waits: points come back continuously, a call asked again at once would only be refused.
 THROTTLED_MIN_WAIT = 0.05
+# The idempotency key (a new one per push, the same on each of its retries): a mutation whose answer was lost is
+# retried, and Shopify answers the retry with the first attempt's result instead of applying it again; without it
+# the retry's changeFromQuantity no longer matched (the first had landed), and our own number was taken for a sale
+# made on the channel and subtracted again. Required from 2026-04.
 SET_QUANTITIES = """
-mutation inventorySetQuantities($input: InventorySetQuantitiesInput!) {
-  inventorySetQuantities(input: $input) {
+mutation inventorySetQuantities($input: InventorySetQuantitiesInput!, $idempotencyKey: String!) {
+  inventorySetQuantities(input: $input) @idempotent(key: $idempotencyKey) {
     inventoryAdjustmentGroup { reason changes { name delta } }
     userErrors { code field message }
   }
@@ -63,6 +68,10 @@ query locationLevels($locationId: ID!, $first: Int!, $after: String) {
   }
 }
 """
+# A compare-and-set refused: the channel's number moved (a sale we have not heard of yet).
+STALE_CODES = {"CHANGE_FROM_QUANTITY_STALE", "COMPARE_QUANTITY_STALE"}
+# Top-level GraphQL error codes of Shopify's own failures: tried again later, not parked.
+TRANSIENT_CODES = {"INTERNAL_SERVER_ERROR", "SERVICE_UNAVAILABLE"}
 LEVELS_PAGE = 250
 _NEXT_LINK = re.compile(r'<([^>]+)>;\s*rel="next"')
 
@@ -155,8 +164,11 @@ class ShopifyAdapter(ChannelAdapter):
         if observe_cost:
             self._observe_cost(body)
         if body.get("errors"):
-            if any((e.get("extensions") or {}).get("code") == "THROTTLED" for e in body["errors"]):
+            codes = {(e.get("extensions") or {}).get("code") for e in body["errors"]}
+            if "THROTTLED" in codes:
                 raise RateLimited("GraphQL THROTTLED", retry_after=_throttled_for(body, spent_first), status=200)
+            if codes & TRANSIENT_CODES:  # Shopify's own failure, answered 200: gone on a later attempt
+                raise TransientError(f"GraphQL errors: {body['errors']}"[:500], status=response.status_code)
             raise PermanentError(f"GraphQL errors: {body['errors']}"[:500], status=response.status_code)
         return body
 
@@ -192,20 +204,22 @@ class ShopifyAdapter(ChannelAdapter):
                           http_status=response.status_code)
 
     def _push_graphql(self, items: list[PushItem]) -> list[PushResult]:
-        quantities = []
-        for item in items:
-            entry = {"inventoryItemId": _gid("InventoryItem", item.listing.external_inventory_item_id),
-                     "locationId": _gid("Location", self._location(item)), "quantity": item.quantity}
-            if item.expected_remote is not None:
-                entry["changeFromQuantity"] = item.expected_remote
-            quantities.append(entry)
-        variables = {"input": {"name": "available", "reason": "correction", "quantities": quantities,
-                               "ignoreCompareQuantity": all(i.expected_remote is None for i in items)}}
+        # Every quantity names the number we believe the channel holds, null where we do not know it (never pushed,
+        # or unsure): that one alone opts out of the check. ignoreCompareQuantity opted the whole request in or out,
+        # so one unknown number among known ones was refused COMPARE_QUANTITY_REQUIRED; 2026-04 removed it.
+        quantities = [{"inventoryItemId": _gid("InventoryItem", item.listing.external_inventory_item_id),
+                       "locationId": _gid("Location", self._location(item)), "quantity": item.quantity,
+                       "changeFromQuantity": item.expected_remote} for item in items]
+        variables = {"input": {"name": "available", "reason": "correction", "quantities": quantities},
+                     "idempotencyKey": str(uuid.uuid4())}
         body = self._graphql(SET_QUANTITIES, variables, observe_cost=True)
         errors = (((body.get("data") or {}).get("inventorySetQuantities") or {}).get("userErrors")) or []
         if not errors:
             return [PushResult(listing_id=i.listing.id, ok=True, quantity=i.quantity, http_status=200) for i in items]
-        if any("CHANGE_FROM" in str(e.get("code", "")) or "COMPARE" in str(e.get("code", "")) for e in errors):
+        codes = {str(e.get("code", "")) for e in errors}
+        if codes & {"IDEMPOTENCY_CONCURRENT_REQUEST"}:
+            raise TransientError(f"inventorySetQuantities userErrors: {errors}"[:500], status=200)
+        if codes & STALE_CODES:
             # Someone changed the channel since we last looked (usually a sale we have not heard of yet): read what
             # it holds now; the push service reconciles and retries. Each error names its item's index (``field``:
             # input, quantities, i, ...): only those are read, at 1 + 2 points an item, where reading the whole

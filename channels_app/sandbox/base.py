@@ -173,6 +173,11 @@ class Faults:
     timeout_s: float = 10.0
     reorder_window_ms: float = 0
     duplicate_rate: float = 0.0
+    # The next N calls are handled (a write is applied) and the connection then dropped without an answer: the
+    # answer lost on its way back, which a client cannot tell from a request that never arrived.
+    lost_answers: int = 0
+    # The status of the errors error_rate draws: 0, any of 500, 502, 503.
+    error_status: int = 0
 
     def public(self, down_until: float) -> dict:
         out = {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -269,7 +274,7 @@ class SandboxState:
         self.deliveries: dict[str, dict] = {}
         self.request_counts: collections.Counter[str] = collections.Counter()
         self.rate_limited = 0
-        self.injected = {"5xx": 0, "429": 0, "down": 0, "timeout": 0}
+        self.injected = {"5xx": 0, "429": 0, "down": 0, "timeout": 0, "lost_answer": 0}
         self.webhooks_sent = 0
         self.in_flight = 0
         self.max_in_flight = 0
@@ -369,12 +374,15 @@ class SandboxState:
         if unknown:
             raise BadRequest(f"unknown fault(s): {sorted(unknown)}")
         try:
-            faults = Faults(**{k: int(v) if k == "burst_429" else float(v) for k, v in spec.items()})
+            counts = ("burst_429", "lost_answers", "error_status")
+            faults = Faults(**{k: int(v) if k in counts else float(v) for k, v in spec.items()})
         except (TypeError, ValueError) as exc:
             raise BadRequest(str(exc)) from exc
         for rate in ("error_rate", "timeout_rate", "duplicate_rate"):
             if not 0 <= getattr(faults, rate) <= 1:
                 raise BadRequest(f"{rate} must be within 0..1")
+        if faults.error_status not in (0, 500, 502, 503):
+            raise BadRequest("error_status must be 500, 502 or 503 (0: any)")
         with self.lock:
             self.faults = faults
             self.down_until = time.monotonic() + faults.down_for if faults.down_for > 0 else 0.0
@@ -400,7 +408,11 @@ class SandboxState:
             plan["429"] = f.retry_after
         elif f.error_rate and self.rng.random() < f.error_rate:
             self.injected["5xx"] += 1
-            plan["5xx"] = self.rng.choice((500, 502, 503))
+            plan["5xx"] = f.error_status or self.rng.choice((500, 502, 503))
+        if f.lost_answers > 0:
+            f.lost_answers -= 1
+            self.injected["lost_answer"] += 1
+            plan["lost_answer"] = True
         return plan
 
     # -- platform hooks ------------------------------------------------------------------------------------
@@ -464,7 +476,7 @@ class SandboxState:
             resp = self._api_reply(req, route, params, plan)
             with self.lock:
                 self.finalize(req, route, resp)
-            return resp
+            return CLOSE if plan.get("lost_answer") else resp
         finally:
             with self.lock:
                 self.in_flight -= 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import re
 import time
+import uuid
 from decimal import Decimal
 from typing import Any
 
@@ -469,11 +470,56 @@ class ShopifyState(SandboxState):
             "location": {"id": gid("Location", item.location_id)},
         }
 
+    def _api_reply(self, req: Request, route: Route | None, params: dict, plan: dict) -> Response:
+        # Shopify's GraphQL answers its own internal failure 200, the error in the body.
+        if plan.get("5xx") == 500 and route is not None and route.endpoint == "graphql":
+            return Response(200, {"errors": [{
+                "message": "Internal error. Looks like something went wrong on our end.",
+                "extensions": {"code": "INTERNAL_SERVER_ERROR", "requestId": uuid.uuid4().hex}}]})
+        return super()._api_reply(req, route, params, plan)
+
+    def _idempotency_key(self, query: str, variables: dict, version: str, mutation: str) -> str | None:
+        """The ``@idempotent(key:)`` directive's key: optional from 2026-01, required from 2026-04 (a runtime error
+        without it, though the schema does not mark it)."""
+        found = IDEMPOTENT.search(query)
+        key = None
+        if found:
+            key = found["literal"] if found["literal"] is not None else variables.get(found["var"])
+        if key is None and (version == "unstable" or version >= "2026-04"):
+            raise self._top_error(f"The @idempotent(key:) directive is required for {mutation} from 2026-04.")
+        return key
+
+    def _replayed(self, key: str | None, data: dict, mutation: str) -> dict | None:
+        """A request seen before under this key: its first answer again (nothing applied twice), or a mismatch."""
+        if key is None or key not in self.idempotency:
+            return None
+        fingerprint, result = self.idempotency[key]
+        if fingerprint == (mutation, data):
+            return result
+        errors = [_user_error(["input"], "The same idempotency key cannot be used with different operation parameters.",
+                              "IDEMPOTENCY_KEY_PARAMETER_MISMATCH")]
+        return {mutation: {"inventoryAdjustmentGroup": None, "userErrors": errors}}
+
     def _gql_set(self, query: str, variables: dict, version: str) -> tuple[dict, int]:
         data = self._input(variables)
+        key = self._idempotency_key(query, variables, version, "inventorySetQuantities")
+        replayed = self._replayed(key, data, "inventorySetQuantities")
+        if replayed is not None:
+            return replayed, MUTATION_COST
+        result = self._set(data, version)
+        if key is not None:
+            self.idempotency[key] = (("inventorySetQuantities", data), result)
+        return result, MUTATION_COST
+
+    def _set(self, data: dict, version: str) -> dict:
         quantities = data.get("quantities")
         if not isinstance(quantities, list) or not quantities:
             raise self._top_error("input.quantities must be a non-empty list")
+        # 2026-04 removed ignoreCompareQuantity: each quantity names its changeFromQuantity, null to opt out.
+        since_2026_04 = version == "unstable" or version >= "2026-04"
+        if since_2026_04 and "ignoreCompareQuantity" in data:
+            raise self._top_error("Variable $input of type InventorySetQuantitiesInput! was provided invalid value for "
+                                  "ignoreCompareQuantity (Field is not defined on InventorySetQuantitiesInput)")
         errors: list[dict] = []
         name = self._check_common(data, errors)
         ignore_compare = bool(data.get("ignoreCompareQuantity"))
@@ -509,9 +555,10 @@ class ShopifyState(SandboxState):
                 continue
             seen.add((item.inventory_item_id, item.location_id))
             if not ignore_compare:
-                # 2024-era versions call it compareQuantity (COMPARE_QUANTITY_STALE); current ones changeFromQuantity.
+                # 2024-era versions call it compareQuantity (COMPARE_QUANTITY_STALE); current ones changeFromQuantity,
+                # whose explicit null opts that quantity out of the check (2026-01 on).
                 if "changeFromQuantity" in row:
-                    if row["changeFromQuantity"] != item.quantity:
+                    if row["changeFromQuantity"] is not None and row["changeFromQuantity"] != item.quantity:
                         errors.append(
                             _user_error(
                                 field + ["changeFromQuantity"],
@@ -534,7 +581,8 @@ class ShopifyState(SandboxState):
                     errors.append(
                         _user_error(
                             field + ["changeFromQuantity"],
-                            "The changeFromQuantity argument must be given to each quantity "
+                            "The changeFromQuantity argument must be given to each quantity (null opts out)."
+                            if since_2026_04 else "The changeFromQuantity argument must be given to each quantity "
                             "or ignored using ignoreCompareQuantity.",
                             "COMPARE_QUANTITY_REQUIRED",
                         )
@@ -543,36 +591,20 @@ class ShopifyState(SandboxState):
             planned.append((item, quantity))
         if errors:
             # All or nothing: one stale or invalid row means no row is written.
-            return {"inventorySetQuantities": {"inventoryAdjustmentGroup": None, "userErrors": errors}}, MUTATION_COST
+            return {"inventorySetQuantities": {"inventoryAdjustmentGroup": None, "userErrors": errors}}
         changes = []
         for item, quantity in planned:
             delta = quantity - item.quantity
             item.touch(quantity)
             changes.append(self._change(name, item, delta))
-        return {
-            "inventorySetQuantities": {"inventoryAdjustmentGroup": self._group(data, changes), "userErrors": []}
-        }, MUTATION_COST
+        return {"inventorySetQuantities": {"inventoryAdjustmentGroup": self._group(data, changes), "userErrors": []}}
 
     def _gql_adjust(self, query: str, variables: dict, version: str) -> tuple[dict, int]:
         data = self._input(variables)
-        found = IDEMPOTENT.search(query)
-        key = None
-        if found:
-            key = found["literal"] if found["literal"] is not None else variables.get(found["var"])
-        if key is None and version != "unstable" and version >= "2026-04":
-            raise self._top_error("The @idempotent(key:) directive is required for inventoryAdjustQuantities from 2026-04.")
-        if key is not None and key in self.idempotency:
-            fingerprint, result = self.idempotency[key]
-            if fingerprint != data:
-                errors = [
-                    _user_error(
-                        ["input"],
-                        "The same idempotency key cannot be used with different operation parameters.",
-                        "IDEMPOTENCY_KEY_PARAMETER_MISMATCH",
-                    )
-                ]
-                return {"inventoryAdjustQuantities": {"inventoryAdjustmentGroup": None, "userErrors": errors}}, MUTATION_COST
-            return result, MUTATION_COST
+        key = self._idempotency_key(query, variables, version, "inventoryAdjustQuantities")
+        replayed = self._replayed(key, data, "inventoryAdjustQuantities")
+        if replayed is not None:
+            return replayed, MUTATION_COST
         changes_in = data.get("changes")
         if not isinstance(changes_in, list) or not changes_in:
             raise self._top_error("input.changes must be a non-empty list")
@@ -609,7 +641,7 @@ class ShopifyState(SandboxState):
                 changes.append(self._change(name, item, delta))
             result = {"inventoryAdjustQuantities": {"inventoryAdjustmentGroup": self._group(data, changes), "userErrors": []}}
         if key is not None:
-            self.idempotency[key] = (data, result)
+            self.idempotency[key] = (("inventoryAdjustQuantities", data), result)
         return result, MUTATION_COST
 
     def _gql_levels(self, query: str, variables: dict, version: str) -> tuple[dict, int]:
