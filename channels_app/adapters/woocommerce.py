@@ -138,33 +138,69 @@ class WooCommerceAdapter(ChannelAdapter):
     publishes_catalog = True
     catalog_batch = 100
 
+    def catalog_requests_needed(self, items: list) -> int:
+        simple = [item for item in items if not item.listing.external_variant_id]
+        parents = {item.listing.external_product_id for item in items if item.listing.external_variant_id}
+        return max(1, -(-len(simple) // self.catalog_batch) + len(parents))
+
     def publish_catalog(self, items: list) -> None:
-        update = []
+        """Simple products through ``products/batch``; a variation through its parent's ``variations/batch``: a price
+        sent to a variable product's parent id is not the variation's (WooCommerce prices each variation; the parent
+        shows the range), and the variation kept its old price. A variation has no name of its own to set."""
+        simple = [item for item in items if not item.listing.external_variant_id]
+        by_parent: dict[str, list] = {}
         for item in items:
-            row: dict = {"id": int(item.listing.external_product_id)}
-            if item.price is not None:
-                row["regular_price"] = f"{item.price:.2f}"
-            if item.name is not None:
-                row["name"] = item.name
-            if item.active is not None:
-                row["status"] = "publish" if item.active else "draft"
-            update.append(row)
-        response = self.request("POST", "/wp-json/wc/v3/products/batch", auth=self._auth, json={"update": update})
-        errors = [entry for entry in response.json().get("update", []) if entry.get("error")]
+            if item.listing.external_variant_id:
+                by_parent.setdefault(item.listing.external_product_id, []).append(item)
+        errors: list = []
+        if simple:
+            errors += self._catalog_batch("/wp-json/wc/v3/products/batch",
+                                          [self._catalog_row(item, item.listing.external_product_id, named=True)
+                                           for item in simple])
+        for parent, variations in by_parent.items():
+            rows = [self._catalog_row(item, item.listing.external_variant_id, named=False) for item in variations]
+            rows = [row for row in rows if len(row) > 1]  # a name alone: nothing to send
+            if rows:
+                errors += self._catalog_batch(f"/wp-json/wc/v3/products/{parent}/variations/batch", rows)
         if errors:
             from channels_app.adapters.http import PermanentError
 
-            raise PermanentError(f"batch refused {len(errors)} product(s): {errors[:3]}"[:500], status=response.status_code)
+            raise PermanentError(f"batch refused {len(errors)} product(s): {errors[:3]}"[:500])
+
+    @staticmethod
+    def _catalog_row(item, object_id: str, *, named: bool) -> dict:
+        row: dict = {"id": int(object_id)}
+        if item.price is not None:
+            row["regular_price"] = f"{item.price:.2f}"
+        if named and item.name is not None:
+            row["name"] = item.name
+        if item.active is not None:
+            # A variation is hidden as "private"; "draft" is a product's.
+            row["status"] = "publish" if item.active else ("draft" if named else "private")
+        return row
+
+    def _catalog_batch(self, path: str, rows: list[dict]) -> list:
+        response = self.request("POST", path, auth=self._auth, json={"update": rows})
+        return [entry for entry in response.json().get("update", []) if entry.get("error")]
 
     def read_stock(self) -> Iterator[RemoteLevel]:
+        """Every product's stock, and a variable product's variations' (read from its own list: the product shows
+        none, and a drift on a variation went unseen)."""
+        for product in self._pages("/wp-json/wc/v3/products"):
+            if product.get("manage_stock"):
+                yield RemoteLevel(ref={"product_id": str(product["id"])},
+                                  quantity=int(product.get("stock_quantity") or 0))
+            if product.get("type") == "variable" or product.get("variations"):
+                for variation in self._pages(f"/wp-json/wc/v3/products/{product['id']}/variations"):
+                    if variation.get("manage_stock"):
+                        yield RemoteLevel(ref={"product_id": str(product["id"]), "variant_id": str(variation["id"])},
+                                          quantity=int(variation.get("stock_quantity") or 0))
+
+    def _pages(self, path: str) -> Iterator[dict]:
         page = 1
         while True:
-            response = self.read("GET", "/wp-json/wc/v3/products", auth=self._auth,
-                                    params={"per_page": 100, "page": page})
-            for product in response.json():
-                if product.get("manage_stock"):
-                    yield RemoteLevel(ref={"product_id": str(product["id"])},
-                                      quantity=int(product.get("stock_quantity") or 0))
+            response = self.read("GET", path, auth=self._auth, params={"per_page": 100, "page": page})
+            yield from response.json()
             if page >= int(response.headers.get("X-WP-TotalPages", "1") or 1):
                 return
             page += 1

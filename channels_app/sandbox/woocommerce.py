@@ -161,7 +161,7 @@ class WooCommerceState(SandboxState):
             "id": item.variant_id,
             "parent_id": item.product_id,
             "name": item.name,
-            "status": "publish",
+            "status": "publish" if item.active else "private",
             **self._stock_fields(item),
         }
 
