@@ -104,8 +104,9 @@ def _send(adapter, stream: str, items: list[CatalogItem]) -> tuple[int, int, lis
         return 0, len(items), [f"{adapter.kind}: catalog and price publishing is not supported for this platform"]
     ok = failed = 0
     errors = []
-    for batch in request_sized(items, adapter.catalog_batch, adapter.catalog_requests_needed, adapter.limiter.capacity):
-        wait = adapter.limiter.acquire(adapter.catalog_requests_needed(batch), max_wait=30)
+    limiter = adapter.catalog_limiter
+    for batch in request_sized(items, adapter.catalog_batch, adapter.catalog_requests_needed, limiter.capacity):
+        wait = limiter.acquire(adapter.catalog_requests_needed(batch), max_wait=30)
         if wait:
             failed += len(batch)
             errors.append(f"rate limited for {wait:.1f}s; the rest waits for the next run")

@@ -130,6 +130,11 @@ class ChannelAdapter:
     publishes_catalog: bool = False
     catalog_batch: int = 100
 
+    @property
+    def catalog_limiter(self) -> RateLimiter:
+        """The bucket catalog and price calls draw on: the channel's own, unless they go through another API."""
+        return self.limiter
+
     def catalog_requests_needed(self, items: list) -> int:
         return max(1, -(-len(items) // self.catalog_batch))
 
