@@ -18,7 +18,8 @@ each statement of the second sees what the first committed):
 * a sale on a ring-fenced channel (``stock.sell``, a channel's order) consumes its allocation (never below 0);
 * then every ring-fenced channel listing the SKU whose allocation is used up is topped up to its target
   from the free pool (available less all allocations), in channel id order, so two channels never take
-  the same unit.
+  the same unit. A channel with a maximum (``max_quantity``) below its target is topped up to its maximum:
+  it never shows more, and units set aside past it would be on sale nowhere.
 
 Why only once used up: stock updates to Amazon, WooCommerce, BigCommerce and Standard channels set an
 absolute number with no compare-and-set, so a number sent while the channel is still selling lands over
@@ -31,7 +32,10 @@ Plain SKUs only: a bundle listing on a ring-fenced channel is shown the pool, an
 number holds back its components' allocations. An allocation draws on every active location; a pooled
 channel fed by some locations holds back all allocations of the SKU (it may show less, never more).
 A disabled ring-fenced channel keeps its units set aside (its platform may still show them); clear the
-target to give them back. A row whose listing was deleted holds nothing back.
+target to give them back. A row whose listing was deleted holds nothing back, and a row holding more than its
+channel's maximum (filled before the maximum was set or lowered) holds back only the maximum: the rest is the
+pool's, and the row is consumed by the channel's sales as before. A SKU off sale has nothing free to set aside
+(``available_sql`` is 0): its used-up fences are refilled when it is back on sale, a stock write like any other.
 
 Not built: taking units back. Lowering a target or clearing it returns the excess to the pool at once,
 and until the channel has been sent its lower number both it and the pool channels show those units;
@@ -70,12 +74,27 @@ def _consume_sql() -> str:
             f"AND allocation_target IS NOT NULL)")
 
 
+def _fill_to(channel: str) -> str:
+    """SQL: the units a ring-fenced channel's allocation is filled to, its target capped at its maximum. Units past
+    the cap would be set aside for a channel that never shows them, and shown by no other."""
+    return (f"CASE WHEN {channel}.max_quantity < {channel}.allocation_target THEN {channel}.max_quantity "
+            f"ELSE {channel}.allocation_target END")
+
+
+def _holding(allocation: str, channel: str) -> str:
+    """SQL: the units an allocation holds back from the pool, no more than its channel's maximum: a row filled before
+    the cap was set (or lowered) keeps its units, and its channel shows no more than the cap of them."""
+    return (f"CASE WHEN {channel}.max_quantity < {allocation}.units THEN {channel}.max_quantity "
+            f"ELSE {allocation}.units END")
+
+
 @functools.lru_cache(maxsize=64)
 def _top_up_sql(count: int, *, empty_only: bool, one_channel: bool = False) -> str:
     # free: the pool (available less every allocation); upto: what this channel and those before it want.
     # Each channel gets what it wants of what the channels before it left. One statement, so the stock
     # write that runs it pays no extra round trip; built once per shape, as it runs on every stock write.
-    taken = (f"(SELECT COALESCE(SUM(b.units), 0) FROM {ALLOCATIONS} b JOIN {CHANNELS} bc ON bc.id = b.channel_id "
+    taken = (f"(SELECT COALESCE(SUM({_holding('b', 'bc')}), 0) FROM {ALLOCATIONS} b "
+             f"JOIN {CHANNELS} bc ON bc.id = b.channel_id "
              f"JOIN {LISTINGS} bl ON bl.channel_id = b.channel_id AND bl.sku_id = b.sku_id "
              f"WHERE b.sku_id = li.sku_id AND bc.allocation_target IS NOT NULL)")
     return (
@@ -84,13 +103,13 @@ def _top_up_sql(count: int, *, empty_only: bool, one_channel: bool = False) -> s
         f"SELECT channel_id, sku_id, units, want, "
         f"CASE WHEN free - (upto - want) > 0 THEN free - (upto - want) ELSE 0 END AS room FROM ("
         f"SELECT li.channel_id, li.sku_id, COALESCE(a.units, 0) AS units, "
-        f"c.allocation_target - COALESCE(a.units, 0) AS want, "
-        f"SUM(c.allocation_target - COALESCE(a.units, 0)) OVER (PARTITION BY li.sku_id ORDER BY li.channel_id) AS upto, "
+        f"{_fill_to('c')} - COALESCE(a.units, 0) AS want, "
+        f"SUM({_fill_to('c')} - COALESCE(a.units, 0)) OVER (PARTITION BY li.sku_id ORDER BY li.channel_id) AS upto, "
         f"{available_sql('li.sku_id')} - {taken} AS free "
         f"FROM {LISTINGS} li JOIN {CHANNELS} c ON c.id = li.channel_id "
         f"LEFT JOIN {ALLOCATIONS} a ON a.channel_id = li.channel_id AND a.sku_id = li.sku_id "
         f"WHERE li.sku_id IN ({_in([0] * count)}) AND c.allocation_target IS NOT NULL AND c.enabled "
-        f"AND COALESCE(a.units, 0) {'= 0' if empty_only else '< c.allocation_target'} "
+        f"AND COALESCE(a.units, 0) < {_fill_to('c')}{' AND COALESCE(a.units, 0) = 0' if empty_only else ''} "
         f"AND NOT EXISTS (SELECT 1 FROM {BUNDLES} bb WHERE bb.bundle_id = li.sku_id)"
         + (" AND c.id = %s" if one_channel else "") +
         ") needs) grants WHERE room > 0 "
@@ -202,7 +221,7 @@ def held_units(sku_ids: Iterable[int]) -> dict[int, dict[int, int]]:
 def _held_units_sql(n: int) -> str:
     ids = ", ".join(["%s"] * n)
     # A row whose listing was deleted holds nothing back (and is never topped up again).
-    return (f"SELECT a.sku_id, a.channel_id, a.units FROM {ALLOCATIONS} a "
+    return (f"SELECT a.sku_id, a.channel_id, {_holding('a', 'c')} FROM {ALLOCATIONS} a "
             f"JOIN {CHANNELS} c ON c.id = a.channel_id AND c.allocation_target IS NOT NULL "
             f"WHERE a.units > 0 AND (a.sku_id IN ({ids}) OR a.sku_id IN "
             f"(SELECT component_id FROM {BUNDLES} WHERE bundle_id IN ({ids}))) "

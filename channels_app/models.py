@@ -6,6 +6,7 @@ import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
@@ -99,6 +100,16 @@ class Channel(models.Model):
 
     def __str__(self) -> str:
         return self.slug
+
+    def clean(self) -> None:
+        super().clean()
+        # The rules cap before they apply the threshold (``rules.apply_rules``): a threshold above the cap turns every
+        # number into 0, so the channel would never show a unit, whatever the stock (review finding, 2026-12).
+        if self.max_quantity is not None and self.zero_below is not None and self.zero_below > self.max_quantity:
+            raise ValidationError({"zero_below": (
+                f"Publish-0 threshold ({self.zero_below}) is above the maximum ({self.max_quantity}): every number is "
+                f"capped at {self.max_quantity} first, so the channel would always show 0. Set the threshold to at "
+                f"most the maximum.")})
 
     @property
     def rate_limit(self) -> tuple[int, float]:

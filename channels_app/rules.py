@@ -1,7 +1,8 @@
 """What each channel is sent: the channel's rules applied to the one availability computation.
 
 Order of the rules, each on the result of the one before:
-pool (the locations that feed the channel, all active ones if none are set) → backorder/preorder
+pool (the locations that feed the channel: those its links say feed it if any does, else every active location
+but those its links say do not) → backorder/preorder
 allowance if the channel publishes it → minus the safety buffer → minus the sell-out guard → the channel's
 percentage share, rounded down → halved in conservative mode → capped at the maximum → 0 if below the threshold.
 Units set aside for ring-fenced channels come off the pool first; a ring-fenced channel is shown its own.
@@ -16,29 +17,46 @@ Plain SKUs only: a bundle's sales are its components'.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Iterable
 from datetime import timedelta
 from decimal import Decimal
 
-from django.db import connection
 from django.utils import timezone
 
 from channels_app.allocation import held_units
 from channels_app.models import Channel, ChannelLocation, Listing
 from inventory_app.availability import SkuAvailability, availability_for_skus
+from inventory_app.models import Location
 from inventory_app.selectors import units_taken_since
 from inventory_app.statements import fetch, read_snapshot
 
-_FEEDING_SQL = f"SELECT location_id FROM {ChannelLocation._meta.db_table} WHERE channel_id = %s AND feeds_channel"
+_LINKS = ChannelLocation._meta.db_table
+_LOCATIONS = Location._meta.db_table
 
 
 def feeding_location_ids(channel_id: int) -> list[int] | None:
     """The locations whose stock this channel is offered; None: every active location (the pool)."""
-    # Plain SQL: it runs on every push, and building it through the ORM cost more than answering it.
-    ids = [row[0] for row in fetch(_FEEDING_SQL, [channel_id])]
-    return ids or None
+    ids = _feeding_many([channel_id]).get(channel_id)
+    return None if ids is None else list(ids)
+
+
+@functools.lru_cache(maxsize=64)
+def _feeding_sql(n: int) -> str:
+    # Links that feed name exactly the locations that feed. With none feeding, a link marked not feeding still
+    # takes its location out: every other active location feeds (a NULL location when none is left, so the channel
+    # is shown none rather than the pool). A channel with no links at all has no row: the pool. One statement for
+    # one channel and for a push round's many; plain SQL, as it runs on every push and building it through the
+    # ORM cost more than answering it.
+    ids = ", ".join(["%s"] * n)
+    return (f"SELECT channel_id, location_id FROM {_LINKS} WHERE channel_id IN ({ids}) AND feeds_channel "
+            f"UNION ALL "
+            f"SELECT x.channel_id, l.id FROM (SELECT channel_id FROM {_LINKS} WHERE channel_id IN ({ids}) "
+            f"GROUP BY channel_id HAVING MAX(CASE WHEN feeds_channel THEN 1 ELSE 0 END) = 0) x "
+            f"LEFT JOIN {_LOCATIONS} l ON l.is_active AND NOT EXISTS "
+            f"(SELECT 1 FROM {_LINKS} n WHERE n.channel_id = x.channel_id AND n.location_id = l.id)")
 
 
 # The channel's fields the rules read: a change to one re-pushes every listing of the channel.
@@ -122,16 +140,14 @@ def _taken_from(taken_at: dict[tuple[int, int], int], locations: tuple[int, ...]
 
 
 def _feeding_many(channel_ids: list[int]) -> dict[int, tuple[int, ...]]:
-    """Channel id -> the locations feeding it, for the channels that name any (the rest take the pool)."""
-    if len(channel_ids) == 1:
-        ids = feeding_location_ids(channel_ids[0])
-        return {channel_ids[0]: tuple(ids)} if ids else {}
+    """Channel id -> the locations feeding it (maybe none), for the channels whose links name any, feeding or not
+    (the rest take the pool)."""
+    channel_ids = sorted(set(channel_ids))
     found: dict[int, list[int]] = {}
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT channel_id, location_id FROM {ChannelLocation._meta.db_table} WHERE feeds_channel "
-                       f"AND channel_id IN ({', '.join(['%s'] * len(channel_ids))})", channel_ids)
-        for channel_id, location_id in cursor.fetchall():
-            found.setdefault(channel_id, []).append(location_id)
+    for channel_id, location_id in fetch(_feeding_sql(len(channel_ids)), [*channel_ids, *channel_ids]):
+        ids = found.setdefault(channel_id, [])
+        if location_id is not None:
+            ids.append(location_id)
     return {channel_id: tuple(sorted(ids)) for channel_id, ids in found.items()}
 
 

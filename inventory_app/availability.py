@@ -146,15 +146,19 @@ def availability_for_skus(
 
 def available_sql(sku_id: str) -> str:
     """``SkuAvailability.available`` over all active locations as a SQL expression of the column ``sku_id``
-    names, for ordering rows by it in the database (the pushers send the scarcest SKUs first). The same rule
-    as ``availability_for_skus``: free units of active locations, a bundle by its scarcest component."""
+    names, for ordering rows by it in the database (the pushers send the scarcest SKUs first) and for the free
+    pool a ring fence is topped up from (``channels_app.allocation``). The same rule as ``availability_for_skus``:
+    0 for a SKU off sale, else free units of active locations, a bundle by its scarcest component."""
     def free(column: str) -> str:
         return (f"(SELECT COALESCE(SUM(CASE WHEN sl.on_hand > sl.reserved THEN sl.on_hand - sl.reserved ELSE 0 END), 0) "
                 f"FROM {StockLevel._meta.db_table} sl JOIN {Location._meta.db_table} l ON l.id = sl.location_id "
                 f"WHERE sl.sku_id = {column} AND l.is_active)")
 
-    return (f"COALESCE((SELECT MIN({free('bc.component_id')} / bc.quantity) FROM {BundleComponent._meta.db_table} bc "
-            f"WHERE bc.bundle_id = {sku_id}), {free(sku_id)})")
+    # Off sale counts as none, as every channel is shown: counted as stocked, a SKU just taken off sale was pushed
+    # (its 0) after the scarce ones, and a ring fence was filled from units no channel may sell.
+    return (f"CASE WHEN (SELECT s_.is_active FROM {Sku._meta.db_table} s_ WHERE s_.id = {sku_id}) THEN "
+            f"COALESCE((SELECT MIN({free('bc.component_id')} / bc.quantity) FROM {BundleComponent._meta.db_table} bc "
+            f"WHERE bc.bundle_id = {sku_id}), {free(sku_id)}) ELSE 0 END")
 
 
 def sku_availability(sku: Sku, *, location_ids: Iterable[int] | None = None) -> SkuAvailability:

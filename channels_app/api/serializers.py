@@ -47,6 +47,12 @@ class ChannelSerializer(serializers.ModelSerializer):
         if moved and "credentials" not in attrs and self.instance.credentials:
             raise serializers.ValidationError(
                 {"api_base_url": "Changing the channel's API address needs its credentials again, in the same request."})
+        # The model's own rule (``Channel.clean``), which a serializer does not run: a threshold above the cap.
+        merged = {f: attrs.get(f, getattr(self.instance, f, None)) for f in ("max_quantity", "zero_below")}
+        if merged["max_quantity"] is not None and (merged["zero_below"] or 0) > merged["max_quantity"]:
+            raise serializers.ValidationError({"zero_below": (
+                f"Publish-0 threshold ({merged['zero_below']}) is above the maximum ({merged['max_quantity']}): the "
+                f"channel would always show 0.")})
         return attrs
 
     def validate_locations(self, locations: list[dict]) -> list[dict]:
