@@ -31,7 +31,7 @@ from functools import lru_cache
 from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
 
-from channels_app import metrics
+from channels_app import metrics, rules
 from channels_app.adapters import adapter_for
 from channels_app.adapters.base import ChannelAdapter, PayloadError
 from channels_app.commands import (
@@ -681,7 +681,8 @@ def apply_command(channel: Channel, command: Command) -> str:
             lines=[orders.OrderLineRequest(external_id=line.external_id, sku=listing.sku, quantity=line.quantity,
                                            unit_price=Decimal(line.unit_price)) for line, listing in resolved],
             also_write=lambda line, writes: note_channel_sale(listings[line.external_id], line.quantity, writes,
-                                                              sold_at=command.placed_at))
+                                                              sold_at=command.placed_at),
+            from_locations=rules.selling_locations(channel.pk))
         if result.get("short"):
             metrics.OVERSOLD_UNITS.labels(channel=channel.slug).inc(result["short"])
             return f"oversold: {result['short']} unit(s) on lines {', '.join(result['short_lines'])}"

@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import time
 from collections.abc import Iterable
 from datetime import timedelta
 from decimal import Decimal
@@ -35,6 +36,22 @@ from inventory_app.statements import fetch, read_snapshot
 
 _LINKS = ChannelLocation._meta.db_table
 _LOCATIONS = Location._meta.db_table
+
+
+# A channel's sales are drawn from the locations feeding it first (``selling_locations``), read for every order: kept
+# per process this long. A link changed meanwhile only changes which location a sale is drawn from first.
+SELLING_LOCATIONS_SECONDS = 5.0
+_selling: dict[int, tuple[float, frozenset[int] | None]] = {}
+
+
+def selling_locations(channel_id: int) -> frozenset[int] | None:
+    """The locations a sale on this channel is drawn from first: those feeding it; None: the pool, no preference."""
+    now = time.monotonic()
+    cached = _selling.get(channel_id)
+    if cached is None or now - cached[0] > SELLING_LOCATIONS_SECONDS:
+        ids = feeding_location_ids(channel_id)
+        cached = _selling[channel_id] = (now, None if ids is None else frozenset(ids))
+    return cached[1]
 
 
 def feeding_location_ids(channel_id: int) -> list[int] | None:

@@ -7,7 +7,7 @@ Every order line is applied at most once whatever delivery brought it: each stoc
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -105,8 +105,10 @@ def place_order(
     total: Decimal = Decimal("0"),
     placed_at: datetime | None = None,
     also_write: LineWrites | None = None,
+    from_locations: Collection[int] | None = None,
 ) -> dict:
-    """Record a channel's order and take its units from stock (``stock.sell`` per line).
+    """Record a channel's order and take its units from stock (``stock.sell`` per line; ``from_locations``: the
+    locations feeding the channel, drawn on first).
 
     A line the hub cannot cover is recorded as ``short``: the channel already sold it, so the
     order is a fact; the shortfall is what the operator (and the oversell figures) must see.
@@ -138,7 +140,7 @@ def place_order(
             written = False
             try:
                 sold = stock.sell(lines=[LineRequest(line.sku.code, line.quantity)], channel=channel,
-                                  reference=f"{channel}:{external_id}", key=f"{key}:sell",
+                                  reference=f"{channel}:{external_id}", key=f"{key}:sell", from_locations=from_locations,
                                   also_write=lambda sale, writes, line=line: _write_line(
                                       order, line, OrderLineStatus.COMMITTED, sale, writes, also_write))
                 reservation_id = sold["id"]

@@ -21,7 +21,7 @@ import hashlib
 import json
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import astuple, dataclass
 from datetime import datetime, timedelta
@@ -708,7 +708,8 @@ def reserve(
 
 
 def sell(*, lines: Sequence[LineRequest], channel: str = "", reference: str = "", key: str | None = None,
-         also_write: Callable[[uuid.UUID, Statements], None] | None = None) -> dict:
+         also_write: Callable[[uuid.UUID, Statements], None] | None = None,
+         from_locations: Collection[int] | None = None) -> dict:
     """A sale already made (a channel's order): units leave on_hand at once, allocated as ``reserve``
     would (all lines or none), in one transaction with one COMMIT ledger row per stock row.
 
@@ -717,12 +718,18 @@ def sell(*, lines: Sequence[LineRequest], channel: str = "", reference: str = ""
 
     ``also_write(reservation_id, writes)``: the caller's own rows for this sale (its order line) go out with
     the sale's writes, in the same round trip and savepoint; they are rolled back with it, also when the key
-    answers with an earlier result (``replayed`` in the answer)."""
-    return _take(lines, channel=channel, reference=reference, ttl=None, key=key, sold=True, also_write=also_write)
+    answers with an earlier result (``replayed`` in the answer).
+
+    ``from_locations``: the locations the selling channel is offered (those feeding it), drawn on first, then the
+    others by priority. A store's till fed by the store alone sold units the hub took from the warehouse: the till
+    went on showing the units it had sold, and the web shop, fed by the warehouse, lost units it still had."""
+    return _take(lines, channel=channel, reference=reference, ttl=None, key=key, sold=True, also_write=also_write,
+                 prefer=from_locations)
 
 
 def _take(lines: Sequence[LineRequest], *, channel: str, reference: str, ttl: int | None, key: str | None,
-          sold: bool, also_write: Callable[[uuid.UUID, Statements], None] | None = None) -> dict:
+          sold: bool, also_write: Callable[[uuid.UUID, Statements], None] | None = None,
+          prefer: Collection[int] | None = None) -> dict:
     if not lines:
         raise StockError("A reservation needs at least one line.", field="lines")
     payload = {"lines": [[line.sku, line.quantity] for line in lines], "channel": channel, "reference": reference}
@@ -736,7 +743,7 @@ def _take(lines: Sequence[LineRequest], *, channel: str, reference: str, ttl: in
             if row.location_active:
                 by_sku[row.sku_id].append(row)
         for candidates in by_sku.values():
-            candidates.sort(key=lambda r: (r.priority, r.location_id))
+            candidates.sort(key=lambda r: (bool(prefer) and r.location_id not in prefer, r.priority, r.location_id))
 
         # Plan first, write after: a shortfall anywhere must leave everything untouched.
         planned: dict[int, int] = defaultdict(int)  # row id -> units taken in this call

@@ -110,6 +110,38 @@ def form_data(**rules) -> dict:
     return data
 
 
+def test_a_sale_on_a_channel_fed_by_one_location_draws_on_that_location_first():
+    """The store's till is fed by the store, the web shop by the warehouse (first by priority). The till sold 5: the
+    hub took them from the warehouse, so the web shop showed 0 of the 5 the warehouse still held and the till went on
+    showing 5 it no longer had (review finding, 2026-12-08). A channel's sale is drawn from the locations feeding it
+    first, through the inbox like any channel order; only a shortfall there reaches the others."""
+    from channels_app import inbound
+    from channels_app.models import InboundEvent
+    from tests.channels.helpers import shopify_order
+
+    warehouse, store = make_location(priority=1), make_location(priority=2)
+    tee = make_sku(stock_at={warehouse: 5, store: 5})
+    web, till = make_channel("standard"), make_channel("shopify")
+    ChannelLocation.objects.create(channel=web, location=warehouse, external_id="wh")
+    ChannelLocation.objects.create(channel=till, location=store, external_id="store")
+    list_sku(web, tee)
+    list_sku(till, tee, external_variant_id="77")
+    assert (shown(web, tee), shown(till, tee)) == (5, 5)
+
+    def till_sells(order_id: int, units: int) -> None:
+        event = InboundEvent.objects.create(
+            channel=till, dedup_key=f"till-{order_id}", delivery_id=f"till-{order_id}", topic="orders/create",
+            headers={}, body=shopify_order(order_id, [(order_id, tee.code, 77, units)]).decode())
+        assert inbound.process_event(event.pk) == "processed"
+
+    till_sells(1, 5)
+    assert (shown(web, tee), shown(till, tee)) == (5, 0)
+    till_sells(2, 2)  # more than the store held: the rest comes from where it is
+    assert (shown(web, tee), shown(till, tee)) == (3, 0)
+    levels = dict(StockLevel.objects.filter(sku=tee).values_list("location_id", "on_hand"))
+    assert levels == {warehouse.id: 3, store.id: 0}
+
+
 def test_the_channel_form_refuses_a_threshold_above_the_maximum():
     form = ChannelForm(data=form_data(max_quantity=5, zero_below=10))
     assert not form.is_valid(), "a channel capped at 5 with a threshold of 10 can never show a unit"
