@@ -2,14 +2,36 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
+import requests
+
 from channels_app.adapters.base import ChannelAdapter, Delivery, PayloadError, PushItem, PushResult, parse_time
 from channels_app.adapters.http import PermanentError
 from channels_app.commands import Command, Ignored, ListingRef, OrderCancelled, OrderLineIn, OrderPlaced
+from channels_app.ratelimit import RateLimiter
+from hub.redis import get_redis
+
+# The seller's usage plan for the operation, in requests per second ("1.0", "0.0055"), on Amazon's answers (best
+# effort: 2xx, 400 and 404 ones). Plans differ per account and are lowered dynamically: paced by the published 5 a
+# second, a channel on a plan of 1 had most of its pushes refused 429.
+RATE_HEADER = "x-amzn-RateLimit-Limit"
+# Where the announced rate is kept: a field of the channel's bucket (its hash in Redis), so every worker's adapter
+# paces by it from its first request, and it goes when the bucket is reset.
+ANNOUNCED_FIELD = "announced_rate"
+
+
+def _rate(value) -> float | None:
+    """An announced rate (header text, or the bytes kept in Redis) as a positive finite number; else None."""
+    try:
+        rate = float(value)
+    except (TypeError, ValueError):
+        return None
+    return rate if math.isfinite(rate) and rate > 0 else None
 
 
 def _money(value) -> Decimal:
@@ -22,6 +44,45 @@ def _money(value) -> Decimal:
 class AmazonAdapter(ChannelAdapter):
     kind = "amazon"
     max_batch = 1  # patchListingsItem is one SKU per call, 5 per second
+
+    # -- rate: the bucket paced by what Amazon announces ---------------------------------------------
+    # The announced rate is read from Redis when the limiter is first used, not when the adapter is made: inbound
+    # processing makes adapters too, and must not need Redis (nor pay a round trip per notification).
+    @property
+    def limiter(self) -> RateLimiter:
+        if not self._paced:
+            self._paced = True
+            self._pace(_rate(get_redis().hget(self._limiter.key, ANNOUNCED_FIELD)))
+        return self._limiter
+
+    @limiter.setter
+    def limiter(self, value: RateLimiter) -> None:
+        self._limiter = value
+        self._published = (value.capacity, value.per_second)  # limiter_for's, from the channel's own limit
+        self._announced: float | None = None
+        self._paced = False
+
+    def _pace(self, announced: float | None) -> None:
+        """Scale the bucket to the announced rate; the burst with it, as Amazon does not say its own (a plan
+        lowered to a fifth is taken as a fifth of the burst too: never more than the bucket had). Never above the
+        channel's limit: a plan raised is for the operator to set on the channel, the header only slows us down."""
+        self._announced = announced
+        capacity, per_second = self._published
+        published = self.channel.rate_limit[1]
+        share = 1.0 if announced is None or published <= 0 else min(announced / published, 1.0)
+        self._limiter.per_second = per_second * share
+        self._limiter.capacity = max(int(capacity * share), 1)
+
+    def observe(self, response: requests.Response) -> None:
+        announced = _rate(response.headers.get(RATE_HEADER))
+        if announced is None or (self._paced and announced == self._announced):
+            return
+        self._paced = True  # fresher than what Redis holds
+        self._pace(announced)
+        with get_redis().pipeline(transaction=False) as pipe:
+            pipe.hset(self._limiter.key, ANNOUNCED_FIELD, repr(announced))
+            pipe.pexpire(self._limiter.key, 3_600_000)  # as the bucket's scripts do: it goes when unused for an hour
+            pipe.execute()
 
     def _headers(self) -> dict[str, str]:
         return {"x-amz-access-token": self.channel.credentials.get("access_token", ""),

@@ -2,7 +2,9 @@
 
 5xx, timeouts and connection errors are retried a few times with jittered exponential backoff
 inside the call; 429 is not retried here: it raises ``RateLimited`` with the platform's
-Retry-After so the rate limiter can hold every worker back, not just this one. Other 4xx raise
+Retry-After so the rate limiter can hold every worker back, not just this one. A 5xx that says
+when to come back (Retry-After) is retried after that time if the call can wait so long, else it
+ends the call as ``Unavailable`` (a ``RateLimited``) with that delay. Other 4xx raise
 ``PermanentError``: retrying cannot fix them.
 """
 
@@ -20,6 +22,7 @@ from email.utils import parsedate_to_datetime
 import requests
 from django.utils import timezone
 from tenacity import (
+    RetryCallState,
     retry,
     retry_if_exception,
     stop_after_attempt,
@@ -42,6 +45,21 @@ class TransientError(ChannelError):
 
 class RateLimited(ChannelError):
     def __init__(self, message: str, *, retry_after: float, status: int = 429):
+        super().__init__(message, status=status)
+        self.retry_after = retry_after
+
+
+class Unavailable(RateLimited):
+    """A 5xx whose Retry-After is longer than the call could wait: not retried here, but after that delay, and the
+    channel's bucket held back meanwhile, as after a 429 (a store down for maintenance says when it is back: sent
+    again three times within a second, and then on the generic backoff, the push went on knocking at a closed
+    door)."""
+
+
+class ServerBusy(TransientError):
+    """A 5xx with a Retry-After short enough to wait for inside the call: the next attempt comes after it."""
+
+    def __init__(self, message: str, *, status: int, retry_after: float):
         super().__init__(message, status=status)
         self.retry_after = retry_after
 
@@ -90,6 +108,30 @@ def _retry_after(response: requests.Response) -> float:
         return parse_retry_after(response.headers["Retry-After"])
     reset_ms = response.headers.get("X-Rate-Limit-Time-Reset-Ms", "")
     return min(int(reset_ms) / 1000, MAX_RETRY_AFTER) if reset_ms.isdigit() else 1.0
+
+
+# The longest Retry-After of a 5xx waited for inside the call (when its deadline leaves that much): the most the
+# jittered backoff would wait between two attempts anyway. Longer, the call ends and the listing waits instead of a
+# send thread (and the channel's bucket holds every worker back, not just this one).
+MAX_INLINE_RETRY_AFTER = 1.0
+
+
+def _server_retry_after(response: requests.Response) -> float | None:
+    """A 5xx's Retry-After in seconds, None when it says none (or nothing that parses)."""
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    seconds = parse_retry_after(value, default=-1.0)
+    return None if seconds < 0 else seconds
+
+
+def _inline_budget() -> float:
+    """How long the call may wait before its next attempt: MAX_INLINE_RETRY_AFTER, less if the deadline leaves less
+    (the attempt after the wait needs MIN_ATTEMPT_SECONDS of its own, or ``_timeout`` refuses it)."""
+    left = time_left()
+    if left is None:
+        return MAX_INLINE_RETRY_AFTER
+    return min(MAX_INLINE_RETRY_AFTER, left - MIN_ATTEMPT_SECONDS)
 
 
 def environment_ca_bundle() -> str | None:
@@ -171,11 +213,17 @@ def send(
     **kwargs,
 ) -> requests.Response:
     """Send with retries on transient failures; return a 2xx response or raise a ChannelError."""
+    jitter = wait_random_exponential(multiplier=0.05, max=1.0)
+
+    def wait(state: RetryCallState) -> float:
+        # The server said when: that, not our guess (a guess shorter than it only spends an attempt on a refusal).
+        told = getattr(state.outcome.exception(), "retry_after", None)
+        return told if told is not None else jitter(state)
 
     @retry(
         retry=retry_if_exception(lambda exc: isinstance(exc, TransientError) and not isinstance(exc, OutOfTime)),
         stop=stop_after_attempt(attempts),
-        wait=wait_random_exponential(multiplier=0.05, max=1.0),
+        wait=wait,
         reraise=True,
     )
     def once() -> requests.Response:
@@ -191,7 +239,13 @@ def send(
         if status == 429:
             raise RateLimited(f"{method} {url}: 429", retry_after=_retry_after(response))
         if status >= 500:
-            raise TransientError(f"{method} {url}: {status}", status=status)
+            told = _server_retry_after(response)
+            if told is None:
+                raise TransientError(f"{method} {url}: {status}", status=status)
+            if told > _inline_budget():
+                raise Unavailable(f"{method} {url}: {status}, Retry-After {told:g} s", retry_after=told, status=status)
+            # Waited for if an attempt is left; after the last one, a failure as any 5xx (counted, backed off).
+            raise ServerBusy(f"{method} {url}: {status}, Retry-After {told:g} s", status=status, retry_after=told)
         if status >= 300:
             raise PermanentError(f"{method} {url}: {status} {response.text[:300]}", status=status,
                                  body=response.text[:100_000])

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import collections
 import json
 import time
 import uuid
 from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from typing import Any
+
+import requests
 
 from channels_app.adapters.base import ChannelAdapter, Delivery, PayloadError, PushItem, PushResult, RemoteLevel, parse_time
 from channels_app.commands import (
@@ -22,6 +25,46 @@ from channels_app.commands import (
     RefundLineIn,
 )
 from channels_app.signatures import sign_standard
+
+# Per-row statuses of a stock batch's answer that the same row would get again (an item the channel does not have
+# there, a row it cannot read): parked for the operator, not retried. Any other status but "ok" is retried.
+REFUSED = frozenset({"unknown_sku", "unknown_location", "invalid"})
+
+
+def _item_results(items: list[PushItem], response: requests.Response) -> list[PushResult]:
+    """What became of each item of a stock batch: the channel answers 200 ``{accepted, results: [{sku, status}]}``,
+    a row per item in their order, and takes only the rows it says "ok" (taken all on a 200, an item it did not
+    have was recorded as pushed and in sync, and nobody saw it). Rows are matched by SKU, in order (the same SKU
+    may come twice). A 2xx without results (a source that does not answer per row) took the whole batch."""
+    try:
+        answer = response.json()
+    except ValueError:
+        answer = None
+    rows = answer.get("results") if isinstance(answer, dict) else None
+    status = response.status_code
+    if not isinstance(rows, list):
+        return [PushResult(listing_id=i.listing.id, ok=True, quantity=i.quantity, http_status=status) for i in items]
+    by_sku: dict[str, collections.deque] = collections.defaultdict(collections.deque)
+    for row in rows:
+        if isinstance(row, dict) and row.get("sku") is not None:
+            by_sku[str(row["sku"])].append(row)
+    results = []
+    for item in items:
+        sku = item.listing.external_sku or item.listing.sku.code
+        row = by_sku[sku].popleft() if by_sku.get(sku) else None
+        if row is None:
+            # Taken or not, we cannot tell: sent again (an absolute number, so a second time changes nothing).
+            results.append(PushResult(listing_id=item.listing.id, ok=False, http_status=status,
+                                      error=f"{sku}: not in the channel's answer"))
+        elif row.get("status") == "ok":
+            quantity = row.get("quantity")
+            taken = quantity if isinstance(quantity, int) and not isinstance(quantity, bool) else item.quantity
+            results.append(PushResult(listing_id=item.listing.id, ok=True, quantity=taken, http_status=status))
+        else:
+            said = " ".join(str(part) for part in (row.get("status"), row.get("detail")) if part)
+            results.append(PushResult(listing_id=item.listing.id, ok=False, http_status=status,
+                                      error=f"refused {sku}: {said}"[:500], retryable=row.get("status") not in REFUSED))
+    return results
 
 
 def signed_headers(secret: str, body: bytes, msg_id: str | None = None) -> dict[str, str]:
@@ -86,8 +129,7 @@ class StandardAdapter(ChannelAdapter):
                            "data": {"items": [{"sku": i.listing.external_sku or i.listing.sku.code,
                                                "quantity": i.quantity} for i in items]}}).encode()
         response = self.request("POST", "/stock", data=body, headers=signed_headers(secret, body))
-        return [PushResult(listing_id=i.listing.id, ok=True, quantity=i.quantity, http_status=response.status_code)
-                for i in items]
+        return _item_results(items, response)
 
     publishes_catalog = True
     catalog_batch = 500

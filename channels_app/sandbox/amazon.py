@@ -1,7 +1,8 @@
 """Amazon Selling Partner API imitation: Listings Items 2021-08-01 quantity patches and reads.
 
 Rate limit: the operation's usage plan, a token bucket of 5 requests/s with burst 5; over it, 429
-``QuotaExceeded``. Amazon answers a bad or missing token with 403 ``Unauthorized`` (not 401), and so does
+``QuotaExceeded``. The plan's rate is announced in ``x-amzn-RateLimit-Limit`` on 2xx, 400 and 404
+answers. Amazon answers a bad or missing token with 403 ``Unauthorized`` (not 401), and so does
 the sandbox. A real ACCEPTED patch is applied minutes later; the sandbox applies it at once unless
 ``plan["apply_delay_ms"]`` says otherwise.
 
@@ -92,7 +93,11 @@ class AmazonState(SandboxState):
         return None
 
     def finalize(self, req: Request, route: Route | None, resp: Response) -> None:
-        resp.headers["x-amzn-RateLimit-Limit"] = f"{self.bucket.rate:.1f}"
+        # Amazon announces the plan's rate in requests per second ("2.0", "0.0055": not rounded to a tenth, which
+        # made a plan of 0.0055 read as 0), best effort and only on 2xx, 400 and 404 answers: a client must pace
+        # by the last one it saw, not expect it on a 403 or on the 429 that refuses it.
+        if resp.status < 300 or resp.status in (400, 404):
+            resp.headers["x-amzn-RateLimit-Limit"] = repr(self.bucket.rate)
         resp.headers["x-amzn-RequestId"] = str(uuid.uuid4())
 
     # -- listings ------------------------------------------------------------------------------------------

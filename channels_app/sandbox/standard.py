@@ -4,19 +4,28 @@ Inbound: the hub pushes ``POST /stock`` signed with ``credentials["signing_secre
 verifies it with the ``standardwebhooks`` library (timestamp tolerance 5 minutes). ``webhook-id`` is the
 idempotency key: a repeat is answered with the first answer and changes nothing. Reads (``GET /stock``)
 carry no body, so they are accepted with either a valid signature over the empty body or
-``Authorization: Bearer <credentials["api_key"]>``.
+``Authorization: Bearer <credentials["api_key"]>``. A stock batch is answered 200
+``{accepted, results: [{sku, status, quantity?, detail?}]}``, a row per item in order, status ``ok``,
+``unknown_sku``, ``unknown_location`` or ``invalid``.
 Outbound: ``{type, timestamp, data}`` envelopes signed with the webhook secret.
+
+``close_for(seconds, status=503)`` (control: ``POST /_sandbox/unavailable {seconds, status?}``) answers every
+API call with that 502, 503 or 504 and a ``Retry-After`` of the whole seconds until it reopens, as a store
+closed for maintenance does; ``seconds: 0`` reopens it.
 """
 
 from __future__ import annotations
 
 import collections
+import math
+import time
 import uuid
 from typing import Any
 
 from standardwebhooks import WebhookVerificationError
 
 from .base import (
+    BadRequest,
     Item,
     Order,
     Request,
@@ -43,9 +52,31 @@ class StandardState(SandboxState):
         ("GET", r"^/stock/?$", "read_stock", "stock/read"),
     ]
     DEFAULT_PLAN = {"location": "store-1"}
+    CONTROL = {**SandboxState.CONTROL, ("POST", "/_sandbox/unavailable"): "_c_unavailable"}
 
     def init_limits(self) -> None:
         self.seen: collections.OrderedDict[str, Response] = collections.OrderedDict()
+        self.closed_until = 0.0
+        self.closed_status = 503
+
+    def close_for(self, seconds: float, *, status: int = 503) -> None:
+        """Answer every API call ``status`` with Retry-After for ``seconds`` (Standard Webhooks' senders honour
+        Retry-After on 429, 502 and 504; a 503's is HTTP's own "come back then")."""
+        if status not in (502, 503, 504):
+            raise BadRequest("status must be 502, 503 or 504")
+        if not math.isfinite(seconds) or seconds < 0:
+            raise BadRequest("seconds must be a finite number >= 0")
+        with self.lock:
+            self.closed_until = time.monotonic() + seconds
+            self.closed_status = status
+
+    def _c_unavailable(self, req: Request, body: dict) -> Response:
+        try:
+            seconds, status = float(body.get("seconds", 0)), int(body.get("status", 503))
+        except (TypeError, ValueError) as exc:
+            raise BadRequest(str(exc)) from exc
+        self.close_for(seconds, status=status)
+        return Response(200, {"seconds": seconds, "status": status})
 
     def new_order_id(self) -> str:
         return f"SO-{self.next_id('order', self.ORDER_ID_BASE)}"
@@ -78,6 +109,10 @@ class StandardState(SandboxState):
         return None
 
     def admit(self, req: Request, route: Route, now: float) -> Response | None:
+        if now < self.closed_until:
+            resp = self.error(self.closed_status, "unavailable", "Closed for maintenance.")
+            resp.headers["Retry-After"] = str(math.ceil(self.closed_until - now))  # delta-seconds: whole
+            return resp
         self.record_accepted(now)
         return None
 
