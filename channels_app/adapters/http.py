@@ -2,7 +2,8 @@
 
 5xx, timeouts and connection errors are retried a few times with jittered exponential backoff
 inside the call; 429 is not retried here: it raises ``RateLimited`` with the platform's
-Retry-After so the rate limiter can hold every worker back, not just this one. A 5xx that says
+Retry-After so the rate limiter can hold every worker back, not just this one. A 409 (a conflict with the
+resource's state) is retried as a 5xx is. A 5xx that says
 when to come back (Retry-After) is retried after that time if the call can wait so long, else it
 ends the call as ``Unavailable`` (a ``RateLimited``) with that delay. Other 4xx raise
 ``PermanentError``: retrying cannot fix them.
@@ -246,6 +247,9 @@ def send(
                 raise Unavailable(f"{method} {url}: {status}, Retry-After {told:g} s", retry_after=told, status=status)
             # Waited for if an attempt is left; after the last one, a failure as any 5xx (counted, backed off).
             raise ServerBusy(f"{method} {url}: {status}, Retry-After {told:g} s", status=status, retry_after=told)
+        if status == 409:
+            # A conflict with the resource's state (another writer holds it): gone a moment later, unlike other 4xx.
+            raise TransientError(f"{method} {url}: 409 {response.text[:300]}", status=status)
         if status >= 300:
             raise PermanentError(f"{method} {url}: {status} {response.text[:300]}", status=status,
                                  body=response.text[:100_000])

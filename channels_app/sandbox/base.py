@@ -176,7 +176,8 @@ class Faults:
     # The next N calls are handled (a write is applied) and the connection then dropped without an answer: the
     # answer lost on its way back, which a client cannot tell from a request that never arrived.
     lost_answers: int = 0
-    # The status of the errors error_rate draws: 0, any of 500, 502, 503.
+    # The status of the errors error_rate draws: 0, any of 500, 502, 503; or 409, a conflict with the resource's
+    # state (another writer holds it), which the platform answers again a moment later otherwise.
     error_status: int = 0
 
     def public(self, down_until: float) -> dict:
@@ -274,7 +275,7 @@ class SandboxState:
         self.deliveries: dict[str, dict] = {}
         self.request_counts: collections.Counter[str] = collections.Counter()
         self.rate_limited = 0
-        self.injected = {"5xx": 0, "429": 0, "down": 0, "timeout": 0, "lost_answer": 0}
+        self.injected = {"5xx": 0, "409": 0, "429": 0, "down": 0, "timeout": 0, "lost_answer": 0}
         self.webhooks_sent = 0
         self.in_flight = 0
         self.max_in_flight = 0
@@ -381,8 +382,8 @@ class SandboxState:
         for rate in ("error_rate", "timeout_rate", "duplicate_rate"):
             if not 0 <= getattr(faults, rate) <= 1:
                 raise BadRequest(f"{rate} must be within 0..1")
-        if faults.error_status not in (0, 500, 502, 503):
-            raise BadRequest("error_status must be 500, 502 or 503 (0: any)")
+        if faults.error_status not in (0, 409, 500, 502, 503):
+            raise BadRequest("error_status must be 409, 500, 502 or 503 (0: any of the 5xx)")
         with self.lock:
             self.faults = faults
             self.down_until = time.monotonic() + faults.down_for if faults.down_for > 0 else 0.0
@@ -407,8 +408,12 @@ class SandboxState:
             self.injected["429"] += 1
             plan["429"] = f.retry_after
         elif f.error_rate and self.rng.random() < f.error_rate:
-            self.injected["5xx"] += 1
-            plan["5xx"] = f.error_status or self.rng.choice((500, 502, 503))
+            if f.error_status == 409:
+                self.injected["409"] += 1
+                plan["409"] = True
+            else:
+                self.injected["5xx"] += 1
+                plan["5xx"] = f.error_status or self.rng.choice((500, 502, 503))
         if f.lost_answers > 0:
             f.lost_answers -= 1
             self.injected["lost_answer"] += 1
@@ -486,6 +491,8 @@ class SandboxState:
             return self.too_many(plan["429"], injected=True)
         if "5xx" in plan:
             return self.server_error(plan["5xx"])
+        if "409" in plan:
+            return self.error(409, "conflict", "The request conflicts with the current state of the resource.")
         if route is None:
             return self.error(404, "not_found", f"No route for {req.method} {req.path}")
         refused = self.authenticate(req, params)

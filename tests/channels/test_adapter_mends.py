@@ -157,3 +157,22 @@ def test_a_retry_after_the_deadline_cannot_wait_for_ends_the_call():
             http.send(session, "GET", f"{sandbox.url}/stock", headers=signed_headers(STANDARD_SECRET, b""))
         assert refused.value.status == 503 and refused.value.retry_after == 1.0
         assert sandbox.state.request_counts["stock/read"] == 1
+
+
+def test_a_conflict_with_the_resources_state_is_tried_again_not_parked():
+    """409 (another writer holds the resource) was a refusal like any 4xx: the listing parked for the operator at the
+    first one. The architecture retries it as a 5xx (review finding, 2026-12-08)."""
+    wh = make_location()
+    tee = make_sku(stock_at={wh: 4})
+    channel, sandbox = connect("woocommerce", {tee: 0})
+    with sandbox:
+        sandbox.state.set_faults({"error_rate": 1.0, "error_status": 409})
+        outbound.push_channel(channel.pk)
+        listing = Listing.objects.get(channel=channel)
+        assert sandbox.state.snapshot()["injected"]["409"] >= 2  # retried inside the call too
+        assert (listing.status, listing.attempts) == (ListingStatus.RETRYING, 1), listing.last_error
+        assert "409" in listing.last_error
+        sandbox.state.set_faults({})
+        Listing.objects.filter(pk=listing.pk).update(next_attempt_at=None)
+        outbound.push_channel(channel.pk)
+        assert remote(sandbox, tee) == 4
