@@ -23,6 +23,7 @@ _SECRET_PATTERNS = [
     re.compile(r"whsec_[A-Za-z0-9+/=]{8,}"),
     re.compile(r"shpat_[A-Za-z0-9]{8,}"),
     re.compile(r"\b(ck|cs)_[A-Za-z0-9]{16,}"),
+    re.compile(r"\bAtz[ar]\|[A-Za-z0-9_\-.|=+/]{8,}"),  # Login with Amazon's access and refresh tokens
     re.compile(r"(?i)(authorization|x-shopify-access-token|x-auth-token|x-amz-access-token)(['\"]?\s*[:=]\s*['\"]?)([^'\",\n]+)"),
     re.compile(r"(?i)(password|secret|token)(['\"]?\s*[:=]\s*['\"]?)([^'\",\s]{4,})"),
 ]

@@ -63,11 +63,12 @@ def test_json_log_lines_carry_the_correlation_id_and_extra_fields():
 
 @pytest.mark.parametrize("secret", ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "shpat_0123456789abcdef0123",
                                     "ck_0123456789abcdef0123456789", "Authorization: Bearer relay-token-123",
-                                    '"access_token": "super-secret-value"'])
+                                    '"access_token": "super-secret-value"', "Atza|IwEBIAmzTokenValue0123",
+                                    "Atzr|IwEBIRefreshValue0123"])
 def test_redaction_of_known_secret_shapes(secret):
     out = redact(f"calling channel with {secret} now")
     assert "[redacted]" in out
-    assert not re.search(r"MfKQ9r8G|0123456789abcdef|relay-token-123|super-secret-value", out)
+    assert not re.search(r"MfKQ9r8G|0123456789abcdef|relay-token-123|super-secret-value|IwEBI", out)
 
 
 def test_webhook_response_carries_the_events_correlation_id():

@@ -10,12 +10,16 @@ from urllib.parse import quote
 
 import requests
 
+from channels_app.adapters import http
 from channels_app.adapters.base import ChannelAdapter, Delivery, PayloadError, PushItem, PushResult, parse_time
 from channels_app.adapters.http import PermanentError
 from channels_app.commands import Command, Ignored, ListingRef, OrderCancelled, OrderLineIn, OrderPlaced
 from channels_app.ratelimit import RateLimiter
 from hub.redis import get_redis
 
+LWA_TOKEN_URL = "https://api.amazon.com/auth/o2/token"
+# An access token is taken for new this long before Login with Amazon says it expires (clocks, a call in flight).
+TOKEN_MARGIN_SECONDS = 60
 # The seller's usage plan for the operation, in requests per second ("1.0", "0.0055"), on Amazon's answers (best
 # effort: 2xx, 400 and 404 ones). Plans differ per account and are lowered dynamically: paced by the published 5 a
 # second, a channel on a plan of 1 had most of its pushes refused 429.
@@ -85,8 +89,40 @@ class AmazonAdapter(ChannelAdapter):
             pipe.execute()
 
     def _headers(self) -> dict[str, str]:
-        return {"x-amz-access-token": self.channel.credentials.get("access_token", ""),
-                "Content-Type": "application/json"}
+        return {"x-amz-access-token": self._access_token(), "Content-Type": "application/json"}
+
+    # -- access: Login with Amazon ------------------------------------------------------------------
+    # An app authorised by the seller holds a refresh token; each call carries an access token, which Login with
+    # Amazon exchanges it for and which lives an hour. A fixed access token in the credentials (all there was) made
+    # every push fail 403, and park, an hour after it was set. Kept in Redis for every worker, until shortly
+    # before it expires; a static ``access_token`` alone is still used as it is (a sandbox, a proxy that signs).
+    def _access_token(self, *, fresh: bool = False) -> str:
+        credentials = self.channel.credentials
+        if not credentials.get("refresh_token"):
+            return credentials.get("access_token", "")
+        redis, key = get_redis(), f"tally:amazon:lwa:{self.channel.pk}"
+        if not fresh:
+            cached = redis.get(key)
+            if cached:
+                return cached.decode()
+        response = http.send(self.session, "POST", credentials.get("lwa_token_url") or LWA_TOKEN_URL, data={
+            "grant_type": "refresh_token", "refresh_token": credentials["refresh_token"],
+            "client_id": credentials.get("lwa_client_id", ""), "client_secret": credentials.get("lwa_client_secret", "")})
+        answer = response.json()
+        token, lives = str(answer["access_token"]), int(answer.get("expires_in", 3600))
+        redis.set(key, token, ex=max(lives - TOKEN_MARGIN_SECONDS, 1))
+        return token
+
+    def _sp_api(self, method: str, path: str, **kwargs) -> requests.Response:
+        """A Selling Partner API call with the current access token; refused 403 with a token from Login with Amazon
+        (revoked or expired before its time: the seller authorised the app again), once more with a new one."""
+        try:
+            return self.request(method, path, headers=self._headers(), **kwargs)
+        except PermanentError as exc:
+            if exc.status != 403 or not self.channel.credentials.get("refresh_token"):
+                raise
+            self._access_token(fresh=True)
+            return self.request(method, path, headers=self._headers(), **kwargs)
 
     @property
     def seller_id(self) -> str:
@@ -133,9 +169,9 @@ class AmazonAdapter(ChannelAdapter):
                 {"op": "replace", "path": "/attributes/fulfillment_availability",
                  "value": [{"fulfillment_channel_code": "DEFAULT", "quantity": item.quantity}]}]}
             # The SKU is a path segment: one with a "/", "#" or a space went to another path (404: parked).
-            response = self.request("PATCH", f"/listings/2021-08-01/items/{quote(self.seller_id, safe='')}/"
+            response = self._sp_api("PATCH", f"/listings/2021-08-01/items/{quote(self.seller_id, safe='')}/"
                                              f"{quote(sku, safe='')}",
-                                    params={"marketplaceIds": marketplace}, headers=self._headers(), json=body)
+                                    params={"marketplaceIds": marketplace}, json=body)
             answer = response.json()
             if answer.get("status") != "ACCEPTED":
                 raise PermanentError(f"patchListingsItem {sku}: {answer.get('status')} {answer.get('issues')}"[:500],

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 import uuid
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import parse_qs, unquote
 
 from .base import Item, Order, Request, Response, Route, SandboxState, iso, utcnow
 from .limits import TokenBucket
@@ -39,13 +40,43 @@ def _issue(code: str, message: str, attribute: str | None = None) -> dict:
 class AmazonState(SandboxState):
     kind = "amazon"
     ROUTES = [
+        ("POST", r"^/auth/o2/token$", "lwa_token", "lwa/token"),
         ("PATCH", r"^/listings/2021-08-01/items/(?P<seller_id>[^/]+)/(?P<sku>[^/]+)$", "patch_listing", "listings/patch"),
         ("GET", r"^/listings/2021-08-01/items/(?P<seller_id>[^/]+)/(?P<sku>[^/]+)$", "get_listing", "listings/get"),
     ]
-    DEFAULT_PLAN = {"rate": 5.0, "burst": 5, "marketplace_id": "ATVPDKIKX0DER", "apply_delay_ms": 0}
+    # token_ttl: seconds an access token from Login with Amazon lives (Amazon: 3600).
+    DEFAULT_PLAN = {"rate": 5.0, "burst": 5, "marketplace_id": "ATVPDKIKX0DER", "apply_delay_ms": 0, "token_ttl": 3600}
 
     def init_limits(self) -> None:
         self.bucket = TokenBucket(float(self.plan["rate"]), int(self.plan["burst"]))
+        self.issued: dict[str, float] = {}  # access token -> when it expires (time.monotonic)
+        self.tokens_issued = 0
+
+    def revoke_tokens(self) -> None:
+        """Every access token Login with Amazon issued stops working (the seller re-authorised the app, say)."""
+        with self.lock:
+            self.issued.clear()
+
+    def lwa_token(self, req: Request) -> Response:
+        """Login with Amazon's token endpoint (``https://api.amazon.com/auth/o2/token``): a refresh token, with the
+        app's client id and secret, for an access token that lives an hour. Form-encoded, answered in JSON."""
+        form = {k: v[0] for k, v in parse_qs(req.body.decode("utf-8", "replace")).items()}
+        if form.get("grant_type") != "refresh_token":
+            return Response(400, {"error": "unsupported_grant_type",
+                                  "error_description": "The authorization grant type is not supported."})
+        client = (self.credentials.get("lwa_client_id"), self.credentials.get("lwa_client_secret"))
+        if (form.get("client_id"), form.get("client_secret")) != client:
+            return Response(401, {"error": "invalid_client", "error_description": "Client authentication failed"})
+        if form.get("refresh_token") != self.credentials.get("refresh_token"):
+            return Response(400, {"error": "invalid_grant",
+                                  "error_description": "The request has an invalid grant parameter : refresh_token"})
+        token = f"Atza|{uuid.uuid4().hex}"
+        ttl = int(self.plan["token_ttl"])
+        with self.lock:
+            self.issued[token] = time.monotonic() + ttl
+            self.tokens_issued += 1
+        return Response(200, {"access_token": token, "refresh_token": form["refresh_token"], "token_type": "bearer",
+                              "expires_in": ttl})
 
     @property
     def seller_id(self) -> str:
@@ -75,8 +106,17 @@ class AmazonState(SandboxState):
         return resp
 
     def authenticate(self, req: Request, params: dict) -> Response | None:
-        token = self.credentials.get("access_token")
-        if token is not None and req.header("x-amz-access-token") != token:
+        if req.path == "/auth/o2/token":
+            return None  # the client's id and secret are checked by the endpoint
+        sent, token = req.header("x-amz-access-token"), self.credentials.get("access_token")
+        if self.credentials.get("refresh_token"):  # an app authorised through Login with Amazon
+            expires = self.issued.get(sent or "")
+            if expires is not None and expires <= time.monotonic():
+                return Response(403, _errors("Unauthorized", UNAUTHORIZED, "The access token you provided has expired."))
+            if expires is None and (token is None or sent != token):
+                return Response(403, _errors("Unauthorized", UNAUTHORIZED,
+                                             "The access token you provided is revoked, malformed or invalid."))
+        elif token is not None and sent != token:
             return Response(
                 403, _errors("Unauthorized", UNAUTHORIZED, "The access token you provided is revoked, malformed or invalid.")
             )
@@ -86,6 +126,8 @@ class AmazonState(SandboxState):
         return None
 
     def admit(self, req: Request, route: Route, now: float) -> Response | None:
+        if route.endpoint == "lwa/token":
+            return None  # Login with Amazon is not the Selling Partner API: its quota is not the operation's
         if not self.bucket.take(now):
             self.record_refused()
             return self.too_many(0, injected=False)
