@@ -95,8 +95,10 @@ class ChannelAdmin(admin.ModelAdmin):
         if secret:
             services.rotate_webhook_secret(channel=obj, new_secret=secret, save=False)
         super().save_model(request, obj, form, change)
-        if "allocation_target" in form.changed_data:
-            # Before anything else here locks listings: it takes stock rows first, as every stock write does.
+        if "allocation_target" in form.changed_data or (
+                obj.allocation_target is not None and "max_quantity" in form.changed_data):
+            # Before anything else here locks listings: it takes stock rows first, as every stock write does (and a
+            # new maximum moves what the fence is filled to: see services.update_channel).
             allocation.target_changed(obj, form.initial.get("allocation_target"))
         if change and set(form.changed_data) & RULE_FIELDS:
             mark_channel_dirty(obj)

@@ -25,7 +25,7 @@ def create_channel(*, data: dict, locations: list[dict]) -> Channel:
 @transaction.atomic
 def update_channel(*, channel: Channel, data: dict, locations: list[dict] | None) -> Channel:
     rules_changed = False
-    previous_target = channel.allocation_target
+    previous_target, previous_max = channel.allocation_target, channel.max_quantity
     for field, value in data.items():
         if field in RULE_FIELDS and getattr(channel, field) != value:
             rules_changed = True
@@ -37,8 +37,11 @@ def update_channel(*, channel: Channel, data: dict, locations: list[dict] | None
     if locations is not None:
         _set_locations(channel, locations)
         rules_changed = True
-    if "allocation_target" in data and channel.allocation_target != previous_target:
-        # Before anything else here locks listings: it takes stock rows first, as every stock write does.
+    if channel.allocation_target != previous_target or (
+            channel.allocation_target is not None and channel.max_quantity != previous_max):
+        # Before anything else here locks listings: it takes stock rows first, as every stock write does. A new
+        # maximum moves what the fence is filled to (its target, capped at the maximum): topped up now, not once
+        # the channel has sold what it holds.
         allocation.target_changed(channel, previous_target)
     if rules_changed:
         # What each listing should show may have moved: re-publish everything (level-triggered).

@@ -173,6 +173,36 @@ def test_the_api_refuses_a_threshold_above_the_maximum(api):
 # --- 3. a ring-fenced channel capped below its target ------------------------------------------------------------
 
 
+def test_raising_a_fenced_channels_maximum_sets_its_units_aside_at_once(api, admin_client):
+    """Capped at 3 below a target of 8, then raised: the fence stayed at 3 until the channel had sold them all (a
+    refill waits until it is used up), the channel showing 3 where it could show 8 (helper's note, 2026-12-08).
+    A new maximum is topped up at once, from the API and from the admin."""
+    tee = make_sku(stock_at={make_location(): 20})
+    amazon = make_channel("amazon", max_quantity=3)
+    list_sku(amazon, tee)
+    services.update_channel(channel=amazon, data={"allocation_target": 8}, locations=None)
+    assert held(amazon, tee) == 3
+    assert api.patch(f"/api/v1/channels/{amazon.slug}/", {"max_quantity": 6}, format="json").status_code == 200
+    assert (held(amazon, tee), shown(amazon, tee)) == (6, 6)
+    assert api.patch(f"/api/v1/channels/{amazon.slug}/", {"max_quantity": None}, format="json").status_code == 200
+    assert (held(amazon, tee), shown(amazon, tee)) == (8, 8)
+
+    walmart = make_channel("amazon", max_quantity=2)
+    list_sku(walmart, tee)
+    services.update_channel(channel=walmart, data={"allocation_target": 5}, locations=None)
+    assert held(walmart, tee) == 2
+    data = {"slug": walmart.slug, "name": walmart.name, "kind": "amazon", "enabled": "on", "api_base_url": "",
+            "external_id": "", "publish_location_id": "", "credentials_json": "", "new_webhook_secret": "",
+            "safety_buffer": 0, "share_percent": 100, "max_quantity": 5, "zero_below": 0, "sellout_guard_seconds": 0,
+            "allocation_target": 5, "rate_limit_capacity": "", "rate_limit_per_second": "", "push_batch_size": 100,
+            "catalog_interval_seconds": 300, "reconcile_interval_seconds": 900,
+            "locations-TOTAL_FORMS": 0, "locations-INITIAL_FORMS": 0, "locations-MIN_NUM_FORMS": 0,
+            "locations-MAX_NUM_FORMS": 1000}
+    answer = admin_client.post(f"/admin/channels_app/channel/{walmart.pk}/change/", data)
+    assert answer.status_code == 302, answer.content.decode()[:3000]
+    assert held(walmart, tee) == 5
+
+
 def test_a_fenced_channel_capped_below_its_target_strands_no_units():
     tee = make_sku(stock_at={make_location(): 10})
     shop = make_channel("shopify")
