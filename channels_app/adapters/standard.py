@@ -13,6 +13,7 @@ from typing import Any
 import requests
 
 from channels_app.adapters.base import ChannelAdapter, Delivery, PayloadError, PushItem, PushResult, RemoteLevel, parse_time
+from channels_app.adapters.http import PermanentError
 from channels_app.commands import (
     Command,
     Ignored,
@@ -147,7 +148,15 @@ class StandardAdapter(ChannelAdapter):
                 row["active"] = item.active
             rows.append(row)
         body = json.dumps({"type": "catalog.batch_updated", "timestamp": int(time.time()), "data": {"items": rows}}).encode()
-        self.request("POST", "/catalog", data=body, headers=signed_headers(secret, body))
+        response = self.request("POST", "/catalog", data=body, headers=signed_headers(secret, body))
+        # Answered per row as a stock batch is: a row refused (a SKU the channel does not have) failed the run
+        # nowhere, the price never shown and nobody told.
+        answer = response.json() if response.content else {}
+        refused = [row for row in (answer.get("results") or []) if isinstance(row, dict) and row.get("status") != "ok"] \
+            if isinstance(answer, dict) else []
+        if refused:
+            raise PermanentError(f"catalog batch refused {len(refused)} item(s): {refused[:3]}"[:500],
+                                 status=response.status_code)
 
     def read_stock(self) -> Iterator[RemoteLevel]:
         cursor = ""

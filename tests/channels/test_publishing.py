@@ -127,3 +127,17 @@ def test_a_batch_costing_more_calls_than_the_bucket_holds_is_split_not_refused_f
         assert run.ok and run.count_out == 20, run.details
         assert all(remote_price(sandbox, s) == f"{Decimal('5.00') + i:.2f}" for i, s in enumerate(skus))
         assert sandbox.state.snapshot()["injected"]["429"] == 0
+
+
+def test_a_row_a_standard_channel_refuses_fails_the_run_not_silently():
+    """A Standard channel answers a catalog batch per row, as a stock batch: a SKU it does not have was counted as
+    published (review note, 2026-12-08). The run records the refusal."""
+    wh = make_location()
+    tee, ghost = make_sku(stock_at={wh: 1}), make_sku(stock_at={wh: 1})
+    channel, sandbox = connect("standard", {tee: 0, ghost: 0})
+    sandbox.state.set_catalog([{"sku": tee.code, "quantity": 0}])  # the channel no longer has the other
+    Sku.objects.filter(pk__in=[tee.pk, ghost.pk]).update(name="Renamed", updated_at=timezone.now() - timedelta(minutes=1))
+    with sandbox:
+        run = publish(channel, "catalog")
+        assert run.count_rejected == 2 and run.count_out == 0, (run.count_out, run.count_rejected)
+        assert "unknown_sku" in str(run.details)
