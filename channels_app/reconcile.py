@@ -41,6 +41,10 @@ def _index(listings: list[Listing]) -> dict[tuple[str, str], Listing]:
 
 def _match(index: dict[tuple[str, str], Listing], ref: dict[str, str]) -> Listing | None:
     for key in ("inventory_item_id", "variant_id", "product_id", "sku"):
+        if key == "product_id" and ref.get("variant_id"):
+            # A variation is itself or nothing: by its parent's id it matched a listed sibling, whose number the
+            # unlisted one's was then taken for.
+            continue
         value = ref.get(key)
         if value and (key, str(value)) in index:
             return index[(key, str(value))]

@@ -65,3 +65,26 @@ def test_reconciliation_reads_a_variations_stock_and_finds_its_drift():
         assert run.details["drifted"] >= 1, run.details
         shirt.refresh_from_db()
         assert shirt.remote_quantity == 1
+
+
+def test_a_variation_not_listed_is_not_taken_for_its_listed_sibling():
+    """Reconciliation matched a variation it read by its parent's id when its own was not listed: an unlisted
+    sibling's 7 was taken for the listed variation's number, reported as drift and written over what the hub knew
+    (review finding on the first version). A variation is matched by its own id only."""
+    wh = make_location()
+    shirt, other = make_sku(stock_at={wh: 3}), make_sku(stock_at={wh: 0})
+    slug = f"woo-{uuid.uuid4().hex[:6]}"
+    sandbox = start_sandbox("woocommerce", channel_slug=slug, webhook_secret=SECRETS["woocommerce"],
+                            credentials=CREDENTIALS["woocommerce"])
+    sandbox.state.set_catalog([
+        {"sku": shirt.code, "quantity": 3, "product_id": 500, "variant_id": 501, "price": "10.00"},
+        {"sku": other.code, "quantity": 7, "product_id": 500, "variant_id": 502, "price": "10.00"}])
+    channel = Channel.objects.create(slug=slug, name=slug, kind="woocommerce", api_base_url=sandbox.url,
+                                     credentials=CREDENTIALS["woocommerce"], webhook_secret=SECRETS["woocommerce"])
+    listing = Listing.objects.create(channel=channel, sku=shirt, external_product_id="500",
+                                     external_variant_id="501", pushed_version=1, pushed_quantity=3)
+    with sandbox:
+        run = reconcile_channel(channel)
+    listing.refresh_from_db()
+    assert run.details["drifted"] == 0, run.details
+    assert listing.remote_quantity != 7  # nothing of the sibling written over it
