@@ -644,21 +644,28 @@ def _record_ok(acks: list[_Ack], owner: uuid.UUID, started: datetime, correlatio
                else ops.adapt_datetimefield_value(now + timedelta(seconds=rules.SALES_PACE_WINDOW_SECONDS)) if pk in guarded
                else None for pk in by_pk}
     acked, acked_params = rows_cte(
-        "acked", (("id", "bigint"), ("version", "bigint"), ("quantity", "integer"), ("recheck_after", "timestamptz")),
-        [(pk, ack.version, ack.quantity, recheck[pk]) for pk, ack in by_pk.items()])
+        "acked", (("id", "bigint"), ("version", "bigint"), ("quantity", "integer"), ("recheck_after", "timestamptz"),
+                  *((f"claimed_{name}", "text") for name in MAPPING_FIELDS)),
+        [(pk, ack.version, ack.quantity, recheck[pk], *(getattr(ack.listing, name) for name in MAPPING_FIELDS))
+         for pk, ack in by_pk.items()])
+    # Remapped while this push was out (``services.remap_listing``): what was acknowledged is the old item's number,
+    # not the new one's, which has never been sent ours. Written as what the channel shows, it was taken for the
+    # new item's: the next push skipped it, or sent it as the compare-and-set's expected number (review finding).
+    remapped = "NOT (" + " AND ".join(f"{LISTINGS}.{name} = acked.claimed_{name}" for name in MAPPING_FIELDS) + ")"
     with transaction.atomic():
         # One UPDATE for the round, in plain SQL (the ORM spent more time building it than PostgreSQL running it),
         # prepared (``rows_cte``). Only rows we still lease; changes committed after our claim keep a listing out
         # of date, its lag counted from the claim.
         mine = {row[0] for row in fetch(
             locked_listings("id IN (SELECT id FROM acked) AND lease_owner = %s", after=acked)
-            + f"UPDATE {LISTINGS} SET pushed_version = acked.version, pushed_quantity = acked.quantity, "
+            + f"UPDATE {LISTINGS} SET pushed_version = acked.version, "
+            f"pushed_quantity = CASE WHEN {remapped} THEN NULL ELSE acked.quantity END, "
             f"desired_quantity = acked.quantity, pushed_at = %s, "
             # The channel noted a sale of its own after this round began (the drain applied its webhook while our
             # request was out): whether it sold before our number landed or after, we cannot tell, so what it
             # shows is forgotten and the next push is sent, not skipped as "it has it already". Kept, our 79
             # over its later sale read as 79 while it showed 78, for good (chaos run, amazon-1).
-            f"remote_quantity = CASE WHEN remote_seen_at > %s THEN NULL ELSE acked.quantity END, "
+            f"remote_quantity = CASE WHEN remote_seen_at > %s OR {remapped} THEN NULL ELSE acked.quantity END, "
             f"remote_seen_at = CASE WHEN remote_seen_at > %s THEN remote_seen_at ELSE %s END, remote_unsure = FALSE, "
             f"attempts = 0, next_attempt_at = NULL, last_error = '', lease_owner = NULL, lease_until = NULL, "
             f"dirty_since = CASE WHEN desired_version > acked.version THEN %s ELSE NULL END, "

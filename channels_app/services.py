@@ -103,7 +103,10 @@ def remap_listing(listing: Listing, **mapping) -> None:
         update_listings_in_order(
             Listing.objects.filter(pk=listing.pk), **mapping, desired_version=F("desired_version") + 1,
             dirty_since=Coalesce(F("dirty_since"), Value(timezone.now())), status=ListingStatus.PENDING, attempts=0,
-            next_attempt_at=None, last_error="", remote_quantity=None, remote_seen_at=None, remote_unsure=False)
+            next_attempt_at=None, last_error="", remote_quantity=None, remote_seen_at=None, remote_unsure=False,
+            # Nor has it been sent ours: the old item's numbers, kept, were sent as the new one's expected number
+            # (Shopify's compare-and-set), which it refused, and the difference was taken for sales made there.
+            pushed_quantity=None, attempted_quantity=None)
         transaction.on_commit(lambda: wake_pushers([listing.channel_id]))
 
 

@@ -206,6 +206,60 @@ def test_a_listing_remapped_while_its_old_item_is_refused_for_good_is_pushed_to_
         assert remote(sandbox, tee) == 6
 
 
+def test_a_listing_remapped_while_a_push_to_its_old_item_succeeds_is_sent_the_hubs_number_on_the_new_one():
+    """The same race when the old item's push succeeds: what it acknowledged was recorded as what the channel shows,
+    over the remap's "unknown", and sent as the new item's expected number (Shopify's compare-and-set), which it
+    refused; the difference was taken for sales made there and the new item published low (review finding,
+    2026-12-08). Nor did a plain remap forget the old item's numbers. The new item is sent the hub's number."""
+    wh = make_location()
+    tee, other = make_sku(stock_at={wh: 6}), make_sku(stock_at={wh: 0})
+    channel, sandbox = connect("shopify", {tee: 10, other: 2})  # the old item holds 10, the new one 2
+    new_item = Listing.objects.get(channel=channel, sku=other).external_inventory_item_id
+    Listing.objects.filter(channel=channel, sku=other).delete()
+    listing = Listing.objects.get(channel=channel, sku=tee)
+    with sandbox:
+        sandbox.state.set_faults({"latency_ms": 1000})  # the remap lands while the old item's request waits
+
+        def push() -> None:
+            try:
+                outbound.push_channel(channel.pk)
+            finally:
+                connection.close()
+
+        pushing = threading.Thread(target=push)
+        pushing.start()
+        deadline = time.monotonic() + 5
+        while not Listing.objects.filter(pk=listing.pk, lease_owner__isnull=False).exists():
+            assert time.monotonic() < deadline, "the push never leased the listing"
+            time.sleep(0.01)
+        services.remap_listing(listing, external_inventory_item_id=new_item)
+        pushing.join(timeout=30)
+        assert not pushing.is_alive()
+        assert remote(sandbox, tee) == 6  # the old item's push went through
+        listing.refresh_from_db()
+        assert (listing.remote_quantity, listing.pushed_quantity) == (None, None)
+        sandbox.state.set_faults({})
+        converge(channel)
+        assert remote(sandbox, other) == 6
+        assert not PushLog.objects.filter(listing=listing, ok=False).exists()  # no conflict on the way
+
+
+def test_a_remapped_listing_sends_its_new_item_no_expected_number_from_the_old_one():
+    wh = make_location()
+    tee, other = make_sku(stock_at={wh: 6}), make_sku(stock_at={wh: 0})
+    channel, sandbox = connect("shopify", {tee: 10, other: 2})
+    new_item = Listing.objects.get(channel=channel, sku=other).external_inventory_item_id
+    Listing.objects.filter(channel=channel, sku=other).delete()
+    with sandbox:
+        outbound.push_channel(channel.pk)
+        listing = Listing.objects.get(channel=channel, sku=tee)
+        assert remote(sandbox, tee) == 6 and listing.pushed_quantity == 6
+        services.remap_listing(listing, external_inventory_item_id=new_item)
+        outbound.push_channel(channel.pk)
+        assert remote(sandbox, other) == 6
+        assert not PushLog.objects.filter(listing=listing, ok=False).exists()  # not refused as stale first
+
+
 def test_a_failure_counts_against_the_attempts_it_claimed_and_parks_at_the_last():
     channel, sandbox, tee = on_its_last_attempt()
     with sandbox:
