@@ -31,7 +31,7 @@ from django.utils import timezone
 from channels_app import metrics, rules
 from channels_app.adapters import adapter_for, http
 from channels_app.adapters.base import BATCH_REFUSED, ChannelAdapter, PushItem, PushResult
-from channels_app.adapters.http import ChannelError, OutOfTokens, PermanentError, RateLimited
+from channels_app.adapters.http import ChannelError, OutOfTokens, PermanentError, RateLimited, Unavailable
 from channels_app.models import MAPPING_FIELDS, Channel, InboundEvent, InboundStatus, Listing, ListingStatus, PushLog
 from channels_app.ratelimit import request_sized, wait_each
 from channels_app.rules import desired_quantities_many
@@ -437,8 +437,10 @@ def _record_sent(outcomes: list[tuple[_Pushing, list[_Batch]]], owner: uuid.UUID
             if batch.rate_limited is not None:
                 exc = batch.rate_limited
                 p.summary.retry_in = exc.retry_after
+                # A 429 is our pace, not the listing's fault: not counted. A 5xx that said when to come back is the
+                # platform failing: counted as any 5xx, so one that says "later" for ever parks in the end.
                 not_taken.extend(_failure(item.listing, p.channel, str(exc), exc.status, delay=exc.retry_after,
-                                         count=False) for item in batch.items)
+                                          count=isinstance(exc, Unavailable)) for item in batch.items)
                 continue
             by_id = {item.listing.id: item for item in batch.items}
             hedged |= batch.hedged

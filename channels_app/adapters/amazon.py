@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Mapping
 from decimal import Decimal
@@ -100,7 +101,7 @@ class AmazonAdapter(ChannelAdapter):
         credentials = self.channel.credentials
         if not credentials.get("refresh_token"):
             return credentials.get("access_token", "")
-        redis, key = get_redis(), f"tally:amazon:lwa:{self.channel.pk}"
+        redis, key = get_redis(), self._token_key()
         if not fresh:
             cached = redis.get(key)
             if cached:
@@ -113,6 +114,15 @@ class AmazonAdapter(ChannelAdapter):
         redis.set(key, token, ex=max(lives - TOKEN_MARGIN_SECONDS, 1))
         return token
 
+    def _token_key(self) -> str:
+        """Where the access token is kept: for these credentials and this address only. Kept per channel alone, a
+        token went to the new host after the channel's address and credentials were changed (review finding): the
+        API asks for the credentials again with a new address so that nothing issued for one host reaches another."""
+        credentials = self.channel.credentials
+        given = "\n".join([self.channel.api_base_url, credentials.get("lwa_token_url") or LWA_TOKEN_URL,
+                           credentials.get("lwa_client_id", ""), credentials.get("refresh_token", "")])
+        return f"tally:amazon:lwa:{self.channel.pk}:{hashlib.sha256(given.encode()).hexdigest()[:16]}"
+
     def _sp_api(self, method: str, path: str, **kwargs) -> requests.Response:
         """A Selling Partner API call with the current access token; refused 403 with a token from Login with Amazon
         (revoked or expired before its time: the seller authorised the app again), once more with a new one."""
@@ -122,6 +132,7 @@ class AmazonAdapter(ChannelAdapter):
             if exc.status != 403 or not self.channel.credentials.get("refresh_token"):
                 raise
             self._access_token(fresh=True)
+            self.take_tokens(1, what=f"{method} {path} again with a new access token")
             return self.request(method, path, headers=self._headers(), **kwargs)
 
     @property

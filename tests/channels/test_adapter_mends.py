@@ -176,3 +176,27 @@ def test_a_conflict_with_the_resources_state_is_tried_again_not_parked():
         Listing.objects.filter(pk=listing.pk).update(next_attempt_at=None)
         outbound.push_channel(channel.pk)
         assert remote(sandbox, tee) == 4
+
+
+def test_a_channel_saying_come_back_later_for_good_parks_its_listing_in_the_end():
+    """A 5xx with a long Retry-After was taken as a 429, whose attempts are not counted: a channel that answered it
+    for good (a broken proxy) was retried for ever and never shown as failed (review finding). Counted as any 5xx,
+    it parks after MAX_ATTEMPTS, each after the time the channel gave."""
+    from channels_app.ratelimit import limiter_for
+    from hub.redis import get_redis
+
+    wh = make_location()
+    sku = make_sku(stock_at={wh: 5})
+    channel, sandbox = connect("standard", {sku: 0})
+    with sandbox:
+        sandbox.state.close_for(3600)
+        outbound.push_channel(channel.pk)
+        listing = Listing.objects.get(channel=channel)
+        assert (listing.status, listing.attempts) == (ListingStatus.RETRYING, 1)
+        assert listing.next_attempt_at > timezone.now() + timedelta(minutes=50)  # when the channel said
+        for _ in range(outbound.MAX_ATTEMPTS):
+            get_redis().delete(limiter_for(channel).key)  # the bucket's hold: not what is measured here
+            Listing.objects.filter(channel=channel).update(next_attempt_at=None)
+            outbound.push_channel(channel.pk)
+        listing.refresh_from_db()
+        assert listing.status == ListingStatus.FAILED, (listing.status, listing.attempts, listing.last_error)

@@ -11,7 +11,6 @@ import pytest
 from channels_app import outbound
 from channels_app.models import Channel, Listing, ListingStatus
 from channels_app.sandbox import start_sandbox
-from hub.redis import get_redis
 from inventory_app import stock
 from inventory_app.stock import LineRequest
 from tests.channels.sandboxed import SECRETS, remote
@@ -33,7 +32,6 @@ def an_amazon_app(*, token_ttl: int, refresh_token: str = APP["refresh_token"]):
     channel = Channel.objects.create(slug=slug, name=slug, kind="amazon", api_base_url=sandbox.url, credentials={
         **APP, "refresh_token": refresh_token, "lwa_token_url": f"{sandbox.url}/auth/o2/token"})
     Listing.objects.create(channel=channel, sku=tee)
-    get_redis().delete(f"tally:amazon:lwa:{channel.pk}")
     return channel, sandbox, tee
 
 
@@ -74,3 +72,23 @@ def test_a_refresh_token_amazon_refuses_parks_the_listing_with_amazons_reason_an
         for secret in ("revoked-not-for-logs", APP["lwa_client_secret"]):
             assert secret not in listing.last_error
         assert sandbox.state.snapshot()["requests"].get("listings/patch", 0) == 0
+
+
+def test_a_token_taken_with_the_old_credentials_never_goes_to_a_new_address():
+    """Kept per channel alone, the access token taken for the old address and credentials was sent to the new host
+    after the operator moved the channel (refused there 403, then taken anew): a secret issued for one host reached
+    another (review finding). The token is kept per address and credentials."""
+    channel, old, tee = an_amazon_app(token_ttl=3600)
+    other = {**APP, "refresh_token": "Atzr|second-app-not-for-logs"}
+    new = start_sandbox("amazon", channel_slug=channel.slug, webhook_secret=SECRETS["amazon"], credentials=other)
+    new.state.set_catalog([{"sku": tee.code, "quantity": 0}])
+    with old, new:
+        outbound.push_channel(channel.pk)
+        assert old.state.tokens_issued == 1
+        channel.api_base_url = new.url
+        channel.credentials = {**other, "lwa_token_url": f"{new.url}/auth/o2/token"}
+        channel.save()
+        stock.reserve(lines=[LineRequest(tee.code, 1)])
+        outbound.push_channel(channel.pk)
+        assert remote(new, tee) == 7 and new.state.tokens_issued == 1
+        assert new.state.snapshot()["requests"]["listings/patch"] == 1  # no 403 first: the old token never sent
