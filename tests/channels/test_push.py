@@ -135,6 +135,26 @@ def on_its_last_attempt():
     return channel, sandbox, tee
 
 
+def while_pushing(channel: Channel, during) -> None:
+    """Push the channel from another thread and, once the push holds its listings (its requests out), run ``during``;
+    return when the push has ended."""
+    def push() -> None:
+        try:
+            outbound.push_channel(channel.pk)
+        finally:
+            connection.close()
+
+    pushing = threading.Thread(target=push)
+    pushing.start()
+    deadline = time.monotonic() + 5
+    while not Listing.objects.filter(channel=channel, lease_owner__isnull=False).exists():
+        assert time.monotonic() < deadline, "the push never leased the listing"
+        time.sleep(0.01)
+    during()
+    pushing.join(timeout=30)
+    assert not pushing.is_alive()
+
+
 def test_a_replay_while_a_pusher_holds_the_listing_keeps_its_fresh_budget():
     """The operator replays a listing on its last attempts while a pusher is sending it: that push's failure was
     counted against the attempts it claimed, and parked the listing again a second after the replay (review
@@ -142,22 +162,8 @@ def test_a_replay_while_a_pusher_holds_the_listing_keeps_its_fresh_budget():
     channel, sandbox, tee = on_its_last_attempt()
     with sandbox:
         sandbox.state.set_faults({"error_rate": 1.0, "latency_ms": 1000})  # the replay lands while it waits
-        def push() -> None:
-            try:
-                outbound.push_channel(channel.pk)
-            finally:
-                connection.close()
-
-        pushing = threading.Thread(target=push)
-        pushing.start()
-        deadline = time.monotonic() + 5
-        while not Listing.objects.filter(channel=channel, lease_owner__isnull=False).exists():
-            assert time.monotonic() < deadline, "the push never leased the listing"
-            time.sleep(0.01)
         listing = Listing.objects.get(channel=channel)
-        assert outbound.replay_listings([listing.pk]) == 1
-        pushing.join(timeout=30)
-        assert not pushing.is_alive()
+        while_pushing(channel, lambda: outbound.replay_listings([listing.pk]))
         assert sandbox.state.snapshot()["injected"]["5xx"] >= 1  # the held push did fail
         listing.refresh_from_db()
         assert listing.status == ListingStatus.RETRYING and listing.attempts == 0, (listing.status, listing.attempts)
@@ -181,22 +187,7 @@ def test_a_listing_remapped_while_its_old_item_is_refused_for_good_is_pushed_to_
     Listing.objects.filter(pk=listing.pk).update(external_product_id="999999")
     with sandbox:
         sandbox.state.set_faults({"latency_ms": 1000})  # the remap lands while the wrong id's request waits
-
-        def push() -> None:
-            try:
-                outbound.push_channel(channel.pk)
-            finally:
-                connection.close()
-
-        pushing = threading.Thread(target=push)
-        pushing.start()
-        deadline = time.monotonic() + 5
-        while not Listing.objects.filter(channel=channel, lease_owner__isnull=False).exists():
-            assert time.monotonic() < deadline, "the push never leased the listing"
-            time.sleep(0.01)
-        services.remap_listing(listing, external_product_id=right)
-        pushing.join(timeout=30)
-        assert not pushing.is_alive()
+        while_pushing(channel, lambda: services.remap_listing(listing, external_product_id=right))
         listing.refresh_from_db()
         assert "Invalid ID" in listing.last_error  # the old item was refused
         assert listing.status == ListingStatus.RETRYING and listing.attempts == 0, (listing.status, listing.attempts)
@@ -219,22 +210,7 @@ def test_a_listing_remapped_while_a_push_to_its_old_item_succeeds_is_sent_the_hu
     listing = Listing.objects.get(channel=channel, sku=tee)
     with sandbox:
         sandbox.state.set_faults({"latency_ms": 1000})  # the remap lands while the old item's request waits
-
-        def push() -> None:
-            try:
-                outbound.push_channel(channel.pk)
-            finally:
-                connection.close()
-
-        pushing = threading.Thread(target=push)
-        pushing.start()
-        deadline = time.monotonic() + 5
-        while not Listing.objects.filter(pk=listing.pk, lease_owner__isnull=False).exists():
-            assert time.monotonic() < deadline, "the push never leased the listing"
-            time.sleep(0.01)
-        services.remap_listing(listing, external_inventory_item_id=new_item)
-        pushing.join(timeout=30)
-        assert not pushing.is_alive()
+        while_pushing(channel, lambda: services.remap_listing(listing, external_inventory_item_id=new_item))
         assert remote(sandbox, tee) == 6  # the old item's push went through
         listing.refresh_from_db()
         assert (listing.remote_quantity, listing.pushed_quantity) == (None, None)

@@ -19,27 +19,17 @@ from hypothesis import strategies as st
 
 from channels_app import outbound, selectors, services
 from channels_app.admin import ChannelForm
-from channels_app.models import Channel, ChannelAllocation, ChannelLocation, Listing
-from channels_app.rules import desired_quantities, desired_quantities_many
+from channels_app.models import Channel, ChannelLocation, Listing
+from channels_app.rules import desired_quantities_many
 from inventory_app import stock
 from inventory_app.availability import availability_for_skus, available_sql
 from inventory_app.models import BundleComponent, Location, Sku, StockLevel
 from inventory_app.stock import LineRequest
 from tests.channels.helpers import list_sku, make_channel
+from tests.channels.test_allocation import held, shown
 from tests.factories import make_location, make_sku
 
 pytestmark = pytest.mark.django_db
-
-
-def shown(channel: Channel, sku) -> int:
-    channel.refresh_from_db()
-    listing = Listing.objects.select_related("sku").get(channel=channel, sku=sku)
-    return desired_quantities(channel, [listing])[listing.id]
-
-
-def held(channel: Channel, sku) -> int:
-    row = ChannelAllocation.objects.filter(channel=channel, sku=sku).first()
-    return row.units if row else 0
 
 
 def not_fed_by(channel: Channel, *locations: Location) -> None:

@@ -19,18 +19,25 @@ from tests.factories import make_location, make_sku
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+def a_woocommerce_shop(catalog: list[dict]):
+    """A sandbox WooCommerce holding ``catalog`` (rows with product_id and, for a variation, variant_id) and its
+    channel in the hub, listing nothing yet."""
+    slug = f"woo-{uuid.uuid4().hex[:6]}"
+    sandbox = start_sandbox("woocommerce", channel_slug=slug, webhook_secret=SECRETS["woocommerce"],
+                            credentials=CREDENTIALS["woocommerce"])
+    sandbox.state.set_catalog(catalog)
+    channel = Channel.objects.create(slug=slug, name=slug, kind="woocommerce", api_base_url=sandbox.url,
+                                     credentials=CREDENTIALS["woocommerce"], webhook_secret=SECRETS["woocommerce"])
+    return channel, sandbox
+
+
 def a_shop_with_a_variation_and_a_simple_product():
     """A variable product 500 (variation 501) and a simple product 600, listed by two SKUs of 3 units."""
     wh = make_location()
     shirt, mug = make_sku(stock_at={wh: 3}), make_sku(stock_at={wh: 3})
-    slug = f"woo-{uuid.uuid4().hex[:6]}"
-    sandbox = start_sandbox("woocommerce", channel_slug=slug, webhook_secret=SECRETS["woocommerce"],
-                            credentials=CREDENTIALS["woocommerce"])
-    sandbox.state.set_catalog([
+    channel, sandbox = a_woocommerce_shop([
         {"sku": shirt.code, "quantity": 3, "product_id": 500, "variant_id": 501, "price": "10.00"},
         {"sku": mug.code, "quantity": 3, "product_id": 600, "price": "5.00"}])
-    channel = Channel.objects.create(slug=slug, name=slug, kind="woocommerce", api_base_url=sandbox.url,
-                                     credentials=CREDENTIALS["woocommerce"], webhook_secret=SECRETS["woocommerce"])
     shirt_listing = Listing.objects.create(channel=channel, sku=shirt, external_product_id="500",
                                            external_variant_id="501", pushed_version=1, pushed_quantity=3)
     mug_listing = Listing.objects.create(channel=channel, sku=mug, external_product_id="600", pushed_version=1,
@@ -73,14 +80,9 @@ def test_a_variation_not_listed_is_not_taken_for_its_listed_sibling():
     (review finding on the first version). A variation is matched by its own id only."""
     wh = make_location()
     shirt, other = make_sku(stock_at={wh: 3}), make_sku(stock_at={wh: 0})
-    slug = f"woo-{uuid.uuid4().hex[:6]}"
-    sandbox = start_sandbox("woocommerce", channel_slug=slug, webhook_secret=SECRETS["woocommerce"],
-                            credentials=CREDENTIALS["woocommerce"])
-    sandbox.state.set_catalog([
+    channel, sandbox = a_woocommerce_shop([
         {"sku": shirt.code, "quantity": 3, "product_id": 500, "variant_id": 501, "price": "10.00"},
         {"sku": other.code, "quantity": 7, "product_id": 500, "variant_id": 502, "price": "10.00"}])
-    channel = Channel.objects.create(slug=slug, name=slug, kind="woocommerce", api_base_url=sandbox.url,
-                                     credentials=CREDENTIALS["woocommerce"], webhook_secret=SECRETS["woocommerce"])
     listing = Listing.objects.create(channel=channel, sku=shirt, external_product_id="500",
                                      external_variant_id="501", pushed_version=1, pushed_quantity=3)
     with sandbox:
