@@ -202,7 +202,7 @@ def receive_webhook(*, slug: str, headers: Mapping[str, str], body: bytes, remot
         digest = hashlib.sha256(body).hexdigest()
         InboundEvent.objects.get_or_create(
             channel=channel, dedup_key=f"unreadable:{digest}",
-            defaults={"topic": storable(headers.get("X-Shopify-Topic") or headers.get("X-WC-Webhook-Topic") or ""),
+            defaults={"topic": storable(headers.get("X-Shopify-Topic") or headers.get("X-WC-Webhook-Topic") or "")[:128],
                       "headers": _kept_headers(headers), "body": _text(body),
                       "status": InboundStatus.FAILED, "last_error": storable(str(exc)[:2000])})
         metrics.WEBHOOKS.labels(channel=slug, outcome="bad_payload").inc()

@@ -215,7 +215,8 @@ class OrderLineInline(admin.TabularInline):
     model = OrderLine
     extra = 0
     can_delete = False
-    readonly_fields = ["external_id", "sku", "quantity", "unit_price", "status", "restocked_quantity", "reservation"]
+    readonly_fields = ["external_id", "sku", "quantity", "unit_price", "status", "restocked_quantity",
+                       "written_off_quantity", "reservation"]
 
     def has_add_permission(self, request, obj=None):
         return False

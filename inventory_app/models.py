@@ -292,12 +292,15 @@ class OrderLine(models.Model):
     unit_price = models.DecimalField(max_digits=14, decimal_places=2, default=Decimal("0.00"))
     status = models.CharField(max_length=16, choices=OrderLineStatus.choices, default=OrderLineStatus.COMMITTED)
     restocked_quantity = models.PositiveIntegerField(default=0)
+    written_off_quantity = models.PositiveIntegerField(
+        default=0, help_text="Units refunded without going back to stock (damaged, kept by the customer).")
     reservation = models.ForeignKey(Reservation, null=True, blank=True, on_delete=models.SET_NULL)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["order", "external_id"], name="order_line_external_unique"),
-            models.CheckConstraint(condition=Q(restocked_quantity__lte=F("quantity")), name="order_line_restock_bounded"),
+            models.CheckConstraint(condition=Q(restocked_quantity__lte=F("quantity") - F("written_off_quantity")),
+                                   name="order_line_restock_bounded"),
         ]
 
 

@@ -6,7 +6,7 @@ Every order line is applied at most once whatever delivery brought it: each stoc
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
@@ -75,7 +75,7 @@ def _new_order(**fields) -> Order | None:
 
 
 _LINE_COLUMNS = ("order_id", "external_id", "sku_id", "quantity", "unit_price", "status", "restocked_quantity",
-                 "reservation_id")
+                 "written_off_quantity", "reservation_id")
 _LINE_FIELDS = [next(f for f in OrderLine._meta.concrete_fields if f.attname == column) for column in _LINE_COLUMNS]
 _NEW_LINE_SQL = (f"INSERT INTO {OrderLine._meta.db_table} ({', '.join(_LINE_COLUMNS)}) "
                  f"VALUES ({', '.join(['%s'] * len(_LINE_COLUMNS))})")
@@ -168,8 +168,10 @@ def place_order(
 
 
 def _restock_line(line: OrderLine, units: int, *, key: str, channel: str, location: Location | None) -> int:
-    """Put ``units`` of an order line back on the shelf; returns how many went back."""
-    units = min(units, line.quantity - line.restocked_quantity)
+    """Put ``units`` of an order line back on the shelf; returns how many went back. Units refunded without restock
+    are gone: never put back, here or by a later cancel."""
+    handled = line.restocked_quantity + line.written_off_quantity
+    units = min(units, line.quantity - handled)
     if units <= 0 or line.status == OrderLineStatus.SHORT:
         return 0
     held = list(ReservationLine.objects.filter(reservation_id=line.reservation_id).select_related("sku", "location")
@@ -183,7 +185,7 @@ def _restock_line(line: OrderLine, units: int, *, key: str, channel: str, locati
         remaining = units * per_unit
         # Units of the line handed back before (an earlier refund) came out of the first parts: this one goes on from
         # where they stopped. Starting again from the first part put a line taken from two locations back at one.
-        returned = line.restocked_quantity * per_unit
+        returned = handled * per_unit
         for part in parts:
             if not remaining:
                 break
@@ -229,18 +231,32 @@ def refund(*, channel: str, external_order_id: str, refund_id: str, lines: list[
                                 order=external_order_id)
         by_id = {line.external_id: line for line in order.lines.select_related("order")}
         restocked = 0
+        named: Counter[str] = Counter()
         for request in lines:
             line = by_id.get(request.external_line_id)
             if line is None:
                 raise StockError(f"Order {external_order_id} has no line {request.external_line_id}.",
                                  order=external_order_id, line=request.external_line_id)
-            key = f"refund:{channel}:{refund_id}:{request.external_line_id}"
-            if request.restock and not _already_applied(key):
-                restocked += _restock_line(line, request.quantity, key=key, channel=channel, location=request.location)
-                stock.mark_applied(key=key, operation="refund_line", payload={"quantity": request.quantity})
-            if line.restocked_quantity >= line.quantity:
+            # A line named again in the same refund (part of it back to another location) is a part of its own: under
+            # the line's key alone, the second part was taken for the first, applied already, and never restocked.
+            # The first keeps the key it always had, so a refund applied before is not applied again.
+            named[request.external_line_id] += 1
+            nth = named[request.external_line_id]
+            key = f"refund:{channel}:{refund_id}:{request.external_line_id}" + (f":{nth}" if nth > 1 else "")
+            if not _already_applied(key):
+                if request.restock:
+                    restocked += _restock_line(line, request.quantity, key=key, channel=channel,
+                                               location=request.location)
+                else:
+                    # Refunded, not restocked (damaged, kept): gone for good, so a cancel after it does not put these
+                    # units back (it put the whole line back: a unit that was never there, then sold).
+                    line.written_off_quantity += max(min(
+                        request.quantity, line.quantity - line.restocked_quantity - line.written_off_quantity), 0)
+                stock.mark_applied(key=key, operation="refund_line",
+                                   payload={"quantity": request.quantity, "restock": request.restock})
+            if line.restocked_quantity + line.written_off_quantity >= line.quantity:
                 line.status = OrderLineStatus.REFUNDED
-            line.save(update_fields=["status", "restocked_quantity"])
+            line.save(update_fields=["status", "restocked_quantity", "written_off_quantity"])
         if all(line.status in (OrderLineStatus.REFUNDED, OrderLineStatus.CANCELLED) for line in by_id.values()):
             order.status = OrderStatus.REFUNDED
             order.save(update_fields=["status", "updated_at"])

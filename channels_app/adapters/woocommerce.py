@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from typing import Any
@@ -33,9 +35,12 @@ class WooCommerceAdapter(ChannelAdapter):
         if not topic or not isinstance(payload, dict) or "id" not in payload:
             raise PayloadError("X-WC-Webhook-Topic and a resource with an id are required.")
         modified = payload.get("date_modified_gmt") or payload.get("date_created_gmt") or ""
-        # The delivery id is a hash of hook id + unix second and collides within a second,
-        # so the resource's own identity and modification time make the key.
-        return Delivery(dedup_key=f"{headers.get('X-WC-Webhook-Resource', '')}:{payload['id']}:{topic}:{modified}",
+        # The delivery id is a hash of hook id + unix second and collides within a second, so the resource's own
+        # identity and modification time make the key, and what the resource says: WooCommerce stamps the time to
+        # the second, and an order processing then cancelled within one came twice with the same stamp; the cancel
+        # was answered "duplicate" and lost (WooCommerce does not retry). A body sent again unchanged is still one.
+        said = hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+        return Delivery(dedup_key=f"{headers.get('X-WC-Webhook-Resource', '')}:{payload['id']}:{topic}:{modified}:{said}",
                         delivery_id=headers.get("X-WC-Webhook-Delivery-ID", ""), topic=topic,
                         occurred_at=parse_time(modified))
 

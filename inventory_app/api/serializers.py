@@ -199,7 +199,7 @@ class OrderLineSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = OrderLine
-        fields = ["external_id", "sku", "quantity", "unit_price", "status", "restocked_quantity"]
+        fields = ["external_id", "sku", "quantity", "unit_price", "status", "restocked_quantity", "written_off_quantity"]
 
 
 class OrderSerializer(serializers.ModelSerializer):
