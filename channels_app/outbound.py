@@ -36,7 +36,7 @@ from channels_app.models import MAPPING_FIELDS, Channel, InboundEvent, InboundSt
 from channels_app.ratelimit import request_sized, wait_each
 from channels_app.rules import desired_quantities_many
 from channels_app.selectors import channels_for_push
-from channels_app.sync import locked_listings, start_push
+from channels_app.sync import locked_listings, start_push, wake_pushers
 from hub.observability import correlation_id as current_correlation_id
 from inventory_app.availability import available_sql
 from inventory_app.models import Sku
@@ -231,6 +231,11 @@ def _push_rounds(channel_ids: list[int], summaries: dict[int, PushSummary], corr
                    if p.summary.retry_in is None and len(claimed.get(channel_id, ())) == p.limit}
         if not pushing:
             break
+    else:
+        # Out of rounds with full claims still coming (a resync of a large catalog): the rest is woken, not left to
+        # the sweeper (review finding, 2026-12-08).
+        if pushing:
+            wake_pushers(list(pushing))
 
 
 def _with_a_token(pushing: dict[int, _Pushing]) -> dict[int, _Pushing]:
@@ -658,7 +663,7 @@ def _record_ok(acks: list[_Ack], owner: uuid.UUID, started: datetime, correlatio
         # One UPDATE for the round, in plain SQL (the ORM spent more time building it than PostgreSQL running it),
         # prepared (``rows_cte``). Only rows we still lease; changes committed after our claim keep a listing out
         # of date, its lag counted from the claim.
-        mine = {row[0] for row in fetch(
+        mine = {(row[0], row[1]) for row in fetch(
             locked_listings("id IN (SELECT id FROM acked) AND lease_owner = %s", after=acked)
             + f"UPDATE {LISTINGS} SET pushed_version = acked.version, "
             f"pushed_quantity = CASE WHEN {remapped} THEN NULL ELSE acked.quantity END, "
@@ -674,9 +679,17 @@ def _record_ok(acks: list[_Ack], owner: uuid.UUID, started: datetime, correlatio
             f"status = CASE WHEN desired_version > acked.version THEN %s ELSE %s END, "
             f"recheck_after = acked.recheck_after "
             f"FROM acked WHERE {LISTINGS}.id = acked.id AND {LISTINGS}.id IN (SELECT id FROM locked) "
-            f"RETURNING {LISTINGS}.id",
+            f"RETURNING {LISTINGS}.id, {LISTINGS}.desired_version > acked.version",
             [*acked_params, _uuid_param(owner), at, since, since, at, since, ListingStatus.PENDING, ListingStatus.OK])}
-        rows = [by_pk[pk] for pk in by_pk if pk in mine]
+        # Changed while we held them: the change's own wake-up found them leased and went by (a push claims what
+        # is free), so nobody would push the newer number until the sweeper came by (review finding, 2026-12-08).
+        behind = {by_pk[pk].channel.pk for pk, newer in mine if newer}
+        if behind:
+            transaction.on_commit(lambda: wake_pushers(behind))
+        mine = {pk for pk, _ in mine}
+        # In id order: the log's foreign keys share-lock each listing, and every write of many listings locks them
+        # in id order (``sync.locked_listings``); out of it, a stock write and this insert could deadlock.
+        rows = [by_pk[pk] for pk in sorted(by_pk) if pk in mine]
         if not rows:
             return
         # Within the column's range: a change dated weeks back (a count as of last month, a replay of a listing
@@ -755,6 +768,9 @@ def _record_failures(failures: list[_Failure], owner: uuid.UUID, correlation_id:
     (``services.remap_listing``, which gives a fresh budget too): the refusal was of the item it named before."""
     if not failures:
         return
+    # In id order, as every write of many listings: the log's foreign keys share-lock each listing, and out of order
+    # the insert deadlocked with a stock write locking them in order (review finding, 2026-12-08).
+    failures = sorted(failures, key=lambda f: f.listing.pk)
     ops = connection.ops
     now = timezone.now()
     failed, failed_params = rows_cte(
