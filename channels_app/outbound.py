@@ -312,7 +312,7 @@ def _push_round(work: list[tuple[_Pushing, list[tuple[Listing, int]]]], owner: u
     if not sends:
         return
     previous_attempts = {item.listing.id: item.listing.attempted_quantity for _, items in sends for item in items}
-    _set_attempted([item for _, items in sends for item in items])
+    _set_attempted([item for _, items in sends for item in items], owner)
     if len(sends) == 1:
         p, items = sends[0]
         _record_sent([(p, _send(p, items, previous_attempts, send_until))], owner, started, versions,
@@ -426,7 +426,7 @@ def _record_sent(outcomes: list[tuple[_Pushing, list[_Batch]]], owner: uuid.UUID
     # channel's number for our unsent attempt, not for a sale, and publish over that sale.
     unsent = [item for _, batches in outcomes for batch in batches if not batch.sent for item in batch.items]
     if unsent:
-        _set_attempted(unsent, [previous_attempts.get(item.listing.id) for item in unsent])
+        _set_attempted(unsent, owner, [previous_attempts.get(item.listing.id) for item in unsent])
     acks: list[_Ack] = []
     hedged: set[int] = set()
     failures: list[tuple[_Pushing, list[tuple[PushItem, PushResult]], bool]] = []
@@ -489,17 +489,20 @@ def _record_sent(outcomes: list[tuple[_Pushing, list[_Batch]]], owner: uuid.UUID
             _last_push_noted.pop(p.channel.pk, None)  # the next success is written, so it reads as after this error
 
 
-def _set_attempted(items: list[PushItem], quantities: list[int | None] | None = None) -> None:
-    """Note what we are about to send (``quantities``: what to note instead, None for nothing)."""
+def _set_attempted(items: list[PushItem], owner: uuid.UUID, quantities: list[int | None] | None = None) -> None:
+    """Note what we are about to send (``quantities``: what to note instead, None for nothing), on the listings we
+    still lease: a pusher whose lease ran out wrote over the number the pusher that took over had noted, and a
+    compare-and-set conflict then took a real sale for that pusher's own attempt."""
     quantities = [item.quantity for item in items] if quantities is None else quantities
     for item, quantity in zip(items, quantities, strict=True):
         item.listing.attempted_quantity = quantity
     noted, params = rows_cte("noted", (("id", "bigint"), ("quantity", "integer")),
                              [(item.listing.id, quantity) for item, quantity in zip(items, quantities, strict=True)])
     writes = Statements()
-    writes.add(locked_listings("id IN (SELECT id FROM noted)", after=noted)
+    writes.add(locked_listings("id IN (SELECT id FROM noted) AND lease_owner = %s", after=noted)
                + f"UPDATE {LISTINGS} SET attempted_quantity = noted.quantity FROM noted "
-               f"WHERE {LISTINGS}.id = noted.id AND {LISTINGS}.id IN (SELECT id FROM locked)", params)
+               f"WHERE {LISTINGS}.id = noted.id AND {LISTINGS}.id IN (SELECT id FROM locked)",
+               [*params, _uuid_param(owner)])
     writes.run()
 
 

@@ -159,3 +159,19 @@ def test_failure_log_insert_does_not_deadlock_with_a_stock_write():
     for t in threads:
         t.join(30)
     assert errors == [], errors
+
+
+def test_a_pusher_whose_lease_ran_out_does_not_note_its_attempt_over_the_one_that_took_over():
+    """The attempted number is what a compare-and-set conflict tells our own attempt from a sale by: written by a
+    pusher whose lease had run out, over the number of the pusher that took the listing over, it made a real sale
+    look like our attempt (review suspicion, 2026-12-08). Only the lease holder notes it."""
+    from channels_app.adapters.base import PushItem
+
+    channel = make_channel("shopify")
+    listing = list_sku(channel, make_sku(stock_at={make_location(): 5}))
+    late, holder = uuid.uuid4(), uuid.uuid4()
+    Listing.objects.filter(pk=listing.pk).update(lease_owner=holder, attempted_quantity=4)
+    outbound._set_attempted([PushItem(listing=listing, quantity=9)], late)
+    assert Listing.objects.get(pk=listing.pk).attempted_quantity == 4
+    outbound._set_attempted([PushItem(listing=listing, quantity=9)], holder)
+    assert Listing.objects.get(pk=listing.pk).attempted_quantity == 9
