@@ -48,7 +48,10 @@ def flower_url() -> str:
 # --- numbers ---------------------------------------------------------------------------------------
 
 
-def lag_buckets(channel: Channel, now: datetime, minutes: int = CHART_MINUTES) -> list[dict]:
+_ASK = object()  # ``rolled`` not given: read it
+
+
+def lag_buckets(channel: Channel, now: datetime, minutes: int = CHART_MINUTES, *, rolled=_ASK) -> list[dict]:
     """Per UTC minute over the last ``minutes`` (oldest first; the last is the minute now is in): count and
     p50/p95/p99 of acknowledged pushes' lag. Minutes rolled up already are read from their rollup (a row per
     minute); the rest, the last minute or two while the roll-up runs, from the push history, summed up by the
@@ -56,7 +59,8 @@ def lag_buckets(channel: Channel, now: datetime, minutes: int = CHART_MINUTES) -
     this_minute = now.astimezone(UTC).replace(second=0, microsecond=0)
     start = this_minute - timedelta(minutes=minutes - 1)
     by_minute: dict[datetime, tuple] = {}
-    rolled = last_rolled_up()
+    if rolled is _ASK:  # the page reads it once for all its channels (``dashboard_data``)
+        rolled = last_rolled_up()
     if rolled is not None and rolled >= start:
         for row in SyncLagMinute.objects.filter(channel=channel, minute__gte=start, minute__lte=rolled):
             by_minute[row.minute] = (row.count, row.p50_ms, row.p95_ms, row.p99_ms)
@@ -124,7 +128,7 @@ def push_history_url(listing_id: int) -> str:
     return _changelist("channels_app_pushlog", listing__id__exact=listing_id)
 
 
-def channel_card(channel: Channel, now: datetime) -> dict:
+def channel_card(channel: Channel, now: datetime, *, rolled=_ASK) -> dict:
     status = sync_status(channel, now=now)
     failed = [{"id": x.id, "sku": x.sku.code, "error": x.last_error[:200], "attempts": x.attempts,
                "ledger_url": ledger_url(x.sku_id), "history_url": push_history_url(x.id),
@@ -134,7 +138,7 @@ def channel_card(channel: Channel, now: datetime) -> dict:
     dead = [{"id": e.id, "topic": e.topic, "status": e.status, "error": e.last_error[:200], "received_at": e.received_at,
              "change_url": reverse("admin:channels_app_inboundevent_change", args=[e.id])}
             for e in InboundEvent.objects.filter(channel=channel, status__in=DEAD_STATUSES).order_by("-id")[:SAMPLE_ROWS]]
-    buckets = lag_buckets(channel, now)
+    buckets = lag_buckets(channel, now, rolled=rolled)
     return {
         **status,
         "id": channel.id, "name": channel.name, "kind": channel.get_kind_display(),
@@ -160,7 +164,8 @@ def channel_card(channel: Channel, now: datetime) -> dict:
 
 def dashboard_data(now: datetime | None = None) -> dict:
     now = now or timezone.now()
-    cards = [channel_card(channel, now) for channel in Channel.objects.order_by("slug")]
+    rolled = last_rolled_up()
+    cards = [channel_card(channel, now, rolled=rolled) for channel in Channel.objects.order_by("slug")]
     totals = {health: sum(1 for c in cards if c["health"] == health) for health in HEALTH_COLOURS}
     inbox_totals = dict(InboundEvent.objects.filter(status__in=DEAD_STATUSES).order_by().values("status")
                         .annotate(n=Count("id")).values_list("status", "n"))

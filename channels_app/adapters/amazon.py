@@ -89,8 +89,8 @@ class AmazonAdapter(ChannelAdapter):
             pipe.pexpire(self._limiter.key, 3_600_000)  # as the bucket's scripts do: it goes when unused for an hour
             pipe.execute()
 
-    def _headers(self) -> dict[str, str]:
-        return {"x-amz-access-token": self._access_token(), "Content-Type": "application/json"}
+    def _headers(self, token: str | None = None) -> dict[str, str]:
+        return {"x-amz-access-token": token or self._access_token(), "Content-Type": "application/json"}
 
     # -- access: Login with Amazon ------------------------------------------------------------------
     # An app authorised by the seller holds a refresh token; each call carries an access token, which Login with
@@ -131,9 +131,9 @@ class AmazonAdapter(ChannelAdapter):
         except PermanentError as exc:
             if exc.status != 403 or not self.channel.credentials.get("refresh_token"):
                 raise
-            self._access_token(fresh=True)
+            token = self._access_token(fresh=True)
             self.take_tokens(1, what=f"{method} {path} again with a new access token")
-            return self.request(method, path, headers=self._headers(), **kwargs)
+            return self.request(method, path, headers=self._headers(token), **kwargs)
 
     @property
     def seller_id(self) -> str:
